@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Opens a vemo output with pylance and pyarrow, the way a notebook user would, and checks it.
+
+Usage: python3 infra/check_output.py OUTPUT_DIR [EXPECTED_ROWS]
+
+Prints the row count, the caption-embedding columns and, for every item, whether a
+nearest-neighbour query with its caption embedding returns the item itself first. Exits 1 if
+any check fails. Needs `pip install pylance pyarrow`.
+"""
+import json
+import sys
+
+import lance
+import pyarrow.parquet as pq
+
+
+def main(out: str, expected_rows: int | None) -> int:
+    items = lance.dataset(f"{out}/items.lance")
+    table = items.to_table()
+    emb_cols = [f.name for f in items.schema if f.name.startswith("text_emb_e")]
+    dims = {c: items.schema.field(c).type.list_size for c in emb_cols}
+    self_first = 0
+    for row in table.to_pylist():
+        hit = items.to_table(
+            nearest={"column": "text_emb_e6", "q": row["text_emb_e6"], "k": 1},
+            columns=["id"],
+        )
+        self_first += hit["id"][0].as_py() == row["id"]
+    parquet_rows = pq.read_table(f"{out}/parquet/embeddings").num_rows
+    report = {
+        "rows": table.num_rows,
+        "embedding_columns": dims,
+        "schema_version": (items.schema.metadata or {}).get(b"vemo.schema_version", b"").decode(),
+        "self_first": self_first,
+        "parquet_embedding_rows": parquet_rows,
+        "versions": [v["version"] for v in items.versions()],
+    }
+    print(json.dumps(report))
+    ok = (
+        dims.get("text_emb_e6") == 384
+        and self_first == table.num_rows
+        and parquet_rows == table.num_rows * len(emb_cols)
+        and (expected_rows is None or table.num_rows == expected_rows)
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None))

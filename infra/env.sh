@@ -1,0 +1,31 @@
+# Shared settings of the infra scripts (sourced, not run).
+# Build output lives outside the clone so that repeated runs and CI reuse it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vemo-target}"
+export VEMO_HOME="${VEMO_HOME:-$HOME/.cache/vemo}"
+VEMO="$CARGO_TARGET_DIR/debug/vemo"
+
+# Installs what a fresh Debian machine lacks: protoc (lance's build runs it) and, for the
+# Python checks, pylance + pyarrow.
+ensure_system_deps() {
+  if ! command -v protoc >/dev/null; then
+    echo "== installing protobuf-compiler"
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler
+    else sudo apt-get update -qq && sudo apt-get install -y -qq protobuf-compiler; fi
+  fi
+  if ! python3 -c "import lance, pyarrow" 2>/dev/null; then
+    echo "== installing pylance and pyarrow (pip)"
+    python3 -m pip install --quiet "pylance==14.0.2" pyarrow
+  fi
+}
+
+# Builds the vemo binary (dev profile; numeric crates optimised, see Cargo.toml).
+build_vemo() {
+  echo "== building vemo (first build: ~12 min on 2 cores)"
+  cargo build --quiet -p vemo-jobs --bin vemo
+}
+
+# Pulls the default bundle and writes the sample corpus, unless already there.
+ensure_bundle_and_sample() {
+  [ -f "$VEMO_HOME/models/vemo-mini/bundle.toml" ] || "$VEMO" models pull vemo-mini
+  [ -f "$VEMO_HOME/corpus/sample/manifest.jsonl" ] || "$VEMO" corpus sample
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# README command (2): the whole test suite. Installs what is missing, pulls the bundle and the
+# sample corpus (tests that need them fail, not skip, here), builds, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source infra/env.sh
+
+ensure_system_deps
+build_vemo
+ensure_bundle_and_sample
+echo "== cargo test"
+VEMO_REQUIRE_BUNDLE=1 cargo test --workspace

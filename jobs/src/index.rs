@@ -1,0 +1,65 @@
+//! `vemo index`: job file + flags -> a pipeline run, and its summary.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
+
+use crate::cli::IndexArgs;
+use crate::home::{bundle_dir, expand};
+use crate::job::JobConfig;
+
+/// Runs `vemo index`.
+pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
+    let job = JobConfig::load(&args.job)?;
+    let input = expand(args.input.as_deref().unwrap_or(&job.input.uri));
+    let output = expand(args.output.as_deref().unwrap_or(&job.output.uri));
+    let bundle = bundle_dir(&expand(args.bundle.as_deref().unwrap_or(&job.model.bundle)));
+    let job_id = args
+        .job_id
+        .clone()
+        .unwrap_or_else(|| chrono::Utc::now().format("run-%Y%m%dT%H%M%SZ").to_string());
+    let config = IndexConfig {
+        input,
+        output,
+        bundle,
+        text_exits: job.model.exits.text.clone(),
+        batch_size: job.run.batch_size,
+        shard_size: job.run.shard_size,
+        read_concurrency: job.run.read_concurrency,
+        job_id,
+        progress_bar: !args.no_progress && std::io::stderr().is_terminal() && args.process == 0,
+    };
+    let cluster = ClusterConfig {
+        workers: args.workers,
+        processes: args.processes,
+        process: args.process,
+        hostfile: args.hostfile.clone(),
+    };
+    let Some(summary) = run_index(config, &cluster)? else {
+        tracing::info!(process = args.process, "Process finished; process 0 reports the run.");
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    eprintln!(
+        "Indexed {} items ({} errors, {} already done) into {} (items.lance v{}) in {:.1} s.",
+        summary.items_written,
+        summary.errors_written,
+        summary.skipped,
+        summary.output,
+        summary.items_version,
+        summary.elapsed_s
+    );
+    if summary.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: {} shard(s) failed and were not committed; rerun the same job to retry them:",
+            summary.failures.len()
+        );
+        for failure in &summary.failures {
+            eprintln!("  {failure}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}

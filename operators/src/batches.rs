@@ -1,0 +1,160 @@
+//! Builders of the Arrow batches vemo writes: `items`, `errors` and the embeddings long table.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, FixedSizeListArray, Float32Array, ListArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt32Array,
+};
+use arrow_schema::{Field, SchemaRef};
+use vemo_schemas::{
+    EmbeddingColumn, ErrorRecord, ManifestEntry, embeddings_long_schema, errors_schema,
+    items_schema,
+};
+
+use crate::Result;
+use crate::images::DecodedImage;
+
+/// One successfully processed item, ready to become an `items` row.
+#[derive(Debug, Clone)]
+pub struct IndexedItem {
+    /// The manifest entry.
+    pub entry: ManifestEntry,
+    /// What was learnt from the image.
+    pub image: DecodedImage,
+    /// One embedding per [`EmbeddingColumn`] of the job, in the same order.
+    pub embeddings: Vec<Vec<f32>>,
+}
+
+/// Values stamped on every row a run writes.
+#[derive(Debug, Clone)]
+pub struct RowStamp {
+    /// Bundle id (`vemo-mini@0.1.0`).
+    pub bundle: String,
+    /// Job run id.
+    pub job_id: String,
+    /// Write time, UTC microseconds since the epoch.
+    pub indexed_at_us: i64,
+}
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn repeated(value: &str, n: usize) -> ArrayRef {
+    strings(std::iter::repeat_n(value, n))
+}
+
+fn timestamps(value: i64, n: usize) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(vec![value; n]).with_timezone("UTC"))
+}
+
+/// Builds an `items` batch for `columns` (the schema is [`items_schema`] of them).
+pub fn items_batch(
+    columns: &[EmbeddingColumn],
+    items: &[IndexedItem],
+    stamp: &RowStamp,
+) -> Result<RecordBatch> {
+    let n = items.len();
+    let mut arrays: Vec<ArrayRef> = vec![
+        strings(items.iter().map(|i| i.entry.id.as_str())),
+        strings(items.iter().map(|i| i.entry.image.as_str())),
+        Arc::new(StringArray::from_iter(items.iter().map(|i| i.entry.caption.as_deref()))),
+        Arc::new(StringArray::from_iter(items.iter().map(|i| i.entry.metadata.as_deref()))),
+        Arc::new(UInt32Array::from_iter_values(items.iter().map(|i| i.image.width))),
+        Arc::new(UInt32Array::from_iter_values(items.iter().map(|i| i.image.height))),
+        strings(items.iter().map(|i| i.image.content_hash.as_str())),
+    ];
+    for (c, column) in columns.iter().enumerate() {
+        let flat: Vec<f32> = items.iter().flat_map(|i| i.embeddings[c].iter().copied()).collect();
+        let field = Arc::new(Field::new("item", arrow_schema::DataType::Float32, true));
+        let dim = i32::try_from(column.dim).unwrap_or(i32::MAX);
+        let values = Arc::new(Float32Array::from(flat));
+        arrays.push(Arc::new(FixedSizeListArray::try_new(field, dim, values, None)?));
+    }
+    arrays.extend([
+        repeated(&stamp.bundle, n),
+        repeated(&stamp.job_id, n),
+        timestamps(stamp.indexed_at_us, n),
+    ]);
+    Ok(RecordBatch::try_new(items_schema(columns), arrays)?)
+}
+
+/// Builds an `errors` batch.
+pub fn errors_batch(errors: &[ErrorRecord], stamp: &RowStamp) -> Result<RecordBatch> {
+    let n = errors.len();
+    let arrays: Vec<ArrayRef> = vec![
+        strings(errors.iter().map(|e| e.id.as_str())),
+        strings(errors.iter().map(|e| e.image.as_str())),
+        strings(errors.iter().map(|e| e.stage.as_str())),
+        strings(errors.iter().map(|e| e.reason.as_str())),
+        repeated(&stamp.job_id, n),
+        timestamps(stamp.indexed_at_us, n),
+    ];
+    Ok(RecordBatch::try_new(errors_schema(), arrays)?)
+}
+
+/// Builds a batch of the embeddings long table: one row per item and column.
+pub fn embeddings_long_batch(
+    columns: &[EmbeddingColumn],
+    items: &[IndexedItem],
+    stamp: &RowStamp,
+) -> Result<RecordBatch> {
+    let rows: Vec<(&IndexedItem, usize)> =
+        columns.iter().enumerate().flat_map(|(c, _)| items.iter().map(move |i| (i, c))).collect();
+    let n = rows.len();
+    let lists = ListArray::from_iter_primitive::<arrow_array::types::Float32Type, _, _>(
+        rows.iter().map(|(i, c)| Some(i.embeddings[*c].iter().map(|v| Some(*v)))),
+    );
+    let schema: SchemaRef = embeddings_long_schema();
+    let arrays: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|(i, _)| i.entry.id.as_str())),
+        strings(rows.iter().map(|(_, c)| columns[*c].tower.as_str())),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|(_, c)| u32::try_from(columns[*c].exit).unwrap_or(u32::MAX)),
+        )),
+        Arc::new(lists),
+        repeated(&stamp.bundle, n),
+        repeated(&stamp.job_id, n),
+    ];
+    // The list field of `from_iter_primitive` is nullable "item", as in the schema.
+    Ok(RecordBatch::try_new(schema, arrays)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vemo_schemas::Stage;
+
+    fn item(id: &str) -> IndexedItem {
+        IndexedItem {
+            entry: ManifestEntry {
+                id: id.into(),
+                image: format!("file:///x/{id}.png"),
+                caption: Some("a caption".into()),
+                metadata: None,
+            },
+            image: DecodedImage { width: 4, height: 3, content_hash: "ab".into() },
+            embeddings: vec![vec![0.6, 0.8], vec![1.0, 0.0]],
+        }
+    }
+
+    #[test]
+    fn batches_match_their_schemas() {
+        let columns = [
+            EmbeddingColumn { tower: "text".into(), exit: 3, dim: 2 },
+            EmbeddingColumn { tower: "text".into(), exit: 6, dim: 2 },
+        ];
+        let stamp = RowStamp { bundle: "b@1".into(), job_id: "j".into(), indexed_at_us: 5 };
+        let items = [item("a"), item("b")];
+        assert_eq!(items_batch(&columns, &items, &stamp).expect("items").num_rows(), 2);
+        assert_eq!(embeddings_long_batch(&columns, &items, &stamp).expect("long").num_rows(), 4);
+        let error = ErrorRecord {
+            id: "c".into(),
+            image: "file:///x/c.png".into(),
+            stage: Stage::Decode,
+            reason: "bad".into(),
+        };
+        assert_eq!(errors_batch(&[error], &stamp).expect("errors").num_rows(), 1);
+    }
+}

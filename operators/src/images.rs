@@ -1,0 +1,144 @@
+//! ReadImages: fetch each item's image bytes, hash them and decode them.
+//!
+//! A missing object or an undecodable image is not a job failure: it comes back as an
+//! [`ErrorRecord`] with the stage (`read` or `decode`) and the reason.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Mutex;
+
+use futures::{StreamExt, stream};
+use sha2::{Digest, Sha256};
+use vemo_schemas::{ErrorRecord, ManifestEntry, Stage};
+
+use crate::store::{self, Location};
+use crate::{Error, Result};
+
+/// What the pipeline keeps of a decoded image for now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// SHA-256 of the image bytes, hex.
+    pub content_hash: String,
+}
+
+/// Reads images through a cache of object stores (one client per scheme and bucket).
+#[derive(Default)]
+pub struct ImageReader {
+    stores: Mutex<HashMap<String, Location>>,
+}
+
+impl std::fmt::Debug for ImageReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ImageReader")
+    }
+}
+
+impl ImageReader {
+    /// Fetches and decodes the images of `entries`, `concurrency` requests at a time; the
+    /// result has one element per entry, in order.
+    pub async fn read_all(
+        &self,
+        entries: &[ManifestEntry],
+        concurrency: usize,
+    ) -> Vec<Result<DecodedImage, ErrorRecord>> {
+        stream::iter(entries)
+            .map(|entry| self.read_one(entry))
+            .buffered(concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    async fn read_one(&self, entry: &ManifestEntry) -> Result<DecodedImage, ErrorRecord> {
+        let failed = |stage: Stage, reason: String| ErrorRecord {
+            id: entry.id.clone(),
+            image: entry.image.clone(),
+            stage,
+            reason,
+        };
+        let location = self.locate(&entry.image).map_err(|e| failed(Stage::Read, e.to_string()))?;
+        let bytes = location.read().await.map_err(|e| match e {
+            Error::Store { source: object_store::Error::NotFound { .. }, .. } => {
+                failed(Stage::Read, format!("object not found: {}", entry.image))
+            }
+            other => failed(Stage::Read, other.to_string()),
+        })?;
+        // Decoding is CPU work; it runs on the calling worker's thread, which owns this shard.
+        decode(&bytes).map_err(|reason| failed(Stage::Decode, reason))
+    }
+
+    fn locate(&self, uri: &str) -> Result<Location> {
+        let url = url::Url::parse(uri)
+            .map_err(|e| Error::InvalidUri { uri: uri.to_string(), reason: e.to_string() })?;
+        let key = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        let root = match stores.get(&key) {
+            Some(root) => root.clone(),
+            None => {
+                let root = store::resolve(&format!("{key}/"))?;
+                stores.insert(key.clone(), root.clone());
+                root
+            }
+        };
+        let path = object_store::path::Path::from_url_path(url.path())
+            .map_err(|e| Error::InvalidUri { uri: uri.to_string(), reason: e.to_string() })?;
+        Ok(Location { store: root.store, path, uri: uri.to_string() })
+    }
+}
+
+/// Hashes and fully decodes `bytes` (a truncated or corrupt body fails here, not later).
+pub fn decode(bytes: &[u8]) -> Result<DecodedImage, String> {
+    let content_hash = hex::encode(Sha256::digest(bytes));
+    let image = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read image header: {e}"))?
+        .decode()
+        .map_err(|e| format!("cannot decode image: {e}"))?;
+    Ok(DecodedImage { width: image.width(), height: image.height(), content_hash })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(width, height, image::Rgb([10, 200, 30]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).expect("encode png");
+        out.into_inner()
+    }
+
+    #[test]
+    fn decode_reports_size_and_rejects_truncated_bytes() {
+        let bytes = png(7, 5);
+        let decoded = decode(&bytes).expect("valid png");
+        assert_eq!((decoded.width, decoded.height), (7, 5));
+        assert_eq!(decoded.content_hash.len(), 64);
+        assert!(decode(&bytes[..bytes.len() / 2]).is_err());
+        assert!(decode(b"not an image").is_err());
+    }
+
+    #[tokio::test]
+    async fn missing_and_corrupt_objects_become_error_records() {
+        let root = store::resolve("memory://images-test").expect("uri");
+        root.child("ok.png").expect("child").write(png(3, 3)).await.expect("write");
+        root.child("bad.png").expect("child").write(b"garbage".to_vec()).await.expect("write");
+        let entry = |id: &str| ManifestEntry {
+            id: id.into(),
+            image: format!("memory://images-test/{id}.png"),
+            caption: None,
+            metadata: None,
+        };
+        let got = ImageReader::default()
+            .read_all(&[entry("ok"), entry("bad"), entry("gone")], 4)
+            .await;
+        assert!(got[0].is_ok());
+        assert_eq!(got[1].as_ref().expect_err("corrupt").stage, Stage::Decode);
+        let missing = got[2].as_ref().expect_err("missing");
+        assert_eq!(missing.stage, Stage::Read);
+        assert!(missing.reason.contains("not found"), "{}", missing.reason);
+    }
+}

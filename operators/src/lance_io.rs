@@ -1,0 +1,169 @@
+//! Lance datasets: uncommitted fragment writes on workers, one commit per epoch, reads.
+//!
+//! Workers call [`write_fragments_uncommitted`]; the fragments travel (as JSON) to the
+//! committer, which calls [`commit_fragments`] once per epoch: all fragments of the epoch
+//! become one new dataset version, or none do. Fragments that were written but never
+//! committed are invisible to readers (Lance's cleanup removes their files).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::{RecordBatch, cast::AsArray};
+use arrow_schema::SchemaRef;
+use futures::TryStreamExt;
+use lance::Dataset;
+use lance::dataset::transaction::{Operation, Transaction};
+use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
+use lance::table::format::Fragment;
+
+use crate::{Error, Result};
+
+/// Writes `batches` as data files of the dataset at `uri` without committing them, and
+/// returns the fragments to commit.
+pub async fn write_fragments_uncommitted(
+    uri: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<Fragment>> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(Vec::new());
+    }
+    let params = WriteParams { mode: WriteMode::Append, ..Default::default() };
+    let transaction = InsertBuilder::new(uri)
+        .with_params(&params)
+        .execute_uncommitted(batches)
+        .await
+        .map_err(|e| Error::lance(uri, e))?;
+    match transaction.operation {
+        // Overwrite when the dataset did not exist yet at write time.
+        Operation::Append { fragments } | Operation::Overwrite { fragments, .. } => Ok(fragments),
+        other => Err(Error::lance(
+            uri,
+            lance::Error::internal(format!("unexpected write operation {other:?}")),
+        )),
+    }
+}
+
+/// Commits `fragments` to the dataset at `uri` as one new version, creating the dataset with
+/// `schema` if it does not exist. Returns the new version. An empty commit on an existing
+/// dataset is skipped and returns its version.
+pub async fn commit_fragments(
+    uri: &str,
+    schema: &SchemaRef,
+    fragments: Vec<Fragment>,
+) -> Result<u64> {
+    let existing = open_if_exists(uri).await?;
+    let (read_version, operation) = match &existing {
+        Some(_) if fragments.is_empty() => {
+            return Ok(existing.map(|d| d.version().version).unwrap_or_default());
+        }
+        Some(dataset) => (dataset.version().version, Operation::Append { fragments }),
+        None => {
+            let schema = lance::datatypes::Schema::try_from(schema.as_ref())
+                .map_err(|e| Error::lance(uri, e))?;
+            let operation = Operation::Overwrite {
+                fragments,
+                schema,
+                config_upsert_values: None,
+                initial_bases: None,
+            };
+            (0, operation)
+        }
+    };
+    let transaction = Transaction::new(read_version, operation, None);
+    let dataset = match existing {
+        Some(dataset) => CommitBuilder::new(Arc::new(dataset)).execute(transaction).await,
+        None => CommitBuilder::new(uri).execute(transaction).await,
+    }
+    .map_err(|e| Error::lance(uri, e))?;
+    Ok(dataset.version().version)
+}
+
+/// Opens the dataset at `uri`, or `None` if there is none.
+pub async fn open_if_exists(uri: &str) -> Result<Option<Dataset>> {
+    match Dataset::open(uri).await {
+        Ok(dataset) => Ok(Some(dataset)),
+        Err(lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::lance(uri, e)),
+    }
+}
+
+/// The ids in the dataset at `uri` (empty if there is none): the items a rerun skips.
+pub async fn read_ids(uri: &str, id_column: &str) -> Result<HashSet<String>> {
+    let Some(dataset) = open_if_exists(uri).await? else { return Ok(HashSet::new()) };
+    let mut scanner = dataset.scan();
+    scanner.project(&[id_column]).map_err(|e| Error::lance(uri, e))?;
+    let mut stream = scanner.try_into_stream().await.map_err(|e| Error::lance(uri, e))?;
+    let mut ids = HashSet::new();
+    while let Some(batch) = stream.try_next().await.map_err(|e| Error::lance(uri, e))? {
+        let column = batch.column(0).as_string::<i32>();
+        ids.extend(column.iter().flatten().map(str::to_string));
+    }
+    Ok(ids)
+}
+
+/// What `vemo inspect` prints of a dataset.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DatasetSummary {
+    /// Dataset URI.
+    pub uri: String,
+    /// Current version.
+    pub version: u64,
+    /// All versions, oldest first.
+    pub versions: Vec<u64>,
+    /// Row count of the current version.
+    pub rows: usize,
+    /// Columns and their Arrow types.
+    pub columns: Vec<(String, String)>,
+    /// Schema metadata (holds the vemo schema version).
+    pub metadata: HashMap<String, String>,
+}
+
+/// Summarises the dataset at `uri`, or `None` if there is none.
+pub async fn summarize(uri: &str) -> Result<Option<DatasetSummary>> {
+    let Some(dataset) = open_if_exists(uri).await? else { return Ok(None) };
+    let fail = |e| Error::lance(uri, e);
+    let rows = dataset.count_rows(None).await.map_err(fail)?;
+    let versions = dataset.versions().await.map_err(fail)?.iter().map(|v| v.version).collect();
+    let schema = arrow_schema::Schema::from(dataset.schema());
+    Ok(Some(DatasetSummary {
+        uri: uri.to_string(),
+        version: dataset.version().version,
+        versions,
+        rows,
+        columns: schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect(),
+        metadata: schema.metadata().clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::StringArray;
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn batch(ids: &[&str]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(ids.to_vec()))])
+            .expect("batch")
+    }
+
+    /// Two writers' fragments, exchanged as JSON, become one version; nothing is visible
+    /// before the commit.
+    #[tokio::test]
+    async fn uncommitted_fragments_from_two_writers_commit_as_one_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let uri = dir.path().join("t.lance").display().to_string();
+        let a = write_fragments_uncommitted(&uri, vec![batch(&["a", "b"])]).await.expect("a");
+        let b = write_fragments_uncommitted(&uri, vec![batch(&["c"])]).await.expect("b");
+        assert!(open_if_exists(&uri).await.expect("open").is_none());
+        let json = serde_json::to_string(&[a, b].concat()).expect("to json");
+        let fragments: Vec<Fragment> = serde_json::from_str(&json).expect("from json");
+        let v1 = commit_fragments(&uri, &batch(&[]).schema(), fragments).await.expect("commit");
+        let c = write_fragments_uncommitted(&uri, vec![batch(&["d"])]).await.expect("c");
+        let v2 = commit_fragments(&uri, &batch(&[]).schema(), c).await.expect("commit 2");
+        assert_eq!((v1, v2), (1, 2));
+        let ids = read_ids(&uri, "id").await.expect("ids");
+        assert_eq!(ids.len(), 4);
+        assert_eq!(summarize(&uri).await.expect("summary").expect("exists").versions, vec![1, 2]);
+    }
+}

@@ -1,0 +1,226 @@
+//! BERT encoder with early exits, for the text tower.
+//!
+//! A port of Hugging Face transformers' `BertModel` (modeling_bert.py: embeddings, then
+//! `num_hidden_layers` post-LayerNorm transformer layers), with the checkpoint's tensor names.
+//! candle-transformers' `BertModel` returns only the last layer; VEMO's elastic exits need the
+//! hidden states after chosen layers from one pass, and only the layers up to the deepest exit
+//! are loaded. The serde config is candle-transformers' own, which mirrors `config.json`.
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
+pub use candle_transformers::models::bert::Config;
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+        Ok(Self {
+            word: embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("word_embeddings"))?,
+            position: embedding(
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type: embedding(cfg.type_vocab_size, cfg.hidden_size, vb.pp("token_type_embeddings"))?,
+            norm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+        })
+    }
+
+    fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor) -> Result<Tensor> {
+        let seq_len = input_ids.dim(1)?;
+        let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
+        let sum = self
+            .word
+            .forward(input_ids)?
+            .add(&self.token_type.forward(token_type_ids)?)?
+            .broadcast_add(&self.position.forward(&positions)?)?;
+        self.norm.forward(&sum)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+    span: tracing::Span,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, cfg: &Config, index: usize) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let attn = vb.pp("attention");
+        Ok(Self {
+            query: linear(h, h, attn.pp("self").pp("query"))?,
+            key: linear(h, h, attn.pp("self").pp("key"))?,
+            value: linear(h, h, attn.pp("self").pp("value"))?,
+            attention_out: linear(h, h, attn.pp("output").pp("dense"))?,
+            attention_norm: layer_norm(h, cfg.layer_norm_eps, attn.pp("output").pp("LayerNorm"))?,
+            intermediate: linear(h, cfg.intermediate_size, vb.pp("intermediate").pp("dense"))?,
+            output: linear(cfg.intermediate_size, h, vb.pp("output").pp("dense"))?,
+            output_norm: layer_norm(h, cfg.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            heads: cfg.num_attention_heads,
+            head_dim: h / cfg.num_attention_heads,
+            span: tracing::trace_span!("bert_layer", index),
+        })
+    }
+
+    /// `x`: (batch, seq, hidden); `mask_bias`: (batch, 1, 1, seq), 0 for tokens, -inf-ish for
+    /// padding.
+    fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let _enter = self.span.enter();
+        let (b, l, _) = x.dims3()?;
+        let split = |t: Tensor| -> Result<Tensor> {
+            t.reshape((b, l, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, self.heads * self.head_dim))?;
+        let attended = self.attention_norm.forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let inner = self.intermediate.forward(&attended)?.gelu_erf()?;
+        self.output_norm.forward(&(self.output.forward(&inner)? + attended)?)
+    }
+}
+
+/// A BERT encoder truncated after its deepest requested exit.
+pub struct BertEncoder {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+}
+
+impl BertEncoder {
+    /// Loads the embeddings and the first `depth` layers (`depth` <= `num_hidden_layers`).
+    /// Accepts checkpoints with or without a `bert.` prefix.
+    pub fn load(vb: VarBuilder, cfg: &Config, depth: usize) -> Result<Self> {
+        if depth == 0 || depth > cfg.num_hidden_layers {
+            candle_core::bail!("exit depth {depth} outside 1..={}", cfg.num_hidden_layers);
+        }
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
+        let layers = (0..depth)
+            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), cfg, i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { embeddings, layers })
+    }
+
+    /// Number of layers loaded (the deepest exit available).
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Runs the encoder once and returns the hidden states (batch, seq, hidden) after each of
+    /// `exits` (1-based layer counts, each <= [`Self::depth`]), in the order given.
+    pub fn forward_exits(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        exits: &[usize],
+    ) -> Result<Vec<Tensor>> {
+        let deepest = exits.iter().copied().max().unwrap_or(0);
+        if deepest > self.depth() || exits.contains(&0) {
+            candle_core::bail!("exits {exits:?} outside 1..={}", self.depth());
+        }
+        let mask_bias = mask_bias(attention_mask)?;
+        let mut hidden = self.embeddings.forward(input_ids, token_type_ids)?;
+        let mut after = Vec::with_capacity(deepest);
+        for layer in &self.layers[..deepest] {
+            hidden = layer.forward(&hidden, &mask_bias)?;
+            after.push(hidden.clone());
+        }
+        Ok(exits.iter().map(|&e| after[e - 1].clone()).collect())
+    }
+}
+
+/// (batch, seq) 0/1 mask -> (batch, 1, 1, seq) additive bias, as transformers'
+/// `get_extended_attention_mask` builds it.
+fn mask_bias(attention_mask: &Tensor) -> Result<Tensor> {
+    let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(1)?.unsqueeze(1)?;
+    (mask.ones_like()? - mask)? * f32::MIN as f64
+}
+
+/// Mean of the token states under the mask, then L2 normalisation (sentence-transformers'
+/// `Pooling(mean)` + `Normalize`). `hidden`: (batch, seq, dim); result (batch, dim).
+pub fn mean_pool_normalized(hidden: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+    let mean = summed.broadcast_div(&counts)?;
+    let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    mean.broadcast_div(&norm)
+}
+
+/// The device models run on; CPU until the CUDA feature exists.
+pub fn default_device() -> Device {
+    Device::Cpu
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    fn tiny_config() -> Config {
+        let json = r#"{"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 3,
+            "num_attention_heads": 4, "intermediate_size": 32, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1, "max_position_embeddings": 24, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "classifier_dropout": null, "model_type": "bert"}"#;
+        serde_json::from_str(json).expect("tiny config")
+    }
+
+    /// Random weights, shared by our encoder and candle-transformers' reference `BertModel`:
+    /// the last exit must equal the reference's output (tolerance 1e-5, f32).
+    #[test]
+    fn last_exit_matches_candle_transformers_bert_on_random_weights() -> Result<()> {
+        let cfg = tiny_config();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let ours = BertEncoder::load(vb.clone(), &cfg, 3)?;
+        // LayerNorm weights start at 1 and biases at 0; perturb every tensor so that a
+        // mistake in any of them shows.
+        for var in varmap.all_vars() {
+            let noise = Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu)?;
+            var.set(&(var.as_tensor() + noise)?)?;
+        }
+        let reference = candle_transformers::models::bert::BertModel::load(vb, &cfg)?;
+        let ids = Tensor::new(&[[1u32, 7, 9, 33, 2, 0], [1, 4, 2, 0, 0, 0]], &Device::Cpu)?;
+        let types = ids.zeros_like()?;
+        let mask = Tensor::new(&[[1u32, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]], &Device::Cpu)?;
+        let exits = ours.forward_exits(&ids, &types, &mask, &[1, 3])?;
+        let expected = reference.forward(&ids, &types, Some(&mask))?;
+        let diff = (&exits[1] - &expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        println!("max |ours - candle-transformers| = {diff:e}");
+        assert!(diff < 1e-5, "max abs diff {diff}");
+        assert_eq!(exits[0].dims(), &[2, 6, 16]);
+        Ok(())
+    }
+
+    #[test]
+    fn mean_pool_ignores_padding_and_normalizes() -> Result<()> {
+        let hidden = Tensor::new(&[[[3f32, 4.], [100., 100.]]], &Device::Cpu)?;
+        let mask = Tensor::new(&[[1u32, 0]], &Device::Cpu)?;
+        let pooled = mean_pool_normalized(&hidden, &mask)?.to_vec2::<f32>()?;
+        assert!((pooled[0][0] - 0.6).abs() < 1e-6 && (pooled[0][1] - 0.8).abs() < 1e-6);
+        Ok(())
+    }
+}

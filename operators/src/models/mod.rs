@@ -1,0 +1,4 @@
+//! Candle models, one module per model family, and the towers built from them.
+
+pub mod bert;
+pub mod text_encoder;

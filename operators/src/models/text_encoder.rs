@@ -1,0 +1,122 @@
+//! EncodeCaptions: the text tower (tokenizer + BERT + mean pooling) with several exits.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use super::bert::{BertEncoder, Config, mean_pool_normalized};
+use crate::bundle::Bundle;
+use crate::{Error, Result};
+
+/// The caption encoder of a bundle, loaded up to the deepest exit a job asked for.
+pub struct TextEncoder {
+    tokenizer: Tokenizer,
+    bert: BertEncoder,
+    exits: Vec<usize>,
+    dim: usize,
+    device: Device,
+}
+
+impl std::fmt::Debug for TextEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextEncoder").field("exits", &self.exits).field("dim", &self.dim).finish()
+    }
+}
+
+impl TextEncoder {
+    /// Loads the text tower of `bundle` for `exits` (empty: the bundle's default exit).
+    pub fn load(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
+        let spec = bundle.text()?;
+        let exits = if exits.is_empty() { vec![spec.default_exit] } else { exits.to_vec() };
+        if let Some(bad) = exits.iter().find(|e| !spec.exits.contains(e)) {
+            return Err(Error::Bundle {
+                path: bundle.root.display().to_string(),
+                reason: format!("text exit {bad} not offered; the bundle has {:?}", spec.exits),
+            });
+        }
+        let config_text = std::fs::read_to_string(bundle.file(&spec.config))
+            .map_err(|e| Error::Io { path: spec.config.clone(), source: e })?;
+        let cfg: Config = serde_json::from_str(&config_text).map_err(|e| Error::Bundle {
+            path: bundle.root.display().to_string(),
+            reason: format!("{}: {e}", spec.config),
+        })?;
+        let depth = exits.iter().copied().max().unwrap_or(spec.default_exit);
+        let weights_path = bundle.file(&spec.weights);
+        let weights = std::fs::read(&weights_path)
+            .map_err(|e| Error::Io { path: weights_path.display().to_string(), source: e })?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
+        let bert = BertEncoder::load(vb, &cfg, depth)?;
+        let mut tokenizer = Tokenizer::from_file(bundle.file(&spec.tokenizer))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: spec.max_tokens, ..Default::default() }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
+        Ok(Self { tokenizer, bert, exits, dim: cfg.hidden_size, device: device.clone() })
+    }
+
+    /// The exits this encoder produces, in output order.
+    pub fn exits(&self) -> &[usize] {
+        &self.exits
+    }
+
+    /// Embedding width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of tokens `text` becomes (after truncation); used to group captions by length.
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        let encoding =
+            self.tokenizer.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().len())
+    }
+
+    /// Encodes one batch. Returns `[exit][caption]` -> L2-normalised embedding.
+    pub fn encode(&self, captions: &[&str]) -> Result<Vec<Vec<Vec<f32>>>> {
+        if captions.is_empty() {
+            return Ok(vec![Vec::new(); self.exits.len()]);
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(captions.to_vec(), true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor> {
+            let data: Vec<Vec<u32>> = encodings.iter().map(|e| f(e).to_vec()).collect();
+            Ok(Tensor::new(data, &self.device)?)
+        };
+        let ids = rows(&|e| e.get_ids())?;
+        let types = rows(&|e| e.get_type_ids())?;
+        let mask = rows(&|e| e.get_attention_mask())?;
+        let hidden = self.bert.forward_exits(&ids, &types, &mask, &self.exits)?;
+        hidden
+            .iter()
+            .map(|h| Ok(mean_pool_normalized(h, &mask)?.to_vec2::<f32>()?))
+            .collect()
+    }
+
+    /// Encodes any number of captions in batches of `batch_size`, captions of similar length
+    /// together (less padding). Returns `[exit][caption]` in the input order.
+    pub fn encode_all(&self, captions: &[&str], batch_size: usize) -> Result<Vec<Vec<Vec<f32>>>> {
+        let mut order: Vec<(usize, usize)> = captions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Ok((self.token_count(c)?, i)))
+            .collect::<Result<_>>()?;
+        order.sort_unstable();
+        let mut out = vec![vec![Vec::new(); captions.len()]; self.exits.len()];
+        for chunk in order.chunks(batch_size.max(1)) {
+            let batch: Vec<&str> = chunk.iter().map(|&(_, i)| captions[i]).collect();
+            let encoded = self.encode(&batch)?;
+            for (exit, per_caption) in encoded.into_iter().enumerate() {
+                for (&(_, i), embedding) in chunk.iter().zip(per_caption) {
+                    out[exit][i] = embedding;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

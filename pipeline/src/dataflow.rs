@@ -1,0 +1,265 @@
+//! The timely dataflow of `vemo index`, and [`run_index`], which plans and runs it.
+//!
+//! ```text
+//! input (each worker feeds its own shards, one per epoch)
+//!   -> ReadImages -> EncodeCaptions -> WriteShard     (pipelined, on the owning worker)
+//!   -> exchange to worker 0 -> CommitEpoch            (one Lance commit per epoch)
+//! ```
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::Serialize;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::{Operator, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle, Stream};
+use tokio::runtime::Runtime;
+use vemo_operators::batches::RowStamp;
+use vemo_operators::bundle::Bundle;
+use vemo_operators::images::ImageReader;
+use vemo_operators::lance_io::read_ids;
+use vemo_operators::manifest::read_manifest;
+use vemo_operators::models::bert::default_device;
+use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_operators::store::{self, Location};
+use vemo_schemas::{COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema};
+
+use crate::commit::{CommitStats, Committer};
+use crate::config::{ClusterConfig, IndexConfig};
+use crate::plan::{Plan, Shard, epoch_of, plan_shards};
+use crate::process::{ShardProcessor, ShardWritten};
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+/// Epochs a worker may run ahead of what worker 0 has received.
+const EPOCHS_IN_FLIGHT: u64 = 2;
+
+/// What a run did, printed by `vemo index` and written to `_vemo/runs/JOB.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub job_id: String,
+    pub input: String,
+    pub output: String,
+    pub bundle: String,
+    pub manifest_items: usize,
+    pub skipped: usize,
+    pub shards: usize,
+    pub workers: usize,
+    pub items_written: usize,
+    pub errors_written: usize,
+    pub items_version: u64,
+    pub errors_version: u64,
+    pub elapsed_s: f64,
+    pub items_per_s: f64,
+    pub failures: Vec<String>,
+}
+
+/// Everything a worker shares with the other workers of its process.
+struct Shared {
+    config: IndexConfig,
+    runtime: Arc<Runtime>,
+    encoder: Arc<TextEncoder>,
+    bundle_id: String,
+    columns: Vec<EmbeddingColumn>,
+    plan: Plan,
+    output: Location,
+    items_uri: String,
+    errors_uri: String,
+    started_us: i64,
+}
+
+/// Plans and runs one `vemo index` job on this process's share of the cluster. Returns the
+/// summary on the process that holds worker 0, `None` on the others.
+pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<RunSummary>> {
+    let timely_config = cluster.timely_config()?;
+    let runtime = Arc::new(tokio::runtime::Builder::new_multi_thread().enable_all().build()?);
+    // User errors (bundle, exits, manifest) surface here, before any worker starts.
+    let bundle = Bundle::open(&config.bundle)?;
+    let encoder = Arc::new(TextEncoder::load(&bundle, &config.text_exits, &default_device())?);
+    let columns: Vec<EmbeddingColumn> = encoder
+        .exits()
+        .iter()
+        .map(|&exit| EmbeddingColumn { tower: "text".into(), exit, dim: encoder.dim() })
+        .collect();
+    let output = store::resolve(&config.output)?;
+    let items_uri = store::join(&output.uri, ITEMS_DATASET);
+    let errors_uri = store::join(&output.uri, ERRORS_DATASET);
+    let plan = runtime.block_on(async {
+        let manifest = read_manifest(&config.input).await?;
+        let mut done: HashSet<String> = read_ids(&items_uri, COL_ID).await?;
+        done.extend(read_ids(&errors_uri, COL_ID).await?);
+        Ok::<_, vemo_operators::Error>(plan_shards(manifest.entries, &done, config.shard_size))
+    })?;
+    tracing::info!(
+        items = plan.items(),
+        skipped = plan.skipped,
+        shards = plan.shards.len(),
+        "Planned run."
+    );
+    let shared = Arc::new(Shared {
+        bundle_id: bundle.id(),
+        runtime,
+        encoder,
+        columns,
+        plan,
+        output,
+        items_uri,
+        errors_uri,
+        started_us: chrono::Utc::now().timestamp_micros(),
+        config,
+    });
+    let guards = timely::execute(timely_config, move |worker| run_worker(worker, &shared))
+        .map_err(Error::Dataflow)?;
+    let mut summary = None;
+    for result in guards.join() {
+        match result.map_err(Error::Dataflow)? {
+            Ok(Some(s)) => summary = Some(s),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(summary)
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<RunSummary>> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let processor = Rc::new(ShardProcessor {
+        runtime: shared.runtime.clone(),
+        encoder: shared.encoder.clone(),
+        reader: ImageReader::default(),
+        columns: shared.columns.clone(),
+        stamp: RowStamp {
+            bundle: shared.bundle_id.clone(),
+            job_id: shared.config.job_id.clone(),
+            indexed_at_us: shared.started_us,
+        },
+        output: shared.output.clone(),
+        items_uri: shared.items_uri.clone(),
+        errors_uri: shared.errors_uri.clone(),
+        batch_size: shared.config.batch_size,
+        read_concurrency: shared.config.read_concurrency,
+    });
+    let committer = (index == 0).then(|| {
+        Rc::new(RefCell::new(Committer {
+            runtime: shared.runtime.clone(),
+            output: shared.output.clone(),
+            items_uri: shared.items_uri.clone(),
+            errors_uri: shared.errors_uri.clone(),
+            items_schema: items_schema(&shared.columns),
+            pending: Default::default(),
+            stats: CommitStats::default(),
+            progress: Progress::new(shared.plan.shards.len() as u64, shared.config.progress_bar),
+            processed_shards: 0,
+        }))
+    });
+
+    let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Shard>>>::new();
+    let probe = ProbeHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let shards = input.to_stream(scope);
+        let (read, encode, write) = (processor.clone(), processor.clone(), processor);
+        let written = stage(shards, "ReadImages", move |s| read.read_images(s));
+        let written = stage(written, "EncodeCaptions", move |s| encode.encode_captions(s));
+        let written = stage(written, "WriteShard", move |s| write.write_shard(s));
+        commit_epochs(written, committer.clone(), peers).probe_with(&probe);
+    });
+
+    for epoch in 0..shared.plan.epochs(peers) {
+        if let Some(shard) = shared.plan.shard_at(epoch, index, peers) {
+            input.send(shard.clone());
+        }
+        input.advance_to(epoch + 1);
+        // Bound the work in flight: wait until worker 0 has what is older than the window.
+        let horizon = (epoch + 1).saturating_sub(EPOCHS_IN_FLIGHT);
+        while probe.less_than(&horizon) {
+            worker.step();
+        }
+    }
+    input.close();
+    while worker.step_or_park(None) {}
+
+    let Some(committer) = committer else { return Ok(None) };
+    let mut committer = committer.borrow_mut();
+    let (items_version, errors_version) = committer.finish()?;
+    let elapsed_s = committer.progress.elapsed();
+    let stats = committer.stats.clone();
+    let summary = RunSummary {
+        job_id: shared.config.job_id.clone(),
+        input: shared.config.input.clone(),
+        output: shared.output.uri.clone(),
+        bundle: shared.bundle_id.clone(),
+        manifest_items: shared.plan.manifest_items,
+        skipped: shared.plan.skipped,
+        shards: shared.plan.shards.len(),
+        workers: peers,
+        items_written: stats.items,
+        errors_written: stats.errors,
+        items_version,
+        errors_version,
+        elapsed_s,
+        items_per_s: (stats.items + stats.errors) as f64 / elapsed_s.max(1e-9),
+        failures: stats.failures,
+    };
+    let text = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    let runs = shared.output.child(&format!("{VEMO_DIR}/runs/{}.json", summary.job_id))?;
+    shared.runtime.block_on(runs.write(text))?;
+    Ok(Some(summary))
+}
+
+/// A named per-shard transform on the owning worker (pipeline pact, no data movement).
+fn stage<'scope, A, B>(
+    stream: Stream<'scope, u64, Vec<A>>,
+    name: &str,
+    mut logic: impl FnMut(A) -> B + 'static,
+) -> Stream<'scope, u64, Vec<B>>
+where
+    A: Clone + 'static,
+    B: Clone + 'static,
+{
+    stream
+        .unary(Pipeline, name, move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for container in data {
+                        for item in container.drain(..) {
+                            session.give(logic(item));
+                        }
+                    }
+                });
+            }
+        })
+        .container::<Vec<B>>()
+}
+
+/// CommitEpoch: routes every written shard to worker 0, which commits each epoch once the
+/// frontier has passed it. Passes the shards on, so a probe can follow the commits.
+fn commit_epochs<'scope>(
+    written: Stream<'scope, u64, Vec<ShardWritten>>,
+    committer: Option<Rc<RefCell<Committer>>>,
+    peers: usize,
+) -> Stream<'scope, u64, Vec<u64>> {
+    written
+        .unary_frontier(Exchange::new(|_: &ShardWritten| 0), "CommitEpoch", move |_, _| {
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for container in data {
+                        for shard in container.drain(..) {
+                            session.give(shard.shard);
+                            if let Some(committer) = &committer {
+                                committer.borrow_mut().accept(epoch_of(shard.shard, peers), shard);
+                            }
+                        }
+                    }
+                });
+                if let Some(committer) = &committer {
+                    committer.borrow_mut().commit_complete(|epoch| !frontier.less_equal(&epoch));
+                }
+            }
+        })
+        .container::<Vec<u64>>()
+}

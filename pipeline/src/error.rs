@@ -1,0 +1,32 @@
+//! The error type of vemo-pipeline.
+
+/// A failure of a run (bad items are rows in `errors`, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operator failed (store, manifest, bundle, model, Lance, Parquet).
+    #[error(transparent)]
+    Operator(#[from] vemo_operators::Error),
+    /// The cluster flags or hostfile are wrong.
+    #[error("cluster configuration: {0}")]
+    Cluster(String),
+    /// Timely could not start or a worker thread died.
+    #[error("dataflow: {0}")]
+    Dataflow(String),
+    /// The tokio runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+impl Error {
+    /// True when the user can fix it by changing flags, the job file or the input (exit 2).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Operator(e) => e.is_user_error(),
+            Error::Cluster(_) => true,
+            Error::Dataflow(_) | Error::Runtime(_) => false,
+        }
+    }
+}
+
+/// Result with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,19 @@
+//! vemo-pipeline: the timely dataflow of a vemo job, and the only crate that names timely.
+//!
+//! A run plans shards from the manifest ([`plan`]), gives each shard to one worker, runs the
+//! stages ReadImages -> EncodeCaptions -> WriteShard on it ([`process`]), and sends what was
+//! written to worker 0, which commits every epoch in one Lance transaction once the frontier
+//! has passed it ([`commit`]). [`dataflow`] wires these together for threads and processes.
+
+mod commit;
+mod config;
+mod dataflow;
+mod error;
+mod plan;
+mod process;
+mod progress;
+
+pub use config::{ClusterConfig, IndexConfig};
+pub use dataflow::{RunSummary, run_index};
+pub use error::{Error, Result};
+pub use plan::{Plan, Shard, plan_shards};

@@ -1,0 +1,169 @@
+//! The per-shard stages a worker runs: ReadImages -> EncodeCaptions -> WriteShard.
+//!
+//! Each stage takes and returns plain values, so the dataflow only wires them. Bad items leave
+//! the shard as [`ErrorRecord`]s; a failure of the stage itself (a model or a Lance write)
+//! marks the whole shard failed, and the committer leaves it uncommitted for the next run.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+use vemo_operators::batches::{IndexedItem, RowStamp, embeddings_long_batch, errors_batch, items_batch};
+use vemo_operators::images::{DecodedImage, ImageReader};
+use vemo_operators::lance_io::write_fragments_uncommitted;
+use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_operators::parquet_io::write_parquet;
+use vemo_operators::store::Location;
+use vemo_schemas::{
+    EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR,
+    Stage, VEMO_DIR,
+};
+
+use crate::plan::Shard;
+
+/// After ReadImages: the shard's items with their images, and the items that failed.
+#[derive(Debug, Clone)]
+pub struct ShardRead {
+    pub shard: u64,
+    pub read: Vec<(ManifestEntry, DecodedImage)>,
+    pub errors: Vec<ErrorRecord>,
+}
+
+/// After EncodeCaptions: items ready to write.
+#[derive(Debug, Clone)]
+pub struct ShardEncoded {
+    pub shard: u64,
+    pub items: Vec<IndexedItem>,
+    pub errors: Vec<ErrorRecord>,
+    pub failure: Option<String>,
+}
+
+/// After WriteShard: what the committer needs. Travels between processes, so it is plain data:
+/// Lance fragments as JSON, Parquet parts as (staged URI, final relative path).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardWritten {
+    pub shard: u64,
+    pub items: usize,
+    pub errors: usize,
+    pub item_fragments: String,
+    pub error_fragments: String,
+    pub staged_parts: Vec<(String, String)>,
+    pub failure: Option<String>,
+}
+
+/// One worker's stages, sharing the process's runtime and text encoder.
+pub struct ShardProcessor {
+    pub runtime: Arc<Runtime>,
+    pub encoder: Arc<TextEncoder>,
+    pub reader: ImageReader,
+    pub columns: Vec<EmbeddingColumn>,
+    pub stamp: RowStamp,
+    pub output: Location,
+    pub items_uri: String,
+    pub errors_uri: String,
+    pub batch_size: usize,
+    pub read_concurrency: usize,
+}
+
+impl ShardProcessor {
+    /// ReadImages: fetch, hash and decode every image of the shard.
+    pub fn read_images(&self, shard: Shard) -> ShardRead {
+        let _span = tracing::debug_span!("read_images", shard = shard.id).entered();
+        let results =
+            self.runtime.block_on(self.reader.read_all(&shard.entries, self.read_concurrency));
+        let mut out = ShardRead { shard: shard.id, read: Vec::new(), errors: Vec::new() };
+        for (entry, result) in shard.entries.into_iter().zip(results) {
+            match result {
+                Ok(image) => out.read.push((entry, image)),
+                Err(error) => out.errors.push(error),
+            }
+        }
+        out
+    }
+
+    /// EncodeCaptions: embed every caption at every exit; an empty caption is an error row.
+    pub fn encode_captions(&self, shard: ShardRead) -> ShardEncoded {
+        let _span = tracing::debug_span!("encode_captions", shard = shard.shard).entered();
+        let mut errors = shard.errors;
+        let mut ready = Vec::new();
+        for (entry, image) in shard.read {
+            match entry.caption.as_deref().map(str::trim) {
+                Some(text) if !text.is_empty() => ready.push((entry, image)),
+                _ => errors.push(ErrorRecord {
+                    id: entry.id.clone(),
+                    image: entry.image.clone(),
+                    stage: Stage::Caption,
+                    reason: "empty or missing caption: the text task needs one".into(),
+                }),
+            }
+        }
+        let captions: Vec<&str> =
+            ready.iter().map(|(e, _)| e.caption.as_deref().unwrap_or_default()).collect();
+        let mut out = ShardEncoded { shard: shard.shard, items: Vec::new(), errors, failure: None };
+        match self.encoder.encode_all(&captions, self.batch_size) {
+            Ok(per_exit) => {
+                for (i, (entry, image)) in ready.into_iter().enumerate() {
+                    let embeddings = per_exit.iter().map(|exit| exit[i].clone()).collect();
+                    out.items.push(IndexedItem { entry, image, embeddings });
+                }
+            }
+            Err(e) => out.failure = Some(format!("shard {}: text encoder: {e}", shard.shard)),
+        }
+        out
+    }
+
+    /// WriteShard: Lance fragments (uncommitted) and staged Parquet parts.
+    pub fn write_shard(&self, shard: ShardEncoded) -> ShardWritten {
+        let _span = tracing::debug_span!("write_shard", shard = shard.shard).entered();
+        let mut written = ShardWritten {
+            shard: shard.shard,
+            items: shard.items.len(),
+            errors: shard.errors.len(),
+            failure: shard.failure.clone(),
+            ..Default::default()
+        };
+        if written.failure.is_none()
+            && let Err(e) = self.runtime.block_on(self.write(&shard, &mut written))
+        {
+            written.failure = Some(format!("shard {}: write: {e}", shard.shard));
+        }
+        written
+    }
+
+    async fn write(&self, shard: &ShardEncoded, out: &mut ShardWritten) -> vemo_operators::Result<()> {
+        let suffix: u64 = rand::random();
+        let part = format!("part-{}-{:06}-{suffix:016x}.parquet", self.stamp.job_id, shard.shard);
+        if !shard.items.is_empty() {
+            let items = items_batch(&self.columns, &shard.items, &self.stamp)?;
+            let fragments = write_fragments_uncommitted(&self.items_uri, vec![items]).await?;
+            out.item_fragments = to_json(&fragments)?;
+            let long = embeddings_long_batch(&self.columns, &shard.items, &self.stamp)?;
+            out.staged_parts.push(self.stage_part(&long, PARQUET_EMBEDDINGS_DIR, &part).await?);
+        }
+        if !shard.errors.is_empty() {
+            let errors = errors_batch(&shard.errors, &self.stamp)?;
+            let fragments = write_fragments_uncommitted(&self.errors_uri, vec![errors.clone()]).await?;
+            out.error_fragments = to_json(&fragments)?;
+            out.staged_parts.push(self.stage_part(&errors, PARQUET_ERRORS_DIR, &part).await?);
+        }
+        Ok(())
+    }
+
+    async fn stage_part(
+        &self,
+        batch: &arrow_array::RecordBatch,
+        dir: &str,
+        part: &str,
+    ) -> vemo_operators::Result<(String, String)> {
+        let staged = format!("{VEMO_DIR}/staging/{}/{dir}/{part}", self.stamp.job_id);
+        write_parquet(&self.output.child(&staged)?, batch).await?;
+        Ok((staged, format!("{dir}/{part}")))
+    }
+}
+
+fn to_json(fragments: &[lance::table::format::Fragment]) -> vemo_operators::Result<String> {
+    serde_json::to_string(fragments).map_err(|e| vemo_operators::Error::Io {
+        path: "fragment message".into(),
+        source: e.into(),
+    })
+}

@@ -1,0 +1,59 @@
+//! Progress of a run: an indicatif bar on a terminal, periodic log lines otherwise.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Progress as the committer sees it (committed shards and items).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_log: Instant,
+    shards: u64,
+}
+
+impl Progress {
+    /// A reporter for `shards` shards; a bar when `bar` is set.
+    pub fn new(shards: u64, bar: bool) -> Self {
+        let bar = bar.then(|| {
+            let bar = ProgressBar::new(shards);
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} shards  {msg}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        });
+        Self { bar, started: Instant::now(), last_log: Instant::now(), shards }
+    }
+
+    /// Reports `shards_done` committed shards with `items` and `errors` rows.
+    pub fn update(&mut self, shards_done: u64, items: usize, errors: usize) {
+        let rate = items as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(shards_done);
+                bar.set_message(format!("{items} items, {errors} errors, {rate:.1} items/s"));
+            }
+            None if self.last_log.elapsed() >= LOG_EVERY || shards_done == self.shards => {
+                self.last_log = Instant::now();
+                tracing::info!(shards_done, shards = self.shards, items, errors, items_per_s = rate, "Progress.");
+            }
+            None => {}
+        }
+    }
+
+    /// Seconds since the run started.
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Column names of every table vemo reads or writes.
+
+/// Input id: unique within a manifest, the key of every output row.
+pub const COL_ID: &str = "id";
+/// Image location: in a manifest a path relative to the manifest's folder or a full URI;
+/// in `items` always the resolved full URI.
+pub const COL_IMAGE: &str = "image";
+/// Caption text, as given in the manifest.
+pub const COL_CAPTION: &str = "caption";
+/// Extra manifest columns, passed through as one JSON object.
+pub const COL_METADATA: &str = "metadata";
+/// Decoded image width in pixels.
+pub const COL_WIDTH: &str = "width";
+/// Decoded image height in pixels.
+pub const COL_HEIGHT: &str = "height";
+/// SHA-256 of the image bytes, hex.
+pub const COL_CONTENT_HASH: &str = "content_hash";
+/// Id of the model bundle that produced the row (`vemo-mini@0.1.0`).
+pub const COL_BUNDLE: &str = "bundle";
+/// Id of the job run that wrote the row.
+pub const COL_JOB_ID: &str = "job_id";
+/// When the row was written, UTC microseconds.
+pub const COL_INDEXED_AT: &str = "indexed_at";
+/// Pipeline stage at which an input failed (see [`crate::Stage`]).
+pub const COL_STAGE: &str = "stage";
+/// Human-readable reason of a failure.
+pub const COL_REASON: &str = "reason";
+/// Long table: tower name (`text`, later `image`).
+pub const COL_TOWER: &str = "tower";
+/// Long table: encoder exit (number of layers run).
+pub const COL_EXIT: &str = "exit";
+/// Long table: the embedding vector.
+pub const COL_EMBEDDING: &str = "embedding";
+
+/// Name of the embedding column of `tower` at `exit`: `text_emb_e6` is the caption embedding
+/// taken after text layer 6.
+pub fn embedding_column(tower: &str, exit: usize) -> String {
+    format!("{tower}_emb_e{exit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedding_column_names_tower_and_exit() {
+        assert_eq!(embedding_column("text", 6), "text_emb_e6");
+        assert_eq!(embedding_column("image", 3), "image_emb_e3");
+    }
+}

@@ -1,0 +1,54 @@
+//! Record types that cross crate boundaries: manifest entries, failure stages, error rows.
+
+use serde::{Deserialize, Serialize};
+
+/// One input item as read from the manifest, with its image location resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Unique id of the item.
+    pub id: String,
+    /// Full URI of the image (`file:///...`, `s3://...`, `memory://...`).
+    pub image: String,
+    /// Caption, if any.
+    pub caption: Option<String>,
+    /// Extra manifest columns as a JSON object, if there were any.
+    pub metadata: Option<String>,
+}
+
+/// The pipeline stage at which an item failed; written to `errors.stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stage {
+    /// Fetching the image bytes from the object store.
+    Read,
+    /// Decoding the image bytes.
+    Decode,
+    /// Checking and tokenizing the caption.
+    Caption,
+    /// Running a model tower or head.
+    Encode,
+}
+
+impl Stage {
+    /// The name stored in the `stage` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Decode => "decode",
+            Stage::Caption => "caption",
+            Stage::Encode => "encode",
+        }
+    }
+}
+
+/// One failed item: which, where and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// Id of the item that failed.
+    pub id: String,
+    /// Image URI of the item.
+    pub image: String,
+    /// Stage that failed.
+    pub stage: Stage,
+    /// Why it failed, for a human.
+    pub reason: String,
+}

@@ -1,0 +1,82 @@
+//! vemo-tests: helpers for the end-to-end tests in `tests/`: finding the `vemo` binary and the
+//! model bundle, running jobs, and reading their output back.
+//!
+//! Tests that need the real bundle (`vemo models pull`) skip with a message when it is absent,
+//! unless `VEMO_REQUIRE_BUNDLE=1` (set by `.ci/run`), which makes its absence a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the `vemo` binary: `$VEMO_BIN`, else `target/<profile>/vemo` beside this test.
+pub fn vemo_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VEMO_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/test-hash -> target/<profile>/vemo
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let bin = profile_dir.join("vemo");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p vemo-jobs`; infra/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The vemo home that holds the bundle: `$VEMO_HOME` or `~/.cache/vemo`.
+pub fn vemo_home() -> PathBuf {
+    match std::env::var_os("VEMO_HOME").filter(|v| !v.is_empty()) {
+        Some(home) => home.into(),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vemo"),
+    }
+}
+
+/// The pulled `vemo-mini` bundle, or `None` (after saying so) when it is absent and not
+/// required.
+pub fn bundle_or_skip(test: &str) -> Option<PathBuf> {
+    let dir = vemo_home().join("models/vemo-mini");
+    if dir.join("bundle.toml").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() != Ok("1"),
+        "VEMO_REQUIRE_BUNDLE=1 but {} has no bundle: run `vemo models pull`",
+        dir.display()
+    );
+    eprintln!("SKIPPED {test}: no bundle at {} (run `vemo models pull`)", dir.display());
+    None
+}
+
+/// Runs `vemo` with `args`, returning its output.
+pub fn vemo(args: &[&str]) -> Output {
+    Command::new(vemo_bin())
+        .args(args)
+        .env("VEMO_LOG", "warn")
+        .output()
+        .expect("start vemo")
+}
+
+/// Runs `vemo` and asserts it exited 0.
+pub fn vemo_ok(args: &[&str]) -> Output {
+    let out = vemo(args);
+    assert!(
+        out.status.success(),
+        "vemo {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes a job file for `input` -> `output` with `bundle`, text exits 3 and 6, small shards.
+pub fn write_job(dir: &Path, input: &str, output: &str, bundle: &Path, shard_size: usize) -> PathBuf {
+    let job = format!(
+        "[input]\nuri = \"{input}\"\n[output]\nuri = \"{output}\"\n[model]\nbundle = \"{}\"\n\
+         [model.exits]\ntext = [3, 6]\n[run]\nbatch_size = 8\nshard_size = {shard_size}\n",
+        bundle.display()
+    );
+    let path = dir.join(format!("job-{}.toml", output.replace(['/', ':'], "_")));
+    std::fs::write(&path, job).expect("write job file");
+    path
+}

@@ -1,0 +1,222 @@
+//! End-to-end runs of `vemo index` on a synthetic corpus with broken items: 1 worker, 3 workers
+//! and 2 processes x 2 workers write the same rows; a rerun adds nothing; a corrupt and a
+//! missing image end in `errors` while the job succeeds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float32Type;
+use arrow_array::{Array, RecordBatch};
+use vemo_tests::{bundle_or_skip, vemo, vemo_bin, vemo_ok, write_job};
+
+/// Items in the synthetic corpus before the two broken ones are added.
+const ITEMS: usize = 40;
+
+/// Makes the corpus: `ITEMS` synthetic items plus a corrupt JPEG, a missing image and an empty
+/// caption.
+fn make_corpus(dir: &Path) -> String {
+    let corpus = dir.join("corpus");
+    let corpus_str = corpus.display().to_string();
+    vemo_ok(&["corpus", "synth", "--items", &ITEMS.to_string(), "--output", &corpus_str, "--size", "64"]);
+    std::fs::write(corpus.join("images/corrupt.jpg"), b"\xff\xd8\xff\xe0 this is not a jpeg")
+        .expect("write corrupt image");
+    let mut manifest = std::fs::read_to_string(corpus.join("manifest.jsonl")).expect("manifest");
+    manifest.push_str(r#"{"id":"broken-corrupt","image":"images/corrupt.jpg","caption":"A corrupt file."}"#);
+    manifest.push('\n');
+    manifest.push_str(r#"{"id":"broken-missing","image":"images/nowhere.jpg","caption":"Gone."}"#);
+    manifest.push('\n');
+    manifest.push_str(r#"{"id":"broken-empty-caption","image":"images/0000000.jpg","caption":"  "}"#);
+    manifest.push('\n');
+    std::fs::write(corpus.join("manifest.jsonl"), manifest).expect("manifest");
+    corpus_str
+}
+
+/// Rows of an output as id -> (content hash, exit-6 embedding); errors as id -> stage.
+struct Output {
+    items: BTreeMap<String, (String, Vec<f32>)>,
+    errors: BTreeMap<String, String>,
+}
+
+fn read_lance(uri: &str) -> Vec<RecordBatch> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use futures_util::TryStreamExt;
+        let dataset = lance::Dataset::open(uri).await.expect("open dataset");
+        dataset.scan().try_into_stream().await.expect("scan").try_collect().await.expect("read")
+    })
+}
+
+fn read_output(root: &Path) -> Output {
+    let mut items = BTreeMap::new();
+    for batch in read_lance(&root.join("items.lance").display().to_string()) {
+        let ids = batch.column_by_name("id").expect("id").as_string::<i32>();
+        let hashes = batch.column_by_name("content_hash").expect("hash").as_string::<i32>();
+        let emb = batch.column_by_name("text_emb_e6").expect("e6").as_fixed_size_list();
+        assert_eq!(emb.value_length(), 384);
+        for row in 0..batch.num_rows() {
+            let vector = emb.value(row).as_primitive::<Float32Type>().values().to_vec();
+            let previous = items.insert(ids.value(row).to_string(), (hashes.value(row).to_string(), vector));
+            assert!(previous.is_none(), "id {} twice in items", ids.value(row));
+        }
+        assert!(batch.column_by_name("text_emb_e3").is_some());
+    }
+    let mut errors = BTreeMap::new();
+    for batch in read_lance(&root.join("errors.lance").display().to_string()) {
+        let ids = batch.column_by_name("id").expect("id").as_string::<i32>();
+        let stages = batch.column_by_name("stage").expect("stage").as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            let previous = errors.insert(ids.value(row).to_string(), stages.value(row).to_string());
+            assert!(previous.is_none(), "id {} twice in errors", ids.value(row));
+        }
+    }
+    Output { items, errors }
+}
+
+fn assert_complete(out: &Output) {
+    assert_eq!(out.items.len(), ITEMS, "every good item in items");
+    assert_eq!(out.errors.get("broken-corrupt").map(String::as_str), Some("decode"));
+    assert_eq!(out.errors.get("broken-missing").map(String::as_str), Some("read"));
+    assert_eq!(out.errors.get("broken-empty-caption").map(String::as_str), Some("caption"));
+    assert_eq!(out.errors.len(), 3);
+    assert!(out.items.keys().all(|id| !out.errors.contains_key(id)), "an id in both tables");
+}
+
+fn assert_same_rows(a: &Output, b: &Output, what: &str) {
+    assert_eq!(a.errors, b.errors, "{what}: errors differ");
+    assert_eq!(a.items.keys().collect::<Vec<_>>(), b.items.keys().collect::<Vec<_>>(), "{what}: ids");
+    let mut worst = 0f32;
+    for (id, (hash, vector)) in &a.items {
+        let (other_hash, other) = &b.items[id];
+        assert_eq!(hash, other_hash, "{what}: content hash of {id}");
+        for (x, y) in vector.iter().zip(other) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    // Shards batch captions differently per layout (padding length); f32 noise only.
+    assert!(worst < 1e-5, "{what}: embeddings differ by {worst}");
+}
+
+fn run_cluster(job: &Path, output: &str, processes: usize, workers: usize, dir: &Path) {
+    let base = 23000 + (std::process::id() % 1000) as usize * 4;
+    let hostfile = dir.join("hosts.txt");
+    let hosts: String = (0..processes).map(|p| format!("127.0.0.1:{}\n", base + p)).collect();
+    std::fs::write(&hostfile, hosts).expect("hostfile");
+    let children: Vec<_> = (0..processes)
+        .map(|p| {
+            std::process::Command::new(vemo_bin())
+                .args(["index", "--job", &job.display().to_string(), "--output", output])
+                .args(["-n", &processes.to_string(), "-p", &p.to_string()])
+                .args(["-w", &workers.to_string(), "-h", &hostfile.display().to_string()])
+                .args(["--job-id", "cluster-test"])
+                .env("VEMO_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn process")
+        })
+        .collect();
+    for (p, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "process {p} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn layouts_give_the_same_rows_and_reruns_add_nothing() {
+    let Some(bundle) = bundle_or_skip("layouts_give_the_same_rows_and_reruns_add_nothing") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    let out1 = dir.path().join("out-w1");
+    let job = write_job(dir.path(), &corpus, &out1.display().to_string(), &bundle, 7);
+    let job_str = job.display().to_string();
+
+    let first = vemo_ok(&["index", "--job", &job_str, "-w", "1"]);
+    let summary: serde_json::Value = serde_json::from_slice(&first.stdout).expect("summary JSON");
+    assert_eq!(summary["items_written"], ITEMS);
+    assert_eq!(summary["errors_written"], 3);
+    let one = read_output(&out1);
+    assert_complete(&one);
+
+    // Rerun on the same output: everything is skipped, nothing is duplicated.
+    let again = vemo_ok(&["index", "--job", &job_str]);
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("summary JSON");
+    assert_eq!(summary["skipped"], ITEMS + 3);
+    assert_eq!(summary["items_written"], 0);
+    let rerun = read_output(&out1);
+    assert_same_rows(&one, &rerun, "rerun");
+
+    let out3 = dir.path().join("out-w3").display().to_string();
+    vemo_ok(&["index", "--job", &job_str, "--output", &out3, "-w", "3"]);
+    let three = read_output(Path::new(&out3));
+    assert_same_rows(&one, &three, "3 workers");
+
+    let out_cluster = dir.path().join("out-2x2").display().to_string();
+    run_cluster(&job, &out_cluster, 2, 2, dir.path());
+    let cluster = read_output(Path::new(&out_cluster));
+    assert_same_rows(&one, &cluster, "2 processes x 2 workers");
+
+    // The Parquet long tables hold the same ids as the Lance tables.
+    let inspect = vemo_ok(&["inspect", &out3, "--json"]);
+    let inspection: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("JSON");
+    assert_eq!(inspection["items"]["rows"], ITEMS);
+    assert_eq!(inspection["items"]["metadata"]["vemo.schema_version"], "1");
+    let parquet_ids = parquet_ids(&Path::new(&out3).join("parquet/embeddings"));
+    assert_eq!(parquet_ids.len(), ITEMS * 2, "one row per item and exit");
+    let staging = Path::new(&out3).join("_vemo/staging");
+    let leftovers = walk(&staging).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet"));
+    assert_eq!(leftovers.count(), 0, "every staged part was published");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] })
+        .collect()
+}
+
+fn parquet_ids(dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for path in walk(dir) {
+        let file = std::fs::File::open(&path).expect("open part");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let col = batch.column_by_name("id").expect("id").as_string::<i32>();
+            ids.extend((0..col.len()).map(|i| col.value(i).to_string()));
+        }
+    }
+    ids
+}
+
+#[test]
+fn a_bad_job_file_exits_2_with_a_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = dir.path().join("bad.toml");
+    std::fs::write(&job, "[input]\nuri = \"x\"\n[output]\nuri = \"y\"\n[model]\nexitz = 3\n")
+        .expect("write");
+    let out = vemo(&["index", "--job", &job.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `exitz`"), "{stderr}");
+}
+
+#[test]
+fn a_missing_manifest_exits_2_with_a_message() {
+    let Some(bundle) = bundle_or_skip("a_missing_manifest_exits_2_with_a_message") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("empty-folder");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    let output = dir.path().join("out").display().to_string();
+    let job = write_job(dir.path(), &input.display().to_string(), &output, &bundle, 8);
+    let out = vemo(&["index", "--job", &job.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("manifest.parquet or manifest.jsonl"), "{stderr}");
+}
