@@ -8,10 +8,12 @@ nearest-neighbour query with its caption embedding returns the item itself first
 any check fails. Needs `pip install pylance pyarrow`.
 """
 import json
+import os
 import sys
 
-import lance
-import pyarrow.parquet as pq
+os.environ.setdefault("LANCE_LOG", "error")
+import lance  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
 
 def main(out: str, expected_rows: int | None) -> int:

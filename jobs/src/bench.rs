@@ -15,10 +15,19 @@ use crate::home::bundle_dir;
 /// Runs `vemo bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::open(&bundle_dir(&args.bundle))?;
-    println!("bundle {}  threads available {}", bundle.id(), std::thread::available_parallelism()?.get());
+    println!(
+        "bundle {}  threads available {}",
+        bundle.id(),
+        std::thread::available_parallelism()?.get()
+    );
     let captions: Vec<String> = (0..args.captions)
-        .map(|i| format!("A photo number {i} of a {} {} on a wooden table in the morning light.",
-            ["red", "small", "old", "shiny"][i % 4], ["cup", "bicycle", "dog", "book", "lamp"][i % 5]))
+        .map(|i| {
+            format!(
+                "A photo number {i} of a {} {} on a wooden table in the morning light.",
+                ["red", "small", "old", "shiny"][i % 4],
+                ["cup", "bicycle", "dog", "book", "lamp"][i % 5]
+            )
+        })
         .collect();
     let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
     println!("\ncaption encoder ({} captions)", refs.len());
@@ -34,14 +43,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    println!("\nend to end: vemo index on a synthetic corpus of {} items (64x64..256px JPEGs)", args.items);
+    println!(
+        "\nend to end: vemo index on a synthetic corpus of {} items (64x64..256px JPEGs)",
+        args.items
+    );
     let dir = tempfile::tempdir()?;
     let corpus = dir.path().join("corpus").display().to_string();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(crate::corpus::synth(args.items, &corpus, 7, 256))?;
     println!("{:>8} {:>12} {:>10}", "workers", "items/s", "seconds");
     for &workers in &args.workers {
-        let output = dir.path().join(format!("out-{workers}")).display().to_string();
+        let output = dir
+            .path()
+            .join(format!("out-{workers}"))
+            .display()
+            .to_string();
         let config = IndexConfig {
             input: corpus.clone(),
             output,
@@ -53,9 +69,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             job_id: format!("bench-w{workers}"),
             progress_bar: false,
         };
-        let cluster = ClusterConfig { workers, ..Default::default() };
+        let cluster = ClusterConfig {
+            workers,
+            ..Default::default()
+        };
         let summary = run_index(config, &cluster)?.ok_or_else(|| anyhow::anyhow!("no summary"))?;
-        println!("{:>8} {:>12.1} {:>10.1}", workers, summary.items_per_s, summary.elapsed_s);
+        println!(
+            "{:>8} {:>12.1} {:>10.1}",
+            workers, summary.items_per_s, summary.elapsed_s
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

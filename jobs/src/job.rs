@@ -120,7 +120,8 @@ impl JobConfig {
             .map_err(|e| usage(format!("cannot read job file {}: {e}", path.display())))?;
         let job: JobConfig = toml::from_str(&text)
             .map_err(|e| usage(format!("job file {}: {e}", path.display())))?;
-        job.check().map_err(|e| usage(format!("job file {}: {e}", path.display())))?;
+        job.check()
+            .map_err(|e| usage(format!("job file {}: {e}", path.display())))?;
         Ok(job)
     }
 
@@ -131,11 +132,20 @@ impl JobConfig {
                 self.input.format
             ));
         }
-        if let Some(task) = self.model.tasks.iter().find(|t| !TASKS.contains(&t.as_str())) {
-            return Err(format!("[model] task `{task}` is not available; tasks are {TASKS:?}"));
+        if let Some(task) = self
+            .model
+            .tasks
+            .iter()
+            .find(|t| !TASKS.contains(&t.as_str()))
+        {
+            return Err(format!(
+                "[model] task `{task}` is not available; tasks are {TASKS:?}"
+            ));
         }
         if self.model.tasks.is_empty() {
-            return Err(format!("[model] tasks is empty; name at least one of {TASKS:?}"));
+            return Err(format!(
+                "[model] tasks is empty; name at least one of {TASKS:?}"
+            ));
         }
         for (name, value) in [
             ("batch_size", self.run.batch_size),
@@ -175,7 +185,10 @@ mod tests {
         assert!(err.is::<crate::UsageError>());
         assert!(format!("{err}").contains("unknown field `bundel`"), "{err}");
         let err = parse(&format!("{base}[model]\ntasks = [\"ocr\"]\n")).expect_err("task");
-        assert!(format!("{err}").contains("task `ocr` is not available"), "{err}");
+        assert!(
+            format!("{err}").contains("task `ocr` is not available"),
+            "{err}"
+        );
         assert!(parse(&format!("{base}[model]\n")).is_ok());
     }
 }

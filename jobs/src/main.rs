@@ -36,8 +36,10 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 fn exit_code(error: &anyhow::Error) -> u8 {
     let user = error.chain().any(|e| {
         e.is::<UsageError>()
-            || e.downcast_ref::<vemo_pipeline::Error>().is_some_and(|e| e.is_user_error())
-            || e.downcast_ref::<vemo_operators::Error>().is_some_and(|e| e.is_user_error())
+            || e.downcast_ref::<vemo_pipeline::Error>()
+                .is_some_and(|e| e.is_user_error())
+            || e.downcast_ref::<vemo_operators::Error>()
+                .is_some_and(|e| e.is_user_error())
     });
     if user { 2 } else { 1 }
 }
@@ -63,11 +65,14 @@ fn main() -> ExitCode {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "info,lance=warn,lance_core=warn,lance_file=warn,lance_encoding=warn",
+        0 => "info,lance=warn,lance::dataset::write::insert=error",
         1 => "debug,lance=info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEMO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

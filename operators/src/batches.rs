@@ -59,18 +59,31 @@ pub fn items_batch(
     let mut arrays: Vec<ArrayRef> = vec![
         strings(items.iter().map(|i| i.entry.id.as_str())),
         strings(items.iter().map(|i| i.entry.image.as_str())),
-        Arc::new(StringArray::from_iter(items.iter().map(|i| i.entry.caption.as_deref()))),
-        Arc::new(StringArray::from_iter(items.iter().map(|i| i.entry.metadata.as_deref()))),
-        Arc::new(UInt32Array::from_iter_values(items.iter().map(|i| i.image.width))),
-        Arc::new(UInt32Array::from_iter_values(items.iter().map(|i| i.image.height))),
+        Arc::new(StringArray::from_iter(
+            items.iter().map(|i| i.entry.caption.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            items.iter().map(|i| i.entry.metadata.as_deref()),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            items.iter().map(|i| i.image.width),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            items.iter().map(|i| i.image.height),
+        )),
         strings(items.iter().map(|i| i.image.content_hash.as_str())),
     ];
     for (c, column) in columns.iter().enumerate() {
-        let flat: Vec<f32> = items.iter().flat_map(|i| i.embeddings[c].iter().copied()).collect();
+        let flat: Vec<f32> = items
+            .iter()
+            .flat_map(|i| i.embeddings[c].iter().copied())
+            .collect();
         let field = Arc::new(Field::new("item", arrow_schema::DataType::Float32, true));
         let dim = i32::try_from(column.dim).unwrap_or(i32::MAX);
         let values = Arc::new(Float32Array::from(flat));
-        arrays.push(Arc::new(FixedSizeListArray::try_new(field, dim, values, None)?));
+        arrays.push(Arc::new(FixedSizeListArray::try_new(
+            field, dim, values, None,
+        )?));
     }
     arrays.extend([
         repeated(&stamp.bundle, n),
@@ -100,19 +113,23 @@ pub fn embeddings_long_batch(
     items: &[IndexedItem],
     stamp: &RowStamp,
 ) -> Result<RecordBatch> {
-    let rows: Vec<(&IndexedItem, usize)> =
-        columns.iter().enumerate().flat_map(|(c, _)| items.iter().map(move |i| (i, c))).collect();
+    let rows: Vec<(&IndexedItem, usize)> = columns
+        .iter()
+        .enumerate()
+        .flat_map(|(c, _)| items.iter().map(move |i| (i, c)))
+        .collect();
     let n = rows.len();
     let lists = ListArray::from_iter_primitive::<arrow_array::types::Float32Type, _, _>(
-        rows.iter().map(|(i, c)| Some(i.embeddings[*c].iter().map(|v| Some(*v)))),
+        rows.iter()
+            .map(|(i, c)| Some(i.embeddings[*c].iter().map(|v| Some(*v)))),
     );
     let schema: SchemaRef = embeddings_long_schema();
     let arrays: Vec<ArrayRef> = vec![
         strings(rows.iter().map(|(i, _)| i.entry.id.as_str())),
         strings(rows.iter().map(|(_, c)| columns[*c].tower.as_str())),
-        Arc::new(UInt32Array::from_iter_values(
-            rows.iter().map(|(_, c)| u32::try_from(columns[*c].exit).unwrap_or(u32::MAX)),
-        )),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, c)| {
+            u32::try_from(columns[*c].exit).unwrap_or(u32::MAX)
+        }))),
         Arc::new(lists),
         repeated(&stamp.bundle, n),
         repeated(&stamp.job_id, n),
@@ -134,7 +151,11 @@ mod tests {
                 caption: Some("a caption".into()),
                 metadata: None,
             },
-            image: DecodedImage { width: 4, height: 3, content_hash: "ab".into() },
+            image: DecodedImage {
+                width: 4,
+                height: 3,
+                content_hash: "ab".into(),
+            },
             embeddings: vec![vec![0.6, 0.8], vec![1.0, 0.0]],
         }
     }
@@ -142,19 +163,44 @@ mod tests {
     #[test]
     fn batches_match_their_schemas() {
         let columns = [
-            EmbeddingColumn { tower: "text".into(), exit: 3, dim: 2 },
-            EmbeddingColumn { tower: "text".into(), exit: 6, dim: 2 },
+            EmbeddingColumn {
+                tower: "text".into(),
+                exit: 3,
+                dim: 2,
+            },
+            EmbeddingColumn {
+                tower: "text".into(),
+                exit: 6,
+                dim: 2,
+            },
         ];
-        let stamp = RowStamp { bundle: "b@1".into(), job_id: "j".into(), indexed_at_us: 5 };
+        let stamp = RowStamp {
+            bundle: "b@1".into(),
+            job_id: "j".into(),
+            indexed_at_us: 5,
+        };
         let items = [item("a"), item("b")];
-        assert_eq!(items_batch(&columns, &items, &stamp).expect("items").num_rows(), 2);
-        assert_eq!(embeddings_long_batch(&columns, &items, &stamp).expect("long").num_rows(), 4);
+        assert_eq!(
+            items_batch(&columns, &items, &stamp)
+                .expect("items")
+                .num_rows(),
+            2
+        );
+        assert_eq!(
+            embeddings_long_batch(&columns, &items, &stamp)
+                .expect("long")
+                .num_rows(),
+            4
+        );
         let error = ErrorRecord {
             id: "c".into(),
             image: "file:///x/c.png".into(),
             stage: Stage::Decode,
             reason: "bad".into(),
         };
-        assert_eq!(errors_batch(&[error], &stamp).expect("errors").num_rows(), 1);
+        assert_eq!(
+            errors_batch(&[error], &stamp).expect("errors").num_rows(),
+            1
+        );
     }
 }

@@ -58,14 +58,22 @@ pub struct Bundle {
 impl Bundle {
     /// Opens and checks the bundle in `root`: the manifest parses and every file it names exists.
     pub fn open(root: &Path) -> Result<Self> {
-        let fail = |reason: String| Error::Bundle { path: root.display().to_string(), reason };
+        let fail = |reason: String| Error::Bundle {
+            path: root.display().to_string(),
+            reason,
+        };
         let file = root.join(BUNDLE_FILE);
         let text = std::fs::read_to_string(&file).map_err(|e| {
-            fail(format!("cannot read {BUNDLE_FILE}: {e} (run `vemo models pull` first)"))
+            fail(format!(
+                "cannot read {BUNDLE_FILE}: {e} (run `vemo models pull` first)"
+            ))
         })?;
         let manifest: BundleManifest =
             toml::from_str(&text).map_err(|e| fail(format!("{BUNDLE_FILE}: {e}")))?;
-        let bundle = Bundle { root: root.to_path_buf(), manifest };
+        let bundle = Bundle {
+            root: root.to_path_buf(),
+            manifest,
+        };
         if let Some(text) = &bundle.manifest.text {
             for rel in [&text.config, &text.weights, &text.tokenizer] {
                 if !bundle.root.join(rel).is_file() {
@@ -73,7 +81,10 @@ impl Bundle {
                 }
             }
             if !text.exits.contains(&text.default_exit) {
-                return Err(fail(format!("default_exit {} not in exits", text.default_exit)));
+                return Err(fail(format!(
+                    "default_exit {} not in exits",
+                    text.default_exit
+                )));
             }
         }
         Ok(bundle)

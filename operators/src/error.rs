@@ -15,10 +15,16 @@ pub enum Error {
     Bundle { path: String, reason: String },
     /// An object-store call failed (possibly transient).
     #[error("object store `{uri}`: {source}")]
-    Store { uri: String, source: object_store::Error },
+    Store {
+        uri: String,
+        source: object_store::Error,
+    },
     /// A Lance read or write failed.
     #[error("lance dataset `{uri}`: {source}")]
-    Lance { uri: String, source: Box<lance::Error> },
+    Lance {
+        uri: String,
+        source: Box<lance::Error>,
+    },
     /// A model forward pass failed.
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
@@ -33,22 +39,34 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
     /// True when the user can fix this by changing a flag, a job file, a manifest or a bundle
     /// (exit code 2); false for failures of the run itself (exit code 1).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::InvalidUri { .. } | Error::Manifest { .. } | Error::Bundle { .. })
+        matches!(
+            self,
+            Error::InvalidUri { .. } | Error::Manifest { .. } | Error::Bundle { .. }
+        )
     }
 
     pub(crate) fn lance(uri: &str, source: lance::Error) -> Self {
-        Error::Lance { uri: uri.to_string(), source: Box::new(source) }
+        Error::Lance {
+            uri: uri.to_string(),
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn store(uri: &str, source: object_store::Error) -> Self {
-        Error::Store { uri: uri.to_string(), source }
+        Error::Store {
+            uri: uri.to_string(),
+            source,
+        }
     }
 }
 

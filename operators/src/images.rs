@@ -59,11 +59,14 @@ impl ImageReader {
             stage,
             reason,
         };
-        let location = self.locate(&entry.image).map_err(|e| failed(Stage::Read, e.to_string()))?;
+        let location = self
+            .locate(&entry.image)
+            .map_err(|e| failed(Stage::Read, e.to_string()))?;
         let bytes = location.read().await.map_err(|e| match e {
-            Error::Store { source: object_store::Error::NotFound { .. }, .. } => {
-                failed(Stage::Read, format!("object not found: {}", entry.image))
-            }
+            Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            } => failed(Stage::Read, format!("object not found: {}", entry.image)),
             other => failed(Stage::Read, other.to_string()),
         })?;
         // Decoding is CPU work; it runs on the calling worker's thread, which owns this shard.
@@ -71,8 +74,10 @@ impl ImageReader {
     }
 
     fn locate(&self, uri: &str) -> Result<Location> {
-        let url = url::Url::parse(uri)
-            .map_err(|e| Error::InvalidUri { uri: uri.to_string(), reason: e.to_string() })?;
+        let url = url::Url::parse(uri).map_err(|e| Error::InvalidUri {
+            uri: uri.to_string(),
+            reason: e.to_string(),
+        })?;
         let key = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
         let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
         let root = match stores.get(&key) {
@@ -83,9 +88,16 @@ impl ImageReader {
                 root
             }
         };
-        let path = object_store::path::Path::from_url_path(url.path())
-            .map_err(|e| Error::InvalidUri { uri: uri.to_string(), reason: e.to_string() })?;
-        Ok(Location { store: root.store, path, uri: uri.to_string() })
+        let path =
+            object_store::path::Path::from_url_path(url.path()).map_err(|e| Error::InvalidUri {
+                uri: uri.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Location {
+            store: root.store,
+            path,
+            uri: uri.to_string(),
+        })
     }
 }
 
@@ -97,7 +109,11 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedImage, String> {
         .map_err(|e| format!("cannot read image header: {e}"))?
         .decode()
         .map_err(|e| format!("cannot decode image: {e}"))?;
-    Ok(DecodedImage { width: image.width(), height: image.height(), content_hash })
+    Ok(DecodedImage {
+        width: image.width(),
+        height: image.height(),
+        content_hash,
+    })
 }
 
 #[cfg(test)]
@@ -107,7 +123,8 @@ mod tests {
     fn png(width: u32, height: u32) -> Vec<u8> {
         let img = image::RgbImage::from_pixel(width, height, image::Rgb([10, 200, 30]));
         let mut out = Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Png).expect("encode png");
+        img.write_to(&mut out, image::ImageFormat::Png)
+            .expect("encode png");
         out.into_inner()
     }
 
@@ -124,8 +141,16 @@ mod tests {
     #[tokio::test]
     async fn missing_and_corrupt_objects_become_error_records() {
         let root = store::resolve("memory://images-test").expect("uri");
-        root.child("ok.png").expect("child").write(png(3, 3)).await.expect("write");
-        root.child("bad.png").expect("child").write(b"garbage".to_vec()).await.expect("write");
+        root.child("ok.png")
+            .expect("child")
+            .write(png(3, 3))
+            .await
+            .expect("write");
+        root.child("bad.png")
+            .expect("child")
+            .write(b"garbage".to_vec())
+            .await
+            .expect("write");
         let entry = |id: &str| ManifestEntry {
             id: id.into(),
             image: format!("memory://images-test/{id}.png"),

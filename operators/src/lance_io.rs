@@ -27,7 +27,10 @@ pub async fn write_fragments_uncommitted(
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(Vec::new());
     }
-    let params = WriteParams { mode: WriteMode::Append, ..Default::default() };
+    let params = WriteParams {
+        mode: WriteMode::Append,
+        ..Default::default()
+    };
     let transaction = InsertBuilder::new(uri)
         .with_params(&params)
         .execute_uncommitted(batches)
@@ -71,7 +74,11 @@ pub async fn commit_fragments(
     };
     let transaction = Transaction::new(read_version, operation, None);
     let dataset = match existing {
-        Some(dataset) => CommitBuilder::new(Arc::new(dataset)).execute(transaction).await,
+        Some(dataset) => {
+            CommitBuilder::new(Arc::new(dataset))
+                .execute(transaction)
+                .await
+        }
         None => CommitBuilder::new(uri).execute(transaction).await,
     }
     .map_err(|e| Error::lance(uri, e))?;
@@ -89,10 +96,17 @@ pub async fn open_if_exists(uri: &str) -> Result<Option<Dataset>> {
 
 /// The ids in the dataset at `uri` (empty if there is none): the items a rerun skips.
 pub async fn read_ids(uri: &str, id_column: &str) -> Result<HashSet<String>> {
-    let Some(dataset) = open_if_exists(uri).await? else { return Ok(HashSet::new()) };
+    let Some(dataset) = open_if_exists(uri).await? else {
+        return Ok(HashSet::new());
+    };
     let mut scanner = dataset.scan();
-    scanner.project(&[id_column]).map_err(|e| Error::lance(uri, e))?;
-    let mut stream = scanner.try_into_stream().await.map_err(|e| Error::lance(uri, e))?;
+    scanner
+        .project(&[id_column])
+        .map_err(|e| Error::lance(uri, e))?;
+    let mut stream = scanner
+        .try_into_stream()
+        .await
+        .map_err(|e| Error::lance(uri, e))?;
     let mut ids = HashSet::new();
     while let Some(batch) = stream.try_next().await.map_err(|e| Error::lance(uri, e))? {
         let column = batch.column(0).as_string::<i32>();
@@ -120,17 +134,29 @@ pub struct DatasetSummary {
 
 /// Summarises the dataset at `uri`, or `None` if there is none.
 pub async fn summarize(uri: &str) -> Result<Option<DatasetSummary>> {
-    let Some(dataset) = open_if_exists(uri).await? else { return Ok(None) };
+    let Some(dataset) = open_if_exists(uri).await? else {
+        return Ok(None);
+    };
     let fail = |e| Error::lance(uri, e);
     let rows = dataset.count_rows(None).await.map_err(fail)?;
-    let versions = dataset.versions().await.map_err(fail)?.iter().map(|v| v.version).collect();
+    let versions = dataset
+        .versions()
+        .await
+        .map_err(fail)?
+        .iter()
+        .map(|v| v.version)
+        .collect();
     let schema = arrow_schema::Schema::from(dataset.schema());
     Ok(Some(DatasetSummary {
         uri: uri.to_string(),
         version: dataset.version().version,
         versions,
         rows,
-        columns: schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect(),
+        columns: schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect(),
         metadata: schema.metadata().clone(),
     }))
 }
@@ -153,17 +179,34 @@ mod tests {
     async fn uncommitted_fragments_from_two_writers_commit_as_one_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let uri = dir.path().join("t.lance").display().to_string();
-        let a = write_fragments_uncommitted(&uri, vec![batch(&["a", "b"])]).await.expect("a");
-        let b = write_fragments_uncommitted(&uri, vec![batch(&["c"])]).await.expect("b");
+        let a = write_fragments_uncommitted(&uri, vec![batch(&["a", "b"])])
+            .await
+            .expect("a");
+        let b = write_fragments_uncommitted(&uri, vec![batch(&["c"])])
+            .await
+            .expect("b");
         assert!(open_if_exists(&uri).await.expect("open").is_none());
         let json = serde_json::to_string(&[a, b].concat()).expect("to json");
         let fragments: Vec<Fragment> = serde_json::from_str(&json).expect("from json");
-        let v1 = commit_fragments(&uri, &batch(&[]).schema(), fragments).await.expect("commit");
-        let c = write_fragments_uncommitted(&uri, vec![batch(&["d"])]).await.expect("c");
-        let v2 = commit_fragments(&uri, &batch(&[]).schema(), c).await.expect("commit 2");
+        let v1 = commit_fragments(&uri, &batch(&[]).schema(), fragments)
+            .await
+            .expect("commit");
+        let c = write_fragments_uncommitted(&uri, vec![batch(&["d"])])
+            .await
+            .expect("c");
+        let v2 = commit_fragments(&uri, &batch(&[]).schema(), c)
+            .await
+            .expect("commit 2");
         assert_eq!((v1, v2), (1, 2));
         let ids = read_ids(&uri, "id").await.expect("ids");
         assert_eq!(ids.len(), 4);
-        assert_eq!(summarize(&uri).await.expect("summary").expect("exists").versions, vec![1, 2]);
+        assert_eq!(
+            summarize(&uri)
+                .await
+                .expect("summary")
+                .expect("exists")
+                .versions,
+            vec![1, 2]
+        );
     }
 }

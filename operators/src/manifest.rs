@@ -33,7 +33,10 @@ pub async fn read_manifest(input: &str) -> Result<Manifest> {
         parse_jsonl(&location.uri, &bytes, &folder)?
     };
     check_unique(&location.uri, &entries)?;
-    Ok(Manifest { uri: location.uri, entries })
+    Ok(Manifest {
+        uri: location.uri,
+        entries,
+    })
 }
 
 async fn find_manifest(input: &str) -> Result<Location> {
@@ -58,13 +61,21 @@ async fn find_manifest(input: &str) -> Result<Location> {
 }
 
 fn resolve_image(folder: &str, image: &str) -> String {
-    if image.contains("://") { image.to_string() } else { store::join(folder, image) }
+    if image.contains("://") {
+        image.to_string()
+    } else {
+        store::join(folder, image)
+    }
 }
 
 fn parse_jsonl(uri: &str, bytes: &[u8], folder: &str) -> Result<Vec<ManifestEntry>> {
     let text = std::str::from_utf8(bytes).map_err(|e| manifest_error(uri, e.to_string()))?;
     let mut entries = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let line_no = n + 1;
         let at = |reason: String| manifest_error(uri, format!("line {line_no}: {reason}"));
         let value: serde_json::Value =
@@ -82,7 +93,12 @@ fn parse_jsonl(uri: &str, bytes: &[u8], folder: &str) -> Result<Vec<ManifestEntr
         let image = take_str(COL_IMAGE, true)?.unwrap_or_default();
         let caption = take_str(COL_CAPTION, false)?;
         let metadata = (!object.is_empty()).then(|| serde_json::Value::Object(object).to_string());
-        entries.push(ManifestEntry { image: resolve_image(folder, &image), id, caption, metadata });
+        entries.push(ManifestEntry {
+            image: resolve_image(folder, &image),
+            id,
+            caption,
+            metadata,
+        });
     }
     Ok(entries)
 }
@@ -100,11 +116,20 @@ fn parse_parquet(uri: &str, bytes: bytes::Bytes, folder: &str) -> Result<Vec<Man
     Ok(entries)
 }
 
-fn string_column<'a>(uri: &str, batch: &'a RecordBatch, name: &str) -> Result<Option<&'a StringArray>> {
-    let Some(column) = batch.column_by_name(name) else { return Ok(None) };
+fn string_column<'a>(
+    uri: &str,
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<Option<&'a StringArray>> {
+    let Some(column) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
     match column.data_type() {
         DataType::Utf8 => Ok(Some(column.as_string::<i32>())),
-        other => Err(manifest_error(uri, format!("column `{name}` must be Utf8, got {other}"))),
+        other => Err(manifest_error(
+            uri,
+            format!("column `{name}` must be Utf8, got {other}"),
+        )),
     }
 }
 
@@ -124,9 +149,14 @@ fn entries_from_batch(uri: &str, batch: &RecordBatch, folder: &str) -> Result<Ve
     let mut entries = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         if ids.is_null(row) || images.is_null(row) {
-            return Err(manifest_error(uri, format!("row {row}: `id` and `image` must not be null")));
+            return Err(manifest_error(
+                uri,
+                format!("row {row}: `id` and `image` must not be null"),
+            ));
         }
-        let caption = captions.filter(|c| !c.is_null(row)).map(|c| c.value(row).to_string());
+        let caption = captions
+            .filter(|c| !c.is_null(row))
+            .map(|c| c.value(row).to_string());
         let metadata = (!extra.is_empty()).then(|| extra_json(&extra, row));
         entries.push(ManifestEntry {
             id: ids.value(row).to_string(),
@@ -157,14 +187,20 @@ fn check_unique(uri: &str, entries: &[ManifestEntry]) -> Result<()> {
             return Err(manifest_error(uri, "an `id` is empty".into()));
         }
         if !seen.insert(entry.id.as_str()) {
-            return Err(manifest_error(uri, format!("id `{}` appears more than once", entry.id)));
+            return Err(manifest_error(
+                uri,
+                format!("id `{}` appears more than once", entry.id),
+            ));
         }
     }
     Ok(())
 }
 
 fn manifest_error(uri: &str, reason: String) -> Error {
-    Error::Manifest { uri: uri.to_string(), reason }
+    Error::Manifest {
+        uri: uri.to_string(),
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -181,10 +217,18 @@ mod tests {
             "\n"
         );
         m.write(lines.as_bytes().to_vec()).await.expect("write");
-        let manifest = read_manifest("memory://manifest-test/corpus").await.expect("manifest");
+        let manifest = read_manifest("memory://manifest-test/corpus")
+            .await
+            .expect("manifest");
         assert_eq!(manifest.entries.len(), 2);
-        assert_eq!(manifest.entries[0].image, "memory://manifest-test/corpus/img/a.jpg");
-        assert_eq!(manifest.entries[0].metadata.as_deref(), Some(r#"{"source":"web"}"#));
+        assert_eq!(
+            manifest.entries[0].image,
+            "memory://manifest-test/corpus/img/a.jpg"
+        );
+        assert_eq!(
+            manifest.entries[0].metadata.as_deref(),
+            Some(r#"{"source":"web"}"#)
+        );
         assert_eq!(manifest.entries[1].image, "s3://bucket/b.jpg");
         assert_eq!(manifest.entries[1].caption, None);
     }
@@ -195,12 +239,22 @@ mod tests {
         m.write(b"{\"id\":\"a\",\"image\":\"x\"}\n{\"id\":\"a\",\"image\":\"y\"}\n".to_vec())
             .await
             .expect("write");
-        let err = read_manifest("memory://manifest-test/dup.jsonl").await.expect_err("dup");
+        let err = read_manifest("memory://manifest-test/dup.jsonl")
+            .await
+            .expect_err("dup");
         assert!(err.is_user_error());
-        assert!(err.to_string().contains("id `a` appears more than once"), "{err}");
+        assert!(
+            err.to_string().contains("id `a` appears more than once"),
+            "{err}"
+        );
 
         m.write(b"{\"id\":\"a\"}\n".to_vec()).await.expect("write");
-        let err = read_manifest("memory://manifest-test/dup.jsonl").await.expect_err("missing");
-        assert!(err.to_string().contains("line 1: missing field `image`"), "{err}");
+        let err = read_manifest("memory://manifest-test/dup.jsonl")
+            .await
+            .expect_err("missing");
+        assert!(
+            err.to_string().contains("line 1: missing field `image`"),
+            "{err}"
+        );
     }
 }

@@ -47,12 +47,20 @@ pub fn normalize_uri(uri_or_path: &str) -> Result<String> {
 
 /// The local filesystem path of a `file://` URI, or `None` for other schemes.
 pub fn local_path(uri: &str) -> Option<std::path::PathBuf> {
-    Url::parse(uri).ok().filter(|u| u.scheme() == "file")?.to_file_path().ok()
+    Url::parse(uri)
+        .ok()
+        .filter(|u| u.scheme() == "file")?
+        .to_file_path()
+        .ok()
 }
 
 /// `base` + `/` + `child`, for URIs.
 pub fn join(base: &str, child: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), child.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        child.trim_start_matches('/')
+    )
 }
 
 /// The URI of the folder holding `uri` (everything before the last `/`).
@@ -69,9 +77,10 @@ pub fn resolve(uri_or_path: &str) -> Result<Location> {
     let url = Url::parse(&uri).map_err(|e| invalid(&uri, e.to_string()))?;
     let (store, path): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
         "file" => {
-            let file = url.to_file_path().map_err(|()| invalid(&uri, "bad file URI".into()))?;
-            let path =
-                Path::from_absolute_path(&file).map_err(|e| invalid(&uri, e.to_string()))?;
+            let file = url
+                .to_file_path()
+                .map_err(|()| invalid(&uri, "bad file URI".into()))?;
+            let path = Path::from_absolute_path(&file).map_err(|e| invalid(&uri, e.to_string()))?;
             (local_store(), path)
         }
         "memory" => {
@@ -82,7 +91,10 @@ pub fn resolve(uri_or_path: &str) -> Result<Location> {
         _ => {
             let options = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
             let (store, path) = object_store::parse_url_opts(&url, options).map_err(|e| {
-                invalid(&uri, format!("{e} (is the binary built with `--features cloud`?)"))
+                invalid(
+                    &uri,
+                    format!("{e} (is the binary built with `--features cloud`?)"),
+                )
             })?;
             (Arc::from(store), path)
         }
@@ -92,7 +104,9 @@ pub fn resolve(uri_or_path: &str) -> Result<Location> {
 
 fn local_store() -> Arc<dyn ObjectStore> {
     static LOCAL: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
-    LOCAL.get_or_init(|| Arc::new(object_store::local::LocalFileSystem::new())).clone()
+    LOCAL
+        .get_or_init(|| Arc::new(object_store::local::LocalFileSystem::new()))
+        .clone()
 }
 
 fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
@@ -100,24 +114,37 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
     let stores = STORES.get_or_init(Default::default);
     // A poisoned lock only means another thread panicked while inserting; the map is intact.
     let mut stores = stores.lock().unwrap_or_else(|p| p.into_inner());
-    stores.entry(name.to_string()).or_insert_with(|| Arc::new(InMemory::new())).clone()
+    stores
+        .entry(name.to_string())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
 }
 
 fn invalid(uri: &str, reason: String) -> Error {
-    Error::InvalidUri { uri: uri.to_string(), reason }
+    Error::InvalidUri {
+        uri: uri.to_string(),
+        reason,
+    }
 }
 
 impl Location {
     /// Reads the whole object.
     pub async fn read(&self) -> Result<bytes::Bytes> {
-        let got = self.store.get(&self.path).await.map_err(|e| Error::store(&self.uri, e))?;
+        let got = self
+            .store
+            .get(&self.path)
+            .await
+            .map_err(|e| Error::store(&self.uri, e))?;
         got.bytes().await.map_err(|e| Error::store(&self.uri, e))
     }
 
     /// Writes the whole object.
     pub async fn write(&self, data: Vec<u8>) -> Result<()> {
         let payload = PutPayload::from(data);
-        self.store.put(&self.path, payload).await.map_err(|e| Error::store(&self.uri, e))?;
+        self.store
+            .put(&self.path, payload)
+            .await
+            .map_err(|e| Error::store(&self.uri, e))?;
         Ok(())
     }
 
@@ -132,7 +159,10 @@ impl Location {
 
     /// Moves the object to `to` in the same store.
     pub async fn rename_to(&self, to: &Location) -> Result<()> {
-        self.store.rename(&self.path, &to.path).await.map_err(|e| Error::store(&self.uri, e))
+        self.store
+            .rename(&self.path, &to.path)
+            .await
+            .map_err(|e| Error::store(&self.uri, e))
     }
 
     /// A location `child` below this one, in the same store.
@@ -142,7 +172,11 @@ impl Location {
         for part in child.split('/').filter(|p| !p.is_empty()) {
             path = path.join(part);
         }
-        Ok(Location { store: self.store.clone(), path, uri })
+        Ok(Location {
+            store: self.store.clone(),
+            path,
+            uri,
+        })
     }
 }
 
@@ -164,7 +198,12 @@ mod tests {
         let a = resolve("memory://store-test/dir/a.txt").expect("memory URI");
         a.write(b"hello".to_vec()).await.expect("write");
         let again = resolve("memory://store-test/dir").expect("memory URI");
-        let read = again.child("a.txt").expect("child").read().await.expect("read");
+        let read = again
+            .child("a.txt")
+            .expect("child")
+            .read()
+            .await
+            .expect("read");
         assert_eq!(&read[..], b"hello");
     }
 }

@@ -16,13 +16,23 @@ use vemo_operators::models::bert::default_device;
 use vemo_operators::models::text_encoder::TextEncoder;
 
 fn bundle() -> Option<Bundle> {
-    let home = std::env::var_os("VEMO_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vemo")
-    });
+    let home = std::env::var_os("VEMO_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vemo")
+        });
     let dir = home.join("models/vemo-mini");
     if !dir.join("bundle.toml").is_file() {
-        assert!(std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() != Ok("1"), "no bundle at {}", dir.display());
-        eprintln!("SKIPPED text parity: no bundle at {} (run `vemo models pull`)", dir.display());
+        assert!(
+            std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() != Ok("1"),
+            "no bundle at {}",
+            dir.display()
+        );
+        eprintln!(
+            "SKIPPED text parity: no bundle at {} (run `vemo models pull`)",
+            dir.display()
+        );
         return None;
     }
     Some(Bundle::open(&dir).expect("open bundle"))
@@ -30,7 +40,10 @@ fn bundle() -> Option<Bundle> {
 
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -38,7 +51,8 @@ fn caption_embeddings_match_sentence_transformers() {
     let Some(bundle) = bundle() else { return };
     let golden: serde_json::Value =
         serde_json::from_str(include_str!("golden/minilm_captions.json")).expect("golden JSON");
-    let captions: Vec<String> = serde_json::from_value(golden["captions"].clone()).expect("captions");
+    let captions: Vec<String> =
+        serde_json::from_value(golden["captions"].clone()).expect("captions");
     let expected_e6: Vec<Vec<f32>> = serde_json::from_value(golden["exit_6"].clone()).expect("e6");
     let expected_e3: Vec<Vec<f32>> = serde_json::from_value(golden["exit_3"].clone()).expect("e3");
     assert!(captions.len() >= 20);
@@ -46,7 +60,10 @@ fn caption_embeddings_match_sentence_transformers() {
     let encoder = TextEncoder::load(&bundle, &[6, 3], &default_device()).expect("load encoder");
     let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
     let got = encoder.encode_all(&refs, 8).expect("encode");
-    let (d6, d3) = (max_abs_diff(&got[0], &expected_e6), max_abs_diff(&got[1], &expected_e3));
+    let (d6, d3) = (
+        max_abs_diff(&got[0], &expected_e6),
+        max_abs_diff(&got[1], &expected_e3),
+    );
     println!("max |vemo - sentence-transformers|: exit 6 {d6:e}, exit 3 {d3:e}");
     assert!(d6 < 1e-4, "exit 6 differs by {d6}");
     assert!(d3 < 1e-4, "exit 3 differs by {d3}");
@@ -54,5 +71,8 @@ fn caption_embeddings_match_sentence_transformers() {
     // Batching must not change results beyond f32 noise.
     let one_by_one = encoder.encode_all(&refs, 1).expect("encode singly");
     let batch_noise = max_abs_diff(&got[0], &one_by_one[0]);
-    assert!(batch_noise < 1e-5, "batch size changes embeddings by {batch_noise}");
+    assert!(
+        batch_noise < 1e-5,
+        "batch size changes embeddings by {batch_noise}"
+    );
 }

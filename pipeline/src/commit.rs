@@ -78,11 +78,14 @@ impl Committer {
             }
             Err(e) => {
                 tracing::error!(epoch, error = %e, "Epoch commit failed.");
-                self.stats.failures.push(format!("epoch {epoch}: commit: {e}"));
+                self.stats
+                    .failures
+                    .push(format!("epoch {epoch}: commit: {e}"));
             }
         }
         self.processed_shards += (ok.len() + failed.len()) as u64;
-        self.progress.update(self.processed_shards, self.stats.items, self.stats.errors);
+        self.progress
+            .update(self.processed_shards, self.stats.items, self.stats.errors);
     }
 
     async fn commit(
@@ -102,7 +105,10 @@ impl Committer {
             Some(commit_fragments(&self.errors_uri, &errors_schema(), errors).await?)
         };
         for (staged, published) in shards.iter().flat_map(|s| &s.staged_parts) {
-            self.output.child(staged)?.rename_to(&self.output.child(published)?).await?;
+            self.output
+                .child(staged)?
+                .rename_to(&self.output.child(published)?)
+                .await?;
         }
         Ok((items_version, errors_version))
     }
@@ -122,9 +128,11 @@ impl Committer {
 fn fragments<'a>(json: impl Iterator<Item = &'a str>) -> vemo_operators::Result<Vec<Fragment>> {
     let mut all = Vec::new();
     for text in json.filter(|j| !j.is_empty()) {
-        let parsed: Vec<Fragment> = serde_json::from_str(text).map_err(|e| {
-            vemo_operators::Error::Io { path: "fragment message".into(), source: e.into() }
-        })?;
+        let parsed: Vec<Fragment> =
+            serde_json::from_str(text).map_err(|e| vemo_operators::Error::Io {
+                path: "fragment message".into(),
+                source: e.into(),
+            })?;
         all.extend(parsed);
     }
     Ok(all)

@@ -45,7 +45,12 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        Self { workers: 1, processes: 1, process: 0, hostfile: None }
+        Self {
+            workers: 1,
+            processes: 1,
+            process: 0,
+            hostfile: None,
+        }
     }
 }
 
@@ -72,12 +77,17 @@ impl ClusterConfig {
                 zerocopy: false,
             }
         };
-        Ok(timely::Config { communication, worker: timely::WorkerConfig::default() })
+        Ok(timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        })
     }
 
     fn addresses(&self) -> Result<Vec<String>> {
         let Some(path) = &self.hostfile else {
-            return Ok((0..self.processes).map(|i| format!("localhost:{}", 2101 + i)).collect());
+            return Ok((0..self.processes)
+                .map(|i| format!("localhost:{}", 2101 + i))
+                .collect());
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Cluster(format!("hostfile {}: {e}", path.display())))?;
@@ -105,13 +115,26 @@ mod tests {
 
     #[test]
     fn cluster_flags_are_checked() {
-        let bad = ClusterConfig { processes: 2, process: 2, ..Default::default() };
+        let bad = ClusterConfig {
+            processes: 2,
+            process: 2,
+            ..Default::default()
+        };
         assert!(bad.timely_config().is_err());
         let dir = tempfile::tempdir().expect("tempdir");
         let hostfile = dir.path().join("hosts");
         std::fs::write(&hostfile, "127.0.0.1:4000\n").expect("write");
-        let short = ClusterConfig { processes: 2, hostfile: Some(hostfile), ..Default::default() };
-        let err = short.timely_config().expect_err("one host for two processes");
-        assert!(err.to_string().contains("lists 1 hosts but -n is 2"), "{err}");
+        let short = ClusterConfig {
+            processes: 2,
+            hostfile: Some(hostfile),
+            ..Default::default()
+        };
+        let err = short
+            .timely_config()
+            .expect_err("one host for two processes");
+        assert!(
+            err.to_string().contains("lists 1 hosts but -n is 2"),
+            "{err}"
+        );
     }
 }

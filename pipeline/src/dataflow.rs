@@ -25,7 +25,9 @@ use vemo_operators::manifest::read_manifest;
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::store::{self, Location};
-use vemo_schemas::{COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema};
+use vemo_schemas::{
+    COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema,
+};
 
 use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
@@ -75,14 +77,26 @@ struct Shared {
 /// summary on the process that holds worker 0, `None` on the others.
 pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<RunSummary>> {
     let timely_config = cluster.timely_config()?;
-    let runtime = Arc::new(tokio::runtime::Builder::new_multi_thread().enable_all().build()?);
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    );
     // User errors (bundle, exits, manifest) surface here, before any worker starts.
     let bundle = Bundle::open(&config.bundle)?;
-    let encoder = Arc::new(TextEncoder::load(&bundle, &config.text_exits, &default_device())?);
+    let encoder = Arc::new(TextEncoder::load(
+        &bundle,
+        &config.text_exits,
+        &default_device(),
+    )?);
     let columns: Vec<EmbeddingColumn> = encoder
         .exits()
         .iter()
-        .map(|&exit| EmbeddingColumn { tower: "text".into(), exit, dim: encoder.dim() })
+        .map(|&exit| EmbeddingColumn {
+            tower: "text".into(),
+            exit,
+            dim: encoder.dim(),
+        })
         .collect();
     let output = store::resolve(&config.output)?;
     let items_uri = store::join(&output.uri, ITEMS_DATASET);
@@ -162,7 +176,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         let shards = input.to_stream(scope);
         let (read, encode, write) = (processor.clone(), processor.clone(), processor);
         let written = stage(shards, "ReadImages", move |s| read.read_images(s));
-        let written = stage(written, "EncodeCaptions", move |s| encode.encode_captions(s));
+        let written = stage(written, "EncodeCaptions", move |s| {
+            encode.encode_captions(s)
+        });
         let written = stage(written, "WriteShard", move |s| write.write_shard(s));
         commit_epochs(written, committer.clone(), peers).probe_with(&probe);
     });
@@ -181,7 +197,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
     input.close();
     while worker.step_or_park(None) {}
 
-    let Some(committer) = committer else { return Ok(None) };
+    let Some(committer) = committer else {
+        return Ok(None);
+    };
     let mut committer = committer.borrow_mut();
     let (items_version, errors_version) = committer.finish()?;
     let elapsed_s = committer.progress.elapsed();
@@ -204,7 +222,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         failures: stats.failures,
     };
     let text = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    let runs = shared.output.child(&format!("{VEMO_DIR}/runs/{}.json", summary.job_id))?;
+    let runs = shared
+        .output
+        .child(&format!("{VEMO_DIR}/runs/{}.json", summary.job_id))?;
     shared.runtime.block_on(runs.write(text))?;
     Ok(Some(summary))
 }
@@ -243,23 +263,31 @@ fn commit_epochs<'scope>(
     peers: usize,
 ) -> Stream<'scope, u64, Vec<u64>> {
     written
-        .unary_frontier(Exchange::new(|_: &ShardWritten| 0), "CommitEpoch", move |_, _| {
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for container in data {
-                        for shard in container.drain(..) {
-                            session.give(shard.shard);
-                            if let Some(committer) = &committer {
-                                committer.borrow_mut().accept(epoch_of(shard.shard, peers), shard);
+        .unary_frontier(
+            Exchange::new(|_: &ShardWritten| 0),
+            "CommitEpoch",
+            move |_, _| {
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for container in data {
+                            for shard in container.drain(..) {
+                                session.give(shard.shard);
+                                if let Some(committer) = &committer {
+                                    committer
+                                        .borrow_mut()
+                                        .accept(epoch_of(shard.shard, peers), shard);
+                                }
                             }
                         }
+                    });
+                    if let Some(committer) = &committer {
+                        committer
+                            .borrow_mut()
+                            .commit_complete(|epoch| !frontier.less_equal(&epoch));
                     }
-                });
-                if let Some(committer) = &committer {
-                    committer.borrow_mut().commit_complete(|epoch| !frontier.less_equal(&epoch));
                 }
-            }
-        })
+            },
+        )
         .container::<Vec<u64>>()
 }

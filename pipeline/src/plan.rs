@@ -31,14 +31,24 @@ pub struct Plan {
 /// Splits the manifest into shards of `shard_size`, leaving out ids in `done`.
 pub fn plan_shards(entries: Vec<ManifestEntry>, done: &HashSet<String>, shard_size: usize) -> Plan {
     let manifest_items = entries.len();
-    let todo: Vec<ManifestEntry> = entries.into_iter().filter(|e| !done.contains(&e.id)).collect();
+    let todo: Vec<ManifestEntry> = entries
+        .into_iter()
+        .filter(|e| !done.contains(&e.id))
+        .collect();
     let skipped = manifest_items - todo.len();
     let shards = todo
         .chunks(shard_size.max(1))
         .enumerate()
-        .map(|(i, chunk)| Shard { id: i as u64, entries: chunk.to_vec() })
+        .map(|(i, chunk)| Shard {
+            id: i as u64,
+            entries: chunk.to_vec(),
+        })
         .collect();
-    Plan { shards, skipped, manifest_items }
+    Plan {
+        shards,
+        skipped,
+        manifest_items,
+    }
 }
 
 impl Plan {
@@ -95,8 +105,11 @@ mod tests {
             }
         }
         seen.sort();
-        let expected: Vec<String> =
-            entries(10).into_iter().map(|e| e.id).filter(|id| id != "003").collect();
+        let expected: Vec<String> = entries(10)
+            .into_iter()
+            .map(|e| e.id)
+            .filter(|id| id != "003")
+            .collect();
         assert_eq!(seen, expected);
     }
 }

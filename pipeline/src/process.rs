@@ -8,15 +8,17 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
-use vemo_operators::batches::{IndexedItem, RowStamp, embeddings_long_batch, errors_batch, items_batch};
+use vemo_operators::batches::{
+    IndexedItem, RowStamp, embeddings_long_batch, errors_batch, items_batch,
+};
 use vemo_operators::images::{DecodedImage, ImageReader};
 use vemo_operators::lance_io::write_fragments_uncommitted;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
 use vemo_schemas::{
-    EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR,
-    Stage, VEMO_DIR,
+    EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR, Stage,
+    VEMO_DIR,
 };
 
 use crate::plan::Shard;
@@ -69,9 +71,14 @@ impl ShardProcessor {
     /// ReadImages: fetch, hash and decode every image of the shard.
     pub fn read_images(&self, shard: Shard) -> ShardRead {
         let _span = tracing::debug_span!("read_images", shard = shard.id).entered();
-        let results =
-            self.runtime.block_on(self.reader.read_all(&shard.entries, self.read_concurrency));
-        let mut out = ShardRead { shard: shard.id, read: Vec::new(), errors: Vec::new() };
+        let results = self
+            .runtime
+            .block_on(self.reader.read_all(&shard.entries, self.read_concurrency));
+        let mut out = ShardRead {
+            shard: shard.id,
+            read: Vec::new(),
+            errors: Vec::new(),
+        };
         for (entry, result) in shard.entries.into_iter().zip(results) {
             match result {
                 Ok(image) => out.read.push((entry, image)),
@@ -97,14 +104,25 @@ impl ShardProcessor {
                 }),
             }
         }
-        let captions: Vec<&str> =
-            ready.iter().map(|(e, _)| e.caption.as_deref().unwrap_or_default()).collect();
-        let mut out = ShardEncoded { shard: shard.shard, items: Vec::new(), errors, failure: None };
+        let captions: Vec<&str> = ready
+            .iter()
+            .map(|(e, _)| e.caption.as_deref().unwrap_or_default())
+            .collect();
+        let mut out = ShardEncoded {
+            shard: shard.shard,
+            items: Vec::new(),
+            errors,
+            failure: None,
+        };
         match self.encoder.encode_all(&captions, self.batch_size) {
             Ok(per_exit) => {
                 for (i, (entry, image)) in ready.into_iter().enumerate() {
                     let embeddings = per_exit.iter().map(|exit| exit[i].clone()).collect();
-                    out.items.push(IndexedItem { entry, image, embeddings });
+                    out.items.push(IndexedItem {
+                        entry,
+                        image,
+                        embeddings,
+                    });
                 }
             }
             Err(e) => out.failure = Some(format!("shard {}: text encoder: {e}", shard.shard)),
@@ -130,21 +148,33 @@ impl ShardProcessor {
         written
     }
 
-    async fn write(&self, shard: &ShardEncoded, out: &mut ShardWritten) -> vemo_operators::Result<()> {
+    async fn write(
+        &self,
+        shard: &ShardEncoded,
+        out: &mut ShardWritten,
+    ) -> vemo_operators::Result<()> {
         let suffix: u64 = rand::random();
-        let part = format!("part-{}-{:06}-{suffix:016x}.parquet", self.stamp.job_id, shard.shard);
+        let part = format!(
+            "part-{}-{:06}-{suffix:016x}.parquet",
+            self.stamp.job_id, shard.shard
+        );
         if !shard.items.is_empty() {
             let items = items_batch(&self.columns, &shard.items, &self.stamp)?;
             let fragments = write_fragments_uncommitted(&self.items_uri, vec![items]).await?;
             out.item_fragments = to_json(&fragments)?;
             let long = embeddings_long_batch(&self.columns, &shard.items, &self.stamp)?;
-            out.staged_parts.push(self.stage_part(&long, PARQUET_EMBEDDINGS_DIR, &part).await?);
+            out.staged_parts.push(
+                self.stage_part(&long, PARQUET_EMBEDDINGS_DIR, &part)
+                    .await?,
+            );
         }
         if !shard.errors.is_empty() {
             let errors = errors_batch(&shard.errors, &self.stamp)?;
-            let fragments = write_fragments_uncommitted(&self.errors_uri, vec![errors.clone()]).await?;
+            let fragments =
+                write_fragments_uncommitted(&self.errors_uri, vec![errors.clone()]).await?;
             out.error_fragments = to_json(&fragments)?;
-            out.staged_parts.push(self.stage_part(&errors, PARQUET_ERRORS_DIR, &part).await?);
+            out.staged_parts
+                .push(self.stage_part(&errors, PARQUET_ERRORS_DIR, &part).await?);
         }
         Ok(())
     }

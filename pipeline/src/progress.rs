@@ -26,7 +26,12 @@ impl Progress {
             bar.set_style(style);
             bar
         });
-        Self { bar, started: Instant::now(), last_log: Instant::now(), shards }
+        Self {
+            bar,
+            started: Instant::now(),
+            last_log: Instant::now(),
+            shards,
+        }
     }
 
     /// Reports `shards_done` committed shards with `items` and `errors` rows.
@@ -39,7 +44,14 @@ impl Progress {
             }
             None if self.last_log.elapsed() >= LOG_EVERY || shards_done == self.shards => {
                 self.last_log = Instant::now();
-                tracing::info!(shards_done, shards = self.shards, items, errors, items_per_s = rate, "Progress.");
+                tracing::info!(
+                    shards_done,
+                    shards = self.shards,
+                    items,
+                    errors,
+                    items_per_s = rate,
+                    "Progress."
+                );
             }
             None => {}
         }

@@ -75,7 +75,9 @@ pub fn items_schema(embeddings: &[EmbeddingColumn]) -> SchemaRef {
         Field::new(COL_CONTENT_HASH, DataType::Utf8, false),
     ];
     fields.extend(
-        embeddings.iter().map(|e| Field::new(e.name(), embedding_type(e.dim), false)),
+        embeddings
+            .iter()
+            .map(|e| Field::new(e.name(), embedding_type(e.dim), false)),
     );
     fields.extend([
         Field::new(COL_BUNDLE, DataType::Utf8, false),
@@ -126,13 +128,29 @@ mod tests {
     #[test]
     fn items_schema_has_one_column_per_exit_and_the_version() {
         let cols = [
-            EmbeddingColumn { tower: "text".into(), exit: 3, dim: 384 },
-            EmbeddingColumn { tower: "text".into(), exit: 6, dim: 384 },
+            EmbeddingColumn {
+                tower: "text".into(),
+                exit: 3,
+                dim: 384,
+            },
+            EmbeddingColumn {
+                tower: "text".into(),
+                exit: 6,
+                dim: 384,
+            },
         ];
         let schema = items_schema(&cols);
-        let field = schema.field_with_name("text_emb_e6").expect("exit 6 column");
+        let field = schema
+            .field_with_name("text_emb_e6")
+            .expect("exit 6 column");
         assert_eq!(field.data_type(), &embedding_type(384));
         assert!(schema.field_with_name("text_emb_e3").is_ok());
-        assert_eq!(schema.metadata().get(META_SCHEMA_VERSION).map(String::as_str), Some("1"));
+        assert_eq!(
+            schema
+                .metadata()
+                .get(META_SCHEMA_VERSION)
+                .map(String::as_str),
+            Some("1")
+        );
     }
 }

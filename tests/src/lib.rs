@@ -14,7 +14,10 @@ pub fn vemo_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/test-hash -> target/<profile>/vemo
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
     let bin = profile_dir.join("vemo");
     assert!(
         bin.exists(),
@@ -44,7 +47,10 @@ pub fn bundle_or_skip(test: &str) -> Option<PathBuf> {
         "VEMO_REQUIRE_BUNDLE=1 but {} has no bundle: run `vemo models pull`",
         dir.display()
     );
-    eprintln!("SKIPPED {test}: no bundle at {} (run `vemo models pull`)", dir.display());
+    eprintln!(
+        "SKIPPED {test}: no bundle at {} (run `vemo models pull`)",
+        dir.display()
+    );
     None
 }
 
@@ -70,7 +76,13 @@ pub fn vemo_ok(args: &[&str]) -> Output {
 }
 
 /// Writes a job file for `input` -> `output` with `bundle`, text exits 3 and 6, small shards.
-pub fn write_job(dir: &Path, input: &str, output: &str, bundle: &Path, shard_size: usize) -> PathBuf {
+pub fn write_job(
+    dir: &Path,
+    input: &str,
+    output: &str,
+    bundle: &Path,
+    shard_size: usize,
+) -> PathBuf {
     let job = format!(
         "[input]\nuri = \"{input}\"\n[output]\nuri = \"{output}\"\n[model]\nbundle = \"{}\"\n\
          [model.exits]\ntext = [3, 6]\n[run]\nbatch_size = 8\nshard_size = {shard_size}\n",

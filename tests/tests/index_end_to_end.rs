@@ -18,15 +18,30 @@ const ITEMS: usize = 40;
 fn make_corpus(dir: &Path) -> String {
     let corpus = dir.join("corpus");
     let corpus_str = corpus.display().to_string();
-    vemo_ok(&["corpus", "synth", "--items", &ITEMS.to_string(), "--output", &corpus_str, "--size", "64"]);
-    std::fs::write(corpus.join("images/corrupt.jpg"), b"\xff\xd8\xff\xe0 this is not a jpeg")
-        .expect("write corrupt image");
+    vemo_ok(&[
+        "corpus",
+        "synth",
+        "--items",
+        &ITEMS.to_string(),
+        "--output",
+        &corpus_str,
+        "--size",
+        "64",
+    ]);
+    std::fs::write(
+        corpus.join("images/corrupt.jpg"),
+        b"\xff\xd8\xff\xe0 this is not a jpeg",
+    )
+    .expect("write corrupt image");
     let mut manifest = std::fs::read_to_string(corpus.join("manifest.jsonl")).expect("manifest");
-    manifest.push_str(r#"{"id":"broken-corrupt","image":"images/corrupt.jpg","caption":"A corrupt file."}"#);
+    manifest.push_str(
+        r#"{"id":"broken-corrupt","image":"images/corrupt.jpg","caption":"A corrupt file."}"#,
+    );
     manifest.push('\n');
     manifest.push_str(r#"{"id":"broken-missing","image":"images/nowhere.jpg","caption":"Gone."}"#);
     manifest.push('\n');
-    manifest.push_str(r#"{"id":"broken-empty-caption","image":"images/0000000.jpg","caption":"  "}"#);
+    manifest
+        .push_str(r#"{"id":"broken-empty-caption","image":"images/0000000.jpg","caption":"  "}"#);
     manifest.push('\n');
     std::fs::write(corpus.join("manifest.jsonl"), manifest).expect("manifest");
     corpus_str
@@ -43,7 +58,14 @@ fn read_lance(uri: &str) -> Vec<RecordBatch> {
     runtime.block_on(async {
         use futures_util::TryStreamExt;
         let dataset = lance::Dataset::open(uri).await.expect("open dataset");
-        dataset.scan().try_into_stream().await.expect("scan").try_collect().await.expect("read")
+        dataset
+            .scan()
+            .try_into_stream()
+            .await
+            .expect("scan")
+            .try_collect()
+            .await
+            .expect("read")
     })
 }
 
@@ -51,12 +73,25 @@ fn read_output(root: &Path) -> Output {
     let mut items = BTreeMap::new();
     for batch in read_lance(&root.join("items.lance").display().to_string()) {
         let ids = batch.column_by_name("id").expect("id").as_string::<i32>();
-        let hashes = batch.column_by_name("content_hash").expect("hash").as_string::<i32>();
-        let emb = batch.column_by_name("text_emb_e6").expect("e6").as_fixed_size_list();
+        let hashes = batch
+            .column_by_name("content_hash")
+            .expect("hash")
+            .as_string::<i32>();
+        let emb = batch
+            .column_by_name("text_emb_e6")
+            .expect("e6")
+            .as_fixed_size_list();
         assert_eq!(emb.value_length(), 384);
         for row in 0..batch.num_rows() {
-            let vector = emb.value(row).as_primitive::<Float32Type>().values().to_vec();
-            let previous = items.insert(ids.value(row).to_string(), (hashes.value(row).to_string(), vector));
+            let vector = emb
+                .value(row)
+                .as_primitive::<Float32Type>()
+                .values()
+                .to_vec();
+            let previous = items.insert(
+                ids.value(row).to_string(),
+                (hashes.value(row).to_string(), vector),
+            );
             assert!(previous.is_none(), "id {} twice in items", ids.value(row));
         }
         assert!(batch.column_by_name("text_emb_e3").is_some());
@@ -64,7 +99,10 @@ fn read_output(root: &Path) -> Output {
     let mut errors = BTreeMap::new();
     for batch in read_lance(&root.join("errors.lance").display().to_string()) {
         let ids = batch.column_by_name("id").expect("id").as_string::<i32>();
-        let stages = batch.column_by_name("stage").expect("stage").as_string::<i32>();
+        let stages = batch
+            .column_by_name("stage")
+            .expect("stage")
+            .as_string::<i32>();
         for row in 0..batch.num_rows() {
             let previous = errors.insert(ids.value(row).to_string(), stages.value(row).to_string());
             assert!(previous.is_none(), "id {} twice in errors", ids.value(row));
@@ -75,16 +113,32 @@ fn read_output(root: &Path) -> Output {
 
 fn assert_complete(out: &Output) {
     assert_eq!(out.items.len(), ITEMS, "every good item in items");
-    assert_eq!(out.errors.get("broken-corrupt").map(String::as_str), Some("decode"));
-    assert_eq!(out.errors.get("broken-missing").map(String::as_str), Some("read"));
-    assert_eq!(out.errors.get("broken-empty-caption").map(String::as_str), Some("caption"));
+    assert_eq!(
+        out.errors.get("broken-corrupt").map(String::as_str),
+        Some("decode")
+    );
+    assert_eq!(
+        out.errors.get("broken-missing").map(String::as_str),
+        Some("read")
+    );
+    assert_eq!(
+        out.errors.get("broken-empty-caption").map(String::as_str),
+        Some("caption")
+    );
     assert_eq!(out.errors.len(), 3);
-    assert!(out.items.keys().all(|id| !out.errors.contains_key(id)), "an id in both tables");
+    assert!(
+        out.items.keys().all(|id| !out.errors.contains_key(id)),
+        "an id in both tables"
+    );
 }
 
 fn assert_same_rows(a: &Output, b: &Output, what: &str) {
     assert_eq!(a.errors, b.errors, "{what}: errors differ");
-    assert_eq!(a.items.keys().collect::<Vec<_>>(), b.items.keys().collect::<Vec<_>>(), "{what}: ids");
+    assert_eq!(
+        a.items.keys().collect::<Vec<_>>(),
+        b.items.keys().collect::<Vec<_>>(),
+        "{what}: ids"
+    );
     let mut worst = 0f32;
     for (id, (hash, vector)) in &a.items {
         let (other_hash, other) = &b.items[id];
@@ -100,14 +154,27 @@ fn assert_same_rows(a: &Output, b: &Output, what: &str) {
 fn run_cluster(job: &Path, output: &str, processes: usize, workers: usize, dir: &Path) {
     let base = 23000 + (std::process::id() % 1000) as usize * 4;
     let hostfile = dir.join("hosts.txt");
-    let hosts: String = (0..processes).map(|p| format!("127.0.0.1:{}\n", base + p)).collect();
+    let hosts: String = (0..processes)
+        .map(|p| format!("127.0.0.1:{}\n", base + p))
+        .collect();
     std::fs::write(&hostfile, hosts).expect("hostfile");
     let children: Vec<_> = (0..processes)
         .map(|p| {
             std::process::Command::new(vemo_bin())
-                .args(["index", "--job", &job.display().to_string(), "--output", output])
+                .args([
+                    "index",
+                    "--job",
+                    &job.display().to_string(),
+                    "--output",
+                    output,
+                ])
                 .args(["-n", &processes.to_string(), "-p", &p.to_string()])
-                .args(["-w", &workers.to_string(), "-h", &hostfile.display().to_string()])
+                .args([
+                    "-w",
+                    &workers.to_string(),
+                    "-h",
+                    &hostfile.display().to_string(),
+                ])
                 .args(["--job-id", "cluster-test"])
                 .env("VEMO_LOG", "warn")
                 .stdout(std::process::Stdio::piped())
@@ -118,7 +185,11 @@ fn run_cluster(job: &Path, output: &str, processes: usize, workers: usize, dir: 
         .collect();
     for (p, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "process {p} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "process {p} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -166,15 +237,25 @@ fn layouts_give_the_same_rows_and_reruns_add_nothing() {
     let parquet_ids = parquet_ids(&Path::new(&out3).join("parquet/embeddings"));
     assert_eq!(parquet_ids.len(), ITEMS * 2, "one row per item and exit");
     let staging = Path::new(&out3).join("_vemo/staging");
-    let leftovers = walk(&staging).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet"));
+    let leftovers = walk(&staging)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"));
     assert_eq!(leftovers.count(), 0, "every staged part was published");
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     entries
         .flatten()
-        .flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] })
+        .flat_map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                vec![e.path()]
+            }
+        })
         .collect()
 }
 
@@ -199,8 +280,11 @@ fn parquet_ids(dir: &Path) -> Vec<String> {
 fn a_bad_job_file_exits_2_with_a_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = dir.path().join("bad.toml");
-    std::fs::write(&job, "[input]\nuri = \"x\"\n[output]\nuri = \"y\"\n[model]\nexitz = 3\n")
-        .expect("write");
+    std::fs::write(
+        &job,
+        "[input]\nuri = \"x\"\n[output]\nuri = \"y\"\n[model]\nexitz = 3\n",
+    )
+    .expect("write");
     let out = vemo(&["index", "--job", &job.display().to_string()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -209,14 +293,25 @@ fn a_bad_job_file_exits_2_with_a_message() {
 
 #[test]
 fn a_missing_manifest_exits_2_with_a_message() {
-    let Some(bundle) = bundle_or_skip("a_missing_manifest_exits_2_with_a_message") else { return };
+    let Some(bundle) = bundle_or_skip("a_missing_manifest_exits_2_with_a_message") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("empty-folder");
     std::fs::create_dir_all(&input).expect("mkdir");
     let output = dir.path().join("out").display().to_string();
-    let job = write_job(dir.path(), &input.display().to_string(), &output, &bundle, 8);
+    let job = write_job(
+        dir.path(),
+        &input.display().to_string(),
+        &output,
+        &bundle,
+        8,
+    );
     let out = vemo(&["index", "--job", &job.display().to_string()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("manifest.parquet or manifest.jsonl"), "{stderr}");
+    assert!(
+        stderr.contains("manifest.parquet or manifest.jsonl"),
+        "{stderr}"
+    );
 }

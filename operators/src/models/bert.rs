@@ -26,7 +26,11 @@ impl Embeddings {
                 cfg.hidden_size,
                 vb.pp("position_embeddings"),
             )?,
-            token_type: embedding(cfg.type_vocab_size, cfg.hidden_size, vb.pp("token_type_embeddings"))?,
+            token_type: embedding(
+                cfg.type_vocab_size,
+                cfg.hidden_size,
+                vb.pp("token_type_embeddings"),
+            )?,
             norm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
         })
     }
@@ -82,7 +86,9 @@ impl Layer {
         let _enter = self.span.enter();
         let (b, l, _) = x.dims3()?;
         let split = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, l, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+            t.reshape((b, l, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
@@ -90,10 +96,17 @@ impl Layer {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, self.heads * self.head_dim))?;
-        let attended = self.attention_norm.forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let context =
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, l, self.heads * self.head_dim))?;
+        let attended = self
+            .attention_norm
+            .forward(&(self.attention_out.forward(&context)? + x)?)?;
         let inner = self.intermediate.forward(&attended)?.gelu_erf()?;
-        self.output_norm.forward(&(self.output.forward(&inner)? + attended)?)
+        self.output_norm
+            .forward(&(self.output.forward(&inner)? + attended)?)
     }
 }
 
@@ -154,7 +167,10 @@ impl BertEncoder {
 /// (batch, seq) 0/1 mask -> (batch, 1, 1, seq) additive bias, as transformers'
 /// `get_extended_attention_mask` builds it.
 fn mask_bias(attention_mask: &Tensor) -> Result<Tensor> {
-    let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(1)?.unsqueeze(1)?;
+    let mask = attention_mask
+        .to_dtype(DType::F32)?
+        .unsqueeze(1)?
+        .unsqueeze(1)?;
     (mask.ones_like()? - mask)? * f32::MIN as f64
 }
 
@@ -165,7 +181,11 @@ pub fn mean_pool_normalized(hidden: &Tensor, attention_mask: &Tensor) -> Result<
     let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
     let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
     let mean = summed.broadcast_div(&counts)?;
-    let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    let norm = mean
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
     mean.broadcast_div(&norm)
 }
 
@@ -208,7 +228,10 @@ mod tests {
         let mask = Tensor::new(&[[1u32, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]], &Device::Cpu)?;
         let exits = ours.forward_exits(&ids, &types, &mask, &[1, 3])?;
         let expected = reference.forward(&ids, &types, Some(&mask))?;
-        let diff = (&exits[1] - &expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (&exits[1] - &expected)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         println!("max |ours - candle-transformers| = {diff:e}");
         assert!(diff < 1e-5, "max abs diff {diff}");
         assert_eq!(exits[0].dims(), &[2, 6, 16]);

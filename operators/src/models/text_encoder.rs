@@ -19,7 +19,10 @@ pub struct TextEncoder {
 
 impl std::fmt::Debug for TextEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextEncoder").field("exits", &self.exits).field("dim", &self.dim).finish()
+        f.debug_struct("TextEncoder")
+            .field("exits", &self.exits)
+            .field("dim", &self.dim)
+            .finish()
     }
 }
 
@@ -27,35 +30,56 @@ impl TextEncoder {
     /// Loads the text tower of `bundle` for `exits` (empty: the bundle's default exit).
     pub fn load(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
         let spec = bundle.text()?;
-        let exits = if exits.is_empty() { vec![spec.default_exit] } else { exits.to_vec() };
+        let exits = if exits.is_empty() {
+            vec![spec.default_exit]
+        } else {
+            exits.to_vec()
+        };
         if let Some(bad) = exits.iter().find(|e| !spec.exits.contains(e)) {
             return Err(Error::Bundle {
                 path: bundle.root.display().to_string(),
-                reason: format!("text exit {bad} not offered; the bundle has {:?}", spec.exits),
+                reason: format!(
+                    "text exit {bad} not offered; the bundle has {:?}",
+                    spec.exits
+                ),
             });
         }
-        let config_text = std::fs::read_to_string(bundle.file(&spec.config))
-            .map_err(|e| Error::Io { path: spec.config.clone(), source: e })?;
+        let config_text =
+            std::fs::read_to_string(bundle.file(&spec.config)).map_err(|e| Error::Io {
+                path: spec.config.clone(),
+                source: e,
+            })?;
         let cfg: Config = serde_json::from_str(&config_text).map_err(|e| Error::Bundle {
             path: bundle.root.display().to_string(),
             reason: format!("{}: {e}", spec.config),
         })?;
         let depth = exits.iter().copied().max().unwrap_or(spec.default_exit);
         let weights_path = bundle.file(&spec.weights);
-        let weights = std::fs::read(&weights_path)
-            .map_err(|e| Error::Io { path: weights_path.display().to_string(), source: e })?;
+        let weights = std::fs::read(&weights_path).map_err(|e| Error::Io {
+            path: weights_path.display().to_string(),
+            source: e,
+        })?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
         let bert = BertEncoder::load(vb, &cfg, depth)?;
         let mut tokenizer = Tokenizer::from_file(bundle.file(&spec.tokenizer))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: spec.max_tokens, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: spec.max_tokens,
+                ..Default::default()
+            }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             ..Default::default()
         }));
-        Ok(Self { tokenizer, bert, exits, dim: cfg.hidden_size, device: device.clone() })
+        Ok(Self {
+            tokenizer,
+            bert,
+            exits,
+            dim: cfg.hidden_size,
+            device: device.clone(),
+        })
     }
 
     /// The exits this encoder produces, in output order.
@@ -70,8 +94,10 @@ impl TextEncoder {
 
     /// Number of tokens `text` becomes (after truncation); used to group captions by length.
     pub fn token_count(&self, text: &str) -> Result<usize> {
-        let encoding =
-            self.tokenizer.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encoding = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().len())
     }
 
