@@ -3,11 +3,50 @@
 
 use std::path::Path;
 
+use arrow_array::Float32Array;
+use arrow_array::cast::AsArray;
+use futures_util::TryStreamExt;
+use vemo_operators::bundle::Bundle;
+use vemo_operators::models::bert::default_device;
+use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_tests::{bundle_or_skip, vemo_home, vemo_ok};
+
+/// Paraphrased queries (not the captions themselves) and the image each must rank first.
+const QUERIES: &[(&str, &str)] = &[
+    ("a photo of a cat", "chelsea"),
+    ("an astronaut", "astronaut"),
+    ("espresso cup", "coffee"),
+    ("rocket launch", "rocket"),
+    ("galaxies in deep space", "hubble"),
+    ("old money", "coins"),
+    ("a motorbike", "motorcycle"),
+];
+
+/// Text -> image search over the written `text_emb_e6` column with Lance's own nearest-neighbour
+/// scan, the query embedded by vemo's text tower.
+fn text_queries_find_their_images(bundle: &Path, items_uri: &str) {
+    let bundle = Bundle::open(bundle).expect("bundle");
+    let encoder = TextEncoder::load(&bundle, &[6], &default_device()).expect("encoder");
+    let queries: Vec<&str> = QUERIES.iter().map(|(q, _)| *q).collect();
+    let embedded = encoder.encode_all(&queries, 8).expect("embed queries");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let dataset = lance::Dataset::open(items_uri).await.expect("open items");
+        for ((query, expected), vector) in QUERIES.iter().zip(&embedded[0]) {
+            let mut scan = dataset.scan();
+            scan.nearest("text_emb_e6", &Float32Array::from(vector.clone()), 3).expect("nearest");
+            scan.project(&["id"]).expect("project");
+            let batches: Vec<_> =
+                scan.try_into_stream().await.expect("scan").try_collect().await.expect("rows");
+            let top = batches[0].column_by_name("id").expect("id").as_string::<i32>().value(0);
+            assert_eq!(top, *expected, "query {query:?} ranked {top} first");
+        }
+    });
+}
 
 #[test]
 fn sample_job_output_opens_in_pylance_and_finds_each_caption_first() {
-    let Some(_bundle) = bundle_or_skip("sample_job_output_opens_in_pylance") else {
+    let Some(bundle) = bundle_or_skip("sample_job_output_opens_in_pylance") else {
         return;
     };
     let corpus = vemo_home().join("corpus/sample/manifest.jsonl");
@@ -26,6 +65,7 @@ fn sample_job_output_opens_in_pylance_and_finds_each_caption_first() {
     let output = dir.path().join("sample-out").display().to_string();
     let job = root.join("jobs/examples/sample.toml").display().to_string();
     vemo_ok(&["index", "--job", &job, "--output", &output, "-w", "2"]);
+    text_queries_find_their_images(&bundle, &format!("{output}/items.lance"));
 
     let has_lance = std::process::Command::new("python3")
         .args(["-c", "import lance, pyarrow"])
