@@ -22,6 +22,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Index a corpus: run a job file on timely workers and write Lance + Parquet output.
+    ///
+    /// Processes the manifest items not yet in the output's `items` or `errors` tables: rerunning
+    /// a job on the same output skips what is done and never duplicates a row. An unreadable
+    /// image or an empty caption becomes an `errors` row; the job goes on.
+    ///
+    /// Cluster mode uses timely's own flags: start the same command on every process with
+    /// `-n PROCESSES -p INDEX -h HOSTFILE` (one `host:port` per line) and the same `--job-id`.
+    ///
+    /// Exit codes: 0 ok, 1 the job failed (rerun to retry), 2 usage or configuration error.
     Index(IndexArgs),
     /// Fetch, list and check model bundles.
     Models(ModelsArgs),
@@ -53,11 +62,7 @@ pub struct BenchArgs {
     pub workers: Vec<usize>,
 }
 
-/// `vemo index`. Runs items not yet in the output's `items` or `errors` tables: rerunning a
-/// job on the same output skips what is done and never duplicates a row.
-///
-/// Cluster mode uses timely's own flags: start the same command on every process with
-/// `-n PROCESSES -p INDEX -h HOSTFILE` (one `host:port` per line) and the same `--job-id`.
+/// `vemo index` flags. `-h` is timely's hostfile flag, so help is `--help` only.
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]
 pub struct IndexArgs {
@@ -94,7 +99,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub no_progress: bool,
     /// Print help.
-    #[arg(long, action = clap::ArgAction::Help)]
+    #[arg(long, action = clap::ArgAction::HelpLong)]
     pub help: Option<bool>,
 }
 

@@ -15,6 +15,11 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
     let input = expand(args.input.as_deref().unwrap_or(&job.input.uri));
     let output = expand(args.output.as_deref().unwrap_or(&job.output.uri));
     let bundle = bundle_dir(&expand(args.bundle.as_deref().unwrap_or(&job.model.bundle)));
+    if args.processes > 1 && args.job_id.is_none() {
+        tracing::warn!(
+            "No --job-id in cluster mode: each process stamps its own; pass the same one to all."
+        );
+    }
     let job_id = args
         .job_id
         .clone()

@@ -234,6 +234,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn parquet_manifest_reads_like_jsonl() {
+        use std::sync::Arc;
+
+        use arrow_array::{ArrayRef, Int64Array};
+        use arrow_schema::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(COL_ID, DataType::Utf8, false),
+            Field::new(COL_IMAGE, DataType::Utf8, false),
+            Field::new(COL_CAPTION, DataType::Utf8, true),
+            Field::new("year", DataType::Int64, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["a", "b"])),
+            Arc::new(StringArray::from(vec!["a.jpg", "sub/b.jpg"])),
+            Arc::new(StringArray::from(vec![Some("A cat."), None])),
+            Arc::new(Int64Array::from(vec![Some(2024), None])),
+        ];
+        let batch = RecordBatch::try_new(schema, columns).expect("batch");
+        let location = store::resolve("memory://manifest-test/pq/manifest.parquet").expect("uri");
+        crate::parquet_io::write_parquet(&location, &batch)
+            .await
+            .expect("write");
+        let manifest = read_manifest("memory://manifest-test/pq")
+            .await
+            .expect("manifest");
+        assert_eq!(
+            manifest.entries[1].image,
+            "memory://manifest-test/pq/sub/b.jpg"
+        );
+        assert_eq!(
+            manifest.entries[0].metadata.as_deref(),
+            Some(r#"{"year":"2024"}"#)
+        );
+        assert_eq!(manifest.entries[1].metadata.as_deref(), Some("{}"));
+        assert_eq!(manifest.entries[1].caption, None);
+    }
+
+    #[tokio::test]
     async fn duplicate_ids_and_missing_fields_say_what_to_fix() {
         let m = store::resolve("memory://manifest-test/dup.jsonl").expect("uri");
         m.write(b"{\"id\":\"a\",\"image\":\"x\"}\n{\"id\":\"a\",\"image\":\"y\"}\n".to_vec())

@@ -34,11 +34,21 @@ fn text_queries_find_their_images(bundle: &Path, items_uri: &str) {
         let dataset = lance::Dataset::open(items_uri).await.expect("open items");
         for ((query, expected), vector) in QUERIES.iter().zip(&embedded[0]) {
             let mut scan = dataset.scan();
-            scan.nearest("text_emb_e6", &Float32Array::from(vector.clone()), 3).expect("nearest");
+            scan.nearest("text_emb_e6", &Float32Array::from(vector.clone()), 3)
+                .expect("nearest");
             scan.project(&["id"]).expect("project");
-            let batches: Vec<_> =
-                scan.try_into_stream().await.expect("scan").try_collect().await.expect("rows");
-            let top = batches[0].column_by_name("id").expect("id").as_string::<i32>().value(0);
+            let batches: Vec<_> = scan
+                .try_into_stream()
+                .await
+                .expect("scan")
+                .try_collect()
+                .await
+                .expect("rows");
+            let top = batches[0]
+                .column_by_name("id")
+                .expect("id")
+                .as_string::<i32>()
+                .value(0);
             assert_eq!(top, *expected, "query {query:?} ranked {top} first");
         }
     });
