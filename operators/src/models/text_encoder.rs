@@ -92,26 +92,20 @@ impl TextEncoder {
         self.dim
     }
 
-    /// Number of tokens `text` becomes (after truncation); used to group captions by length.
-    pub fn token_count(&self, text: &str) -> Result<usize> {
-        let encoding = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_ids().len())
-    }
-
     /// Encodes one batch. Returns `[exit][caption]` -> L2-normalised embedding.
     pub fn encode(&self, captions: &[&str]) -> Result<Vec<Vec<Vec<f32>>>> {
-        if captions.is_empty() {
-            return Ok(vec![Vec::new(); self.exits.len()]);
-        }
-        let encodings = self
-            .tokenizer
-            .encode_batch(captions.to_vec(), true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        self.encode_all(captions, captions.len())
+    }
+
+    /// Runs the tower on tokenized captions, each cut to `len` tokens (all padding beyond the
+    /// longest of them). Returns `[exit][caption]`.
+    fn forward(
+        &self,
+        encodings: &[&tokenizers::Encoding],
+        len: usize,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
         let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor> {
-            let data: Vec<Vec<u32>> = encodings.iter().map(|e| f(e).to_vec()).collect();
+            let data: Vec<Vec<u32>> = encodings.iter().map(|e| f(e)[..len].to_vec()).collect();
             Ok(Tensor::new(data, &self.device)?)
         };
         let ids = rows(&|e| e.get_ids())?;
@@ -127,18 +121,24 @@ impl TextEncoder {
     /// Encodes any number of captions in batches of `batch_size`, captions of similar length
     /// together (less padding). Returns `[exit][caption]` in the input order.
     pub fn encode_all(&self, captions: &[&str], batch_size: usize) -> Result<Vec<Vec<Vec<f32>>>> {
-        let mut order: Vec<(usize, usize)> = captions
-            .iter()
-            .enumerate()
-            .map(|(i, c)| Ok((self.token_count(c)?, i)))
-            .collect::<Result<_>>()?;
-        order.sort_unstable();
+        if captions.is_empty() {
+            return Ok(vec![Vec::new(); self.exits.len()]);
+        }
+        // One tokenizer pass; padding goes right, so a batch is cut to its own longest caption.
+        let encodings = self
+            .tokenizer
+            .encode_batch(captions.to_vec(), true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let length = |e: &tokenizers::Encoding| e.get_attention_mask().iter().sum::<u32>() as usize;
+        let mut order: Vec<usize> = (0..captions.len()).collect();
+        order.sort_by_key(|&i| length(&encodings[i]));
         let mut out = vec![vec![Vec::new(); captions.len()]; self.exits.len()];
         for chunk in order.chunks(batch_size.max(1)) {
-            let batch: Vec<&str> = chunk.iter().map(|&(_, i)| captions[i]).collect();
-            let encoded = self.encode(&batch)?;
+            let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
+            let len = batch.iter().map(|e| length(e)).max().unwrap_or(0);
+            let encoded = self.forward(&batch, len)?;
             for (exit, per_caption) in encoded.into_iter().enumerate() {
-                for (&(_, i), embedding) in chunk.iter().zip(per_caption) {
+                for (&i, embedding) in chunk.iter().zip(per_caption) {
                     out[exit][i] = embedding;
                 }
             }
