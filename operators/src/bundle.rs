@@ -9,6 +9,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// The vemo home folder holding `models/`, `cache/` and `corpus/`: `$VEMO_HOME`, else
+/// `~/.cache/vemo`.
+pub fn vemo_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("VEMO_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home);
+    }
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ".".into());
+    user_home.join(".cache").join("vemo")
+}
+
 /// Name of the bundle's description file.
 pub const BUNDLE_FILE: &str = "bundle.toml";
 

@@ -1,6 +1,8 @@
 //! The error type of vemo-operators, classified so the binary can choose an exit code.
 
-/// Everything that can go wrong in an operator. Bad *items* are not errors: they become
+/// Everything that can go wrong in an operator. Variants carry the failing URI or path and put
+/// the underlying error in their message (`cause`, not a `source`), so `{:#}` prints each cause
+/// once. Bad *items* are not errors: they become
 /// `errors` rows ([`vemo_schemas::ErrorRecord`]); this type is for failures of the job itself.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -14,16 +16,16 @@ pub enum Error {
     #[error("model bundle `{path}`: {reason}")]
     Bundle { path: String, reason: String },
     /// An object-store call failed (possibly transient).
-    #[error("object store `{uri}`: {source}")]
+    #[error("object store `{uri}`: {cause}")]
     Store {
         uri: String,
-        source: object_store::Error,
+        cause: object_store::Error,
     },
     /// A Lance read or write failed.
-    #[error("lance dataset `{uri}`: {source}")]
+    #[error("lance dataset `{uri}`: {cause}")]
     Lance {
         uri: String,
-        source: Box<lance::Error>,
+        cause: Box<lance::Error>,
     },
     /// A model forward pass failed.
     #[error("model: {0}")]
@@ -38,11 +40,8 @@ pub enum Error {
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     /// A local file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
 }
 
 impl Error {
@@ -58,14 +57,14 @@ impl Error {
     pub(crate) fn lance(uri: &str, source: lance::Error) -> Self {
         Error::Lance {
             uri: uri.to_string(),
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     }
 
     pub(crate) fn store(uri: &str, source: object_store::Error) -> Self {
         Error::Store {
             uri: uri.to_string(),
-            source,
+            cause: source,
         }
     }
 }

@@ -64,7 +64,7 @@ impl ImageReader {
             .map_err(|e| failed(Stage::Read, e.to_string()))?;
         let bytes = location.read().await.map_err(|e| match e {
             Error::Store {
-                source: object_store::Error::NotFound { .. },
+                cause: object_store::Error::NotFound { .. },
                 ..
             } => failed(Stage::Read, format!("object not found: {}", entry.image)),
             other => failed(Stage::Read, other.to_string()),

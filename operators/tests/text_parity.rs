@@ -9,26 +9,15 @@
 //! Needs the pulled bundle (`vemo models pull`); skips with a message when it is absent unless
 //! `VEMO_REQUIRE_BUNDLE=1`.
 
-use std::path::PathBuf;
-
-use vemo_operators::bundle::Bundle;
+use vemo_operators::bundle::{Bundle, vemo_home};
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::text_encoder::TextEncoder;
 
 fn bundle() -> Option<Bundle> {
-    let home = std::env::var_os("VEMO_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vemo")
-        });
-    let dir = home.join("models/vemo-mini");
+    let dir = vemo_home().join("models/vemo-mini");
     if !dir.join("bundle.toml").is_file() {
-        assert!(
-            std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() != Ok("1"),
-            "no bundle at {}",
-            dir.display()
-        );
+        let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
+        assert!(!required, "no bundle at {}", dir.display());
         eprintln!(
             "SKIPPED text parity: no bundle at {} (run `vemo models pull`)",
             dir.display()

@@ -131,7 +131,7 @@ fn fragments<'a>(json: impl Iterator<Item = &'a str>) -> vemo_operators::Result<
         let parsed: Vec<Fragment> =
             serde_json::from_str(text).map_err(|e| vemo_operators::Error::Io {
                 path: "fragment message".into(),
-                source: e.into(),
+                cause: e.into(),
             })?;
         all.extend(parsed);
     }

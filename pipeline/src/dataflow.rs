@@ -201,10 +201,16 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         return Ok(None);
     };
     let mut committer = committer.borrow_mut();
-    let (items_version, errors_version) = committer.finish()?;
+    let (items_version, errors_version) = committer.finish().unwrap_or_else(|e| {
+        committer
+            .stats
+            .failures
+            .push(format!("finishing the datasets: {e}"));
+        (0, 0)
+    });
     let elapsed_s = committer.progress.elapsed();
     let stats = committer.stats.clone();
-    let summary = RunSummary {
+    let mut summary = RunSummary {
         job_id: shared.config.job_id.clone(),
         input: shared.config.input.clone(),
         output: shared.output.uri.clone(),
@@ -221,12 +227,21 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         items_per_s: (stats.items + stats.errors) as f64 / elapsed_s.max(1e-9),
         failures: stats.failures,
     };
-    let text = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    if let Err(e) = write_summary(shared, &summary) {
+        summary
+            .failures
+            .push(format!("writing the run summary: {e}"));
+    }
+    Ok(Some(summary))
+}
+
+/// Writes `_vemo/runs/JOB.json` under the output root.
+fn write_summary(shared: &Shared, summary: &RunSummary) -> vemo_operators::Result<()> {
+    let text = serde_json::to_vec_pretty(summary).unwrap_or_default();
     let runs = shared
         .output
         .child(&format!("{VEMO_DIR}/runs/{}.json", summary.job_id))?;
-    shared.runtime.block_on(runs.write(text))?;
-    Ok(Some(summary))
+    shared.runtime.block_on(runs.write(text))
 }
 
 /// A named per-shard transform on the owning worker (pipeline pact, no data movement).

@@ -194,6 +194,6 @@ impl ShardProcessor {
 fn to_json(fragments: &[lance::table::format::Fragment]) -> vemo_operators::Result<String> {
     serde_json::to_string(fragments).map_err(|e| vemo_operators::Error::Io {
         path: "fragment message".into(),
-        source: e.into(),
+        cause: e.into(),
     })
 }

@@ -27,13 +27,7 @@ pub fn vemo_bin() -> PathBuf {
     bin
 }
 
-/// The vemo home that holds the bundle: `$VEMO_HOME` or `~/.cache/vemo`.
-pub fn vemo_home() -> PathBuf {
-    match std::env::var_os("VEMO_HOME").filter(|v| !v.is_empty()) {
-        Some(home) => home.into(),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vemo"),
-    }
-}
+pub use vemo_operators::bundle::vemo_home;
 
 /// The pulled `vemo-mini` bundle, or `None` (after saying so) when it is absent and not
 /// required.

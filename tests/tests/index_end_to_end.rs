@@ -315,3 +315,27 @@ fn a_missing_manifest_exits_2_with_a_message() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_unwritable_output_fails_the_job_with_exit_1() {
+    let Some(bundle) = bundle_or_skip("an_unwritable_output_fails_the_job_with_exit_1") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = dir.path().join("corpus").display().to_string();
+    vemo_ok(&[
+        "corpus", "synth", "--items", "5", "--output", &corpus, "--size", "32",
+    ]);
+    // A regular file where the output folder should be: every write fails.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, b"not a folder").expect("write blocker");
+    let output = blocker.join("out").display().to_string();
+    let job = write_job(dir.path(), &corpus, &output, &bundle, 2);
+    let out = vemo(&["index", "--job", &job.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("blocker/out/items.lance"),
+        "the message names the output: {stderr}"
+    );
+}

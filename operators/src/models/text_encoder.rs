@@ -47,7 +47,7 @@ impl TextEncoder {
         let config_text =
             std::fs::read_to_string(bundle.file(&spec.config)).map_err(|e| Error::Io {
                 path: spec.config.clone(),
-                source: e,
+                cause: e,
             })?;
         let cfg: Config = serde_json::from_str(&config_text).map_err(|e| Error::Bundle {
             path: bundle.root.display().to_string(),
@@ -57,7 +57,7 @@ impl TextEncoder {
         let weights_path = bundle.file(&spec.weights);
         let weights = std::fs::read(&weights_path).map_err(|e| Error::Io {
             path: weights_path.display().to_string(),
-            source: e,
+            cause: e,
         })?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
         let bert = BertEncoder::load(vb, &cfg, depth)?;
