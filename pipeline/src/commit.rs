@@ -67,15 +67,30 @@ impl Committer {
             tracing::error!(epoch, shard = shard.shard, %reason, "Shard failed; left for the next run.");
             self.stats.failures.push(reason);
         }
-        match self.runtime.block_on(self.commit(&ok)) {
-            Ok((items_version, errors_version)) => {
-                self.stats.shards += ok.len() as u64;
+        // items first, then errors, then the Parquet parts: each step counts only once done,
+        // and a failed step stops the later ones (a rerun redoes what is missing).
+        let result = self.runtime.block_on(async {
+            let items = fragments(ok.iter().map(|s| s.item_fragments.as_str()))?;
+            if !items.is_empty() {
+                let version = commit_fragments(&self.items_uri, &self.items_schema, items).await?;
+                self.stats.items_version = Some(version);
                 self.stats.items += ok.iter().map(|s| s.items).sum::<usize>();
-                self.stats.errors += ok.iter().map(|s| s.errors).sum::<usize>();
-                self.stats.items_version = items_version.or(self.stats.items_version);
-                self.stats.errors_version = errors_version.or(self.stats.errors_version);
-                tracing::debug!(epoch, shards = ok.len(), ?items_version, "Epoch committed.");
             }
+            let errors = fragments(ok.iter().map(|s| s.error_fragments.as_str()))?;
+            if !errors.is_empty() {
+                let version = commit_fragments(&self.errors_uri, &errors_schema(), errors).await?;
+                self.stats.errors_version = Some(version);
+                self.stats.errors += ok.iter().map(|s| s.errors).sum::<usize>();
+            }
+            self.stats.shards += ok.len() as u64;
+            for (staged, published) in ok.iter().flat_map(|s| &s.staged_parts) {
+                let target = self.output.child(published)?;
+                self.output.child(staged)?.rename_to(&target).await?;
+            }
+            Ok::<_, vemo_operators::Error>(())
+        });
+        match result {
+            Ok(()) => tracing::debug!(epoch, shards = ok.len(), "Epoch committed."),
             Err(e) => {
                 tracing::error!(epoch, error = %e, "Epoch commit failed.");
                 self.stats
@@ -86,31 +101,6 @@ impl Committer {
         self.processed_shards += (ok.len() + failed.len()) as u64;
         self.progress
             .update(self.processed_shards, self.stats.items, self.stats.errors);
-    }
-
-    async fn commit(
-        &self,
-        shards: &[ShardWritten],
-    ) -> vemo_operators::Result<(Option<u64>, Option<u64>)> {
-        let items = fragments(shards.iter().map(|s| s.item_fragments.as_str()))?;
-        let errors = fragments(shards.iter().map(|s| s.error_fragments.as_str()))?;
-        let items_version = if items.is_empty() {
-            None
-        } else {
-            Some(commit_fragments(&self.items_uri, &self.items_schema, items).await?)
-        };
-        let errors_version = if errors.is_empty() {
-            None
-        } else {
-            Some(commit_fragments(&self.errors_uri, &errors_schema(), errors).await?)
-        };
-        for (staged, published) in shards.iter().flat_map(|s| &s.staged_parts) {
-            self.output
-                .child(staged)?
-                .rename_to(&self.output.child(published)?)
-                .await?;
-        }
-        Ok((items_version, errors_version))
     }
 
     /// After the last epoch: makes sure both datasets exist (a run where every item failed
