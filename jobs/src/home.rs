@@ -3,16 +3,7 @@
 
 use std::path::PathBuf;
 
-/// The vemo home folder.
-pub fn vemo_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("VEMO_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home);
-    }
-    let user_home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ".".into());
-    user_home.join(".cache").join("vemo")
-}
+pub use vemo_operators::bundle::vemo_home;
 
 /// Folder of the bundle `name`: a path if it contains a `/`, else `$VEMO_HOME/models/name`.
 pub fn bundle_dir(name: &str) -> PathBuf {
