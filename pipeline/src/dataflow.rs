@@ -191,7 +191,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         // Bound the work in flight: wait until worker 0 has what is older than the window.
         let horizon = (epoch + 1).saturating_sub(EPOCHS_IN_FLIGHT);
         while probe.less_than(&horizon) {
-            worker.step();
+            worker.step_or_park(None);
         }
     }
     input.close();
