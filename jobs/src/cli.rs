@@ -123,6 +123,16 @@ pub enum ModelsCommand {
     },
     /// List the bundles in $VEMO_HOME/models.
     List,
+    /// Convert a PyTorch checkpoint in the legacy (non-zip) `torch.save` format into
+    /// safetensors. Only tensors are rebuilt; no code in the file is run.
+    Import {
+        /// The `.pth` file.
+        #[arg(long)]
+        pth: PathBuf,
+        /// The safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Load a bundle, run each tower once, print its parameter counts.
     Check {
         /// Bundle name under $VEMO_HOME/models, or a folder.

@@ -74,6 +74,15 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ModelsCommand::Pull { name, wheels } => pull(&name, wheels.as_deref())?,
         ModelsCommand::List => list()?,
+        ModelsCommand::Import { pth, out } => {
+            let summary = vemo_operators::torch_legacy::import_to_safetensors(&pth, &out)?;
+            println!(
+                "Wrote {} tensors ({} float elements) to {}",
+                summary.tensors,
+                summary.elements,
+                out.display()
+            );
+        }
         ModelsCommand::Check { name } => check(&name)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -2,8 +2,9 @@
 //!
 //! Everything here works on plain values and Arrow `RecordBatch`es and knows nothing of timely:
 //! object-store access ([`store`]), manifests ([`manifest`]), image reads ([`images`]), model
-//! bundles ([`bundle`]), candle models ([`models`]), Arrow batch builders ([`batches`]) and the
-//! Lance and Parquet writers ([`lance_io`], [`parquet_io`]). The pipeline crate wires them.
+//! bundles ([`bundle`]), candle models ([`models`]), Arrow batch builders ([`batches`]), the
+//! Lance and Parquet writers ([`lance_io`], [`parquet_io`]) and the legacy PyTorch checkpoint
+//! reader ([`torch_legacy`]). The pipeline crate wires them.
 
 pub mod batches;
 pub mod bundle;
@@ -14,5 +15,6 @@ pub mod manifest;
 pub mod models;
 pub mod parquet_io;
 pub mod store;
+pub mod torch_legacy;
 
 pub use error::{Error, Result};
