@@ -31,7 +31,7 @@ use vemo_schemas::{
 
 use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
-use crate::plan::{Plan, Shard, epoch_of, plan_shards};
+use crate::plan::{Plan, Shard, plan_shards};
 use crate::process::{ShardProcessor, ShardWritten};
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -180,7 +180,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
             encode.encode_captions(s)
         });
         let written = stage(written, "WriteShard", move |s| write.write_shard(s));
-        commit_epochs(written, committer.clone(), peers).probe_with(&probe);
+        commit_epochs(written, committer.clone()).probe_with(&probe);
     });
 
     for epoch in 0..shared.plan.epochs(peers) {
@@ -275,7 +275,6 @@ where
 fn commit_epochs<'scope>(
     written: Stream<'scope, u64, Vec<ShardWritten>>,
     committer: Option<Rc<RefCell<Committer>>>,
-    peers: usize,
 ) -> Stream<'scope, u64, Vec<u64>> {
     written
         .unary_frontier(
@@ -284,14 +283,14 @@ fn commit_epochs<'scope>(
             move |_, _| {
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
+                        // The epoch is the time the owning worker sent the shard at.
+                        let epoch = cap.least().copied().unwrap_or_default();
                         let mut session = output.session(&cap);
                         for container in data {
                             for shard in container.drain(..) {
                                 session.give(shard.shard);
                                 if let Some(committer) = &committer {
-                                    committer
-                                        .borrow_mut()
-                                        .accept(epoch_of(shard.shard, peers), shard);
+                                    committer.borrow_mut().accept(epoch, shard);
                                 }
                             }
                         }

@@ -69,11 +69,6 @@ impl Plan {
     }
 }
 
-/// The epoch of shard `id` with `peers` workers.
-pub fn epoch_of(id: u64, peers: usize) -> u64 {
-    id / peers.max(1) as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,7 +94,7 @@ mod tests {
         for epoch in 0..plan.epochs(peers) {
             for worker in 0..peers {
                 if let Some(shard) = plan.shard_at(epoch, worker, peers) {
-                    assert_eq!(epoch_of(shard.id, peers), epoch);
+                    assert_eq!(shard.id, epoch * peers as u64 + worker as u64);
                     seen.extend(shard.entries.iter().map(|e| e.id.clone()));
                 }
             }
