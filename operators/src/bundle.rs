@@ -34,6 +34,22 @@ pub struct BundleManifest {
     pub version: String,
     /// The text tower, if the bundle has one.
     pub text: Option<TextTowerSpec>,
+    /// The image tower, if the bundle has one.
+    pub image: Option<ImageTowerSpec>,
+}
+
+/// The image tower of a bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageTowerSpec {
+    /// Architecture; only `efficientnet-lite0` so far.
+    pub architecture: String,
+    /// Weights (safetensors), relative to the bundle folder.
+    pub weights: String,
+    /// Side of the square model input in pixels.
+    pub input_size: usize,
+    /// Where the weights came from (package and version).
+    pub source: String,
 }
 
 /// The text tower of a bundle.
@@ -98,6 +114,11 @@ impl Bundle {
                     text.default_exit
                 )));
             }
+        }
+        if let Some(image) = &bundle.manifest.image
+            && !bundle.root.join(&image.weights).is_file()
+        {
+            return Err(fail(format!("missing file {}", image.weights)));
         }
         Ok(bundle)
     }

@@ -116,6 +116,34 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedImage, String> {
     })
 }
 
+/// Classifier preprocessing as EfficientNet-Lite was trained: short side resized to `resize`
+/// (bicubic), centre crop `crop` x `crop`, TF-Lite normalisation (pixel - 127) / 128.
+/// Returns the pixels as channel-major (3, crop, crop) f32.
+pub fn classifier_input(image: &image::DynamicImage, resize: u32, crop: u32) -> Vec<f32> {
+    let (w, h) = (image.width().max(1), image.height().max(1));
+    let scale = resize as f64 / w.min(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * scale).round() as u32).max(crop),
+        ((h as f64 * scale).round() as u32).max(crop),
+    );
+    let resized = image
+        .resize_exact(nw, nh, image::imageops::FilterType::CatmullRom)
+        .to_rgb8();
+    let (left, top) = ((nw - crop) / 2, (nh - crop) / 2);
+    let side = crop as usize;
+    let mut out = vec![0f32; 3 * side * side];
+    for y in 0..crop {
+        for x in 0..crop {
+            let pixel = resized.get_pixel(left + x, top + y);
+            for c in 0..3 {
+                out[c * side * side + y as usize * side + x as usize] =
+                    (f32::from(pixel[c]) - 127.0) / 128.0;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +154,22 @@ mod tests {
         img.write_to(&mut out, image::ImageFormat::Png)
             .expect("encode png");
         out.into_inner()
+    }
+
+    #[test]
+    fn classifier_input_is_a_normalised_centre_crop() {
+        let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(40, 20, |x, _| {
+            image::Rgb(if x < 20 {
+                [255, 255, 255]
+            } else {
+                [127, 127, 127]
+            })
+        }));
+        let input = classifier_input(&img, 16, 8);
+        assert_eq!(input.len(), 3 * 8 * 8);
+        // 40x20 -> 32x16, crop columns 12..20: left half white, right half grey.
+        assert!((input[0] - 1.0).abs() < 1e-6, "white is (255 - 127) / 128");
+        assert!(input[7].abs() < 0.02, "grey is about 0: {}", input[7]);
     }
 
     #[test]
