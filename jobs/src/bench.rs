@@ -43,6 +43,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    if let Some(image) = &bundle.manifest.image {
+        bench_image_tower(&bundle, image)?;
+    }
+
     println!(
         "\nend to end: vemo index on a synthetic corpus of {} items (256x256 JPEGs, exit 6, batch 32, shards of 64)",
         args.items
@@ -80,4 +84,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Images/s of the image tower alone (EfficientNet-Lite0, 224x224, batches of 1 and 8).
+fn bench_image_tower(
+    bundle: &Bundle,
+    image: &vemo_operators::bundle::ImageTowerSpec,
+) -> anyhow::Result<()> {
+    use candle_core::{DType, Tensor};
+    use vemo_operators::models::efficientnet::EfficientNetLite;
+    let device = default_device();
+    let weights = std::fs::read(bundle.file(&image.weights))?;
+    let vb = candle_nn::VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+    let model = EfficientNetLite::load(vb)?;
+    println!(
+        "\nimage tower ({}, {}px)",
+        image.architecture, image.input_size
+    );
+    println!("{:>8} {:>12}", "batch", "images/s");
+    for batch in [1usize, 8] {
+        let side = image.input_size;
+        let x = Tensor::randn(0f32, 1.0, (batch, 3, side, side), &device)?;
+        model.forward(&x)?; // warm-up
+        let rounds = 3;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            model.forward(&x)?;
+        }
+        let rate = (batch * rounds) as f64 / start.elapsed().as_secs_f64();
+        println!("{batch:>8} {rate:>12.1}");
+    }
+    Ok(())
 }
