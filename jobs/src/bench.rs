@@ -91,12 +91,10 @@ fn bench_image_tower(
     bundle: &Bundle,
     image: &vemo_operators::bundle::ImageTowerSpec,
 ) -> anyhow::Result<()> {
-    use candle_core::{DType, Tensor};
+    use candle_core::Tensor;
     use vemo_operators::models::efficientnet::EfficientNetLite;
     let device = default_device();
-    let weights = std::fs::read(bundle.file(&image.weights))?;
-    let vb = candle_nn::VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
-    let model = EfficientNetLite::load(vb)?;
+    let model = EfficientNetLite::from_bundle(bundle, &device)?;
     println!(
         "\nimage tower ({}, {}px)",
         image.architecture, image.input_size

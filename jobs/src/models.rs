@@ -235,19 +235,26 @@ fn list() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Elements of the tensors in a safetensors file whose names pass `keep`.
+fn parameter_count(path: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result<usize> {
+    let bytes = std::fs::read(path)?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)?;
+    Ok(tensors
+        .tensors()
+        .iter()
+        .filter(|(name, _)| keep(name))
+        .map(|(_, t)| t.shape().iter().product::<usize>())
+        .sum())
+}
+
 fn check(name: &str) -> anyhow::Result<()> {
     let bundle = Bundle::open(&bundle_dir(name))?;
     let text = bundle.text()?;
     let encoder = TextEncoder::load(&bundle, &text.exits, &default_device())?;
     let out = encoder.encode(&["a photo of a cat"])?;
-    let weights = std::fs::read(bundle.file(&text.weights))?;
-    let tensors = safetensors::SafeTensors::deserialize(&weights)?;
-    let params: usize = tensors
-        .tensors()
-        .iter()
-        .filter(|(name, _)| !name.starts_with("pooler") && !name.ends_with("position_ids"))
-        .map(|(_, t)| t.shape().iter().product::<usize>())
-        .sum();
+    let params = parameter_count(&bundle.file(&text.weights), |name| {
+        !name.starts_with("pooler") && !name.ends_with("position_ids")
+    })?;
     println!("bundle {} at {}", bundle.id(), bundle.root.display());
     println!(
         "  text tower: {params} parameters, exits {:?}, dim {}",
@@ -260,20 +267,11 @@ fn check(name: &str) -> anyhow::Result<()> {
     }
     if let Some(image) = &bundle.manifest.image {
         use vemo_operators::models::efficientnet::EfficientNetLite;
-        let weights = std::fs::read(bundle.file(&image.weights))?;
-        let params = safetensors::SafeTensors::deserialize(&weights)?
-            .tensors()
-            .iter()
-            .filter(|(name, _)| !name.ends_with("num_batches_tracked"))
-            .map(|(_, t)| t.shape().iter().product::<usize>())
-            .sum::<usize>();
+        let params = parameter_count(&bundle.file(&image.weights), |name| {
+            !name.ends_with("num_batches_tracked")
+        })?;
         let device = default_device();
-        let vb = candle_nn::VarBuilder::from_buffered_safetensors(
-            weights,
-            candle_core::DType::F32,
-            &device,
-        )?;
-        let model = EfficientNetLite::load(vb)?;
+        let model = EfficientNetLite::from_bundle(&bundle, &device)?;
         let side = image.input_size;
         let out = model.forward(&candle_core::Tensor::zeros(
             (1, 3, side, side),

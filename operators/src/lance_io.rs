@@ -46,6 +46,29 @@ pub async fn write_fragments_uncommitted(
     }
 }
 
+/// Fragments as the JSON text that travels from a worker to the committer.
+pub fn fragments_to_json(fragments: &[Fragment]) -> Result<String> {
+    serde_json::to_string(fragments).map_err(|e| fragment_message_error(e.into()))
+}
+
+/// The fragments of every non-empty JSON message, in order.
+pub fn fragments_from_json<'a>(messages: impl Iterator<Item = &'a str>) -> Result<Vec<Fragment>> {
+    let mut all = Vec::new();
+    for text in messages.filter(|m| !m.is_empty()) {
+        let parsed: Vec<Fragment> =
+            serde_json::from_str(text).map_err(|e| fragment_message_error(e.into()))?;
+        all.extend(parsed);
+    }
+    Ok(all)
+}
+
+fn fragment_message_error(cause: std::io::Error) -> Error {
+    Error::Io {
+        path: "fragment message".into(),
+        cause,
+    }
+}
+
 /// Commits `fragments` to the dataset at `uri` as one new version, creating the dataset with
 /// `schema` if it does not exist. Returns the new version. An empty commit on an existing
 /// dataset is skipped and returns its version.
@@ -186,8 +209,11 @@ mod tests {
             .await
             .expect("b");
         assert!(open_if_exists(&uri).await.expect("open").is_none());
-        let json = serde_json::to_string(&[a, b].concat()).expect("to json");
-        let fragments: Vec<Fragment> = serde_json::from_str(&json).expect("from json");
+        let json = [
+            fragments_to_json(&a).expect("a"),
+            fragments_to_json(&b).expect("b"),
+        ];
+        let fragments = fragments_from_json(json.iter().map(String::as_str)).expect("from json");
         let v1 = commit_fragments(&uri, &batch(&[]).schema(), fragments)
             .await
             .expect("commit");

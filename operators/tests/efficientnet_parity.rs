@@ -9,9 +9,8 @@
 //! Needs the pulled bundle (`vemo models pull`, which converts the legacy `.pth`); skips with a
 //! message when it is absent unless `VEMO_REQUIRE_BUNDLE=1`.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use vemo_operators::bundle::vemo_home;
+use candle_core::{Device, Tensor};
+use vemo_operators::bundle::{Bundle, vemo_home};
 use vemo_operators::models::efficientnet::EfficientNetLite;
 
 fn pattern() -> Tensor {
@@ -47,9 +46,8 @@ fn model(test: &str) -> Option<EfficientNetLite> {
         eprintln!("SKIPPED {test}: no weights at {}", weights.display());
         return None;
     }
-    let bytes = std::fs::read(&weights).expect("read weights");
-    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).expect("vb");
-    Some(EfficientNetLite::load(vb).expect("load Lite0"))
+    let bundle = Bundle::open(&vemo_home().join("models/vemo-mini")).expect("bundle");
+    Some(EfficientNetLite::from_bundle(&bundle, &Device::Cpu).expect("load Lite0"))
 }
 
 /// Sample photos and the ImageNet classes their top-1 must fall in. The reference (PIL bicubic

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
-use lance::table::format::Fragment;
 use serde::Serialize;
 use tokio::runtime::Runtime;
-use vemo_operators::lance_io::commit_fragments;
+use vemo_operators::lance_io::{commit_fragments, fragments_from_json};
 use vemo_operators::store::Location;
 use vemo_schemas::errors_schema;
 
@@ -70,13 +69,13 @@ impl Committer {
         // items first, then errors, then the Parquet parts: each step counts only once done,
         // and a failed step stops the later ones (a rerun redoes what is missing).
         let result = self.runtime.block_on(async {
-            let items = fragments(ok.iter().map(|s| s.item_fragments.as_str()))?;
+            let items = fragments_from_json(ok.iter().map(|s| s.item_fragments.as_str()))?;
             if !items.is_empty() {
                 let version = commit_fragments(&self.items_uri, &self.items_schema, items).await?;
                 self.stats.items_version = Some(version);
                 self.stats.items += ok.iter().map(|s| s.items).sum::<usize>();
             }
-            let errors = fragments(ok.iter().map(|s| s.error_fragments.as_str()))?;
+            let errors = fragments_from_json(ok.iter().map(|s| s.error_fragments.as_str()))?;
             if !errors.is_empty() {
                 let version = commit_fragments(&self.errors_uri, &errors_schema(), errors).await?;
                 self.stats.errors_version = Some(version);
@@ -113,17 +112,4 @@ impl Committer {
             Ok((items, errors))
         })
     }
-}
-
-fn fragments<'a>(json: impl Iterator<Item = &'a str>) -> vemo_operators::Result<Vec<Fragment>> {
-    let mut all = Vec::new();
-    for text in json.filter(|j| !j.is_empty()) {
-        let parsed: Vec<Fragment> =
-            serde_json::from_str(text).map_err(|e| vemo_operators::Error::Io {
-                path: "fragment message".into(),
-                cause: e.into(),
-            })?;
-        all.extend(parsed);
-    }
-    Ok(all)
 }

@@ -12,7 +12,7 @@ use vemo_operators::batches::{
     IndexedItem, RowStamp, embeddings_long_batch, errors_batch, items_batch,
 };
 use vemo_operators::images::{DecodedImage, ImageReader};
-use vemo_operators::lance_io::write_fragments_uncommitted;
+use vemo_operators::lance_io::{fragments_to_json, write_fragments_uncommitted};
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
@@ -161,7 +161,7 @@ impl ShardProcessor {
         if !shard.items.is_empty() {
             let items = items_batch(&self.columns, &shard.items, &self.stamp)?;
             let fragments = write_fragments_uncommitted(&self.items_uri, vec![items]).await?;
-            out.item_fragments = to_json(&fragments)?;
+            out.item_fragments = fragments_to_json(&fragments)?;
             let long = embeddings_long_batch(&self.columns, &shard.items, &self.stamp)?;
             out.staged_parts.push(
                 self.stage_part(&long, PARQUET_EMBEDDINGS_DIR, &part)
@@ -172,7 +172,7 @@ impl ShardProcessor {
             let errors = errors_batch(&shard.errors, &self.stamp)?;
             let fragments =
                 write_fragments_uncommitted(&self.errors_uri, vec![errors.clone()]).await?;
-            out.error_fragments = to_json(&fragments)?;
+            out.error_fragments = fragments_to_json(&fragments)?;
             out.staged_parts
                 .push(self.stage_part(&errors, PARQUET_ERRORS_DIR, &part).await?);
         }
@@ -189,11 +189,4 @@ impl ShardProcessor {
         write_parquet(&self.output.child(&staged)?, batch).await?;
         Ok((staged, format!("{dir}/{part}")))
     }
-}
-
-fn to_json(fragments: &[lance::table::format::Fragment]) -> vemo_operators::Result<String> {
-    serde_json::to_string(fragments).map_err(|e| vemo_operators::Error::Io {
-        path: "fragment message".into(),
-        cause: e.into(),
-    })
 }

@@ -153,6 +153,31 @@ pub struct ImageOutputs {
 }
 
 impl EfficientNetLite {
+    /// Loads the image tower of `bundle`.
+    pub fn from_bundle(
+        bundle: &crate::bundle::Bundle,
+        device: &candle_core::Device,
+    ) -> crate::Result<Self> {
+        let spec = bundle
+            .manifest
+            .image
+            .as_ref()
+            .ok_or_else(|| crate::Error::Bundle {
+                path: bundle.root.display().to_string(),
+                reason: "the bundle has no image tower".into(),
+            })?;
+        let path = bundle.file(&spec.weights);
+        let weights = std::fs::read(&path).map_err(|e| crate::Error::Io {
+            path: path.display().to_string(),
+            cause: e,
+        })?;
+        Ok(Self::load(VarBuilder::from_buffered_safetensors(
+            weights,
+            DType::F32,
+            device,
+        )?)?)
+    }
+
     /// Loads Lite0 from a state dict with the reference's names.
     pub fn load(vb: VarBuilder) -> Result<Self> {
         let stem = SameConv::load(vb.clone(), "_conv_stem", 2, false)?;
