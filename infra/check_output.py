@@ -3,8 +3,9 @@
 
 Usage: python3 infra/check_output.py OUTPUT_DIR [EXPECTED_ROWS]
 
-Prints the row count, the caption-embedding columns and, for every item, whether a
-nearest-neighbour query with its caption embedding returns the item itself first. Exits 1 if
+Prints the row count, the embedding columns (caption and image, with the tower and exit
+from each field's metadata) and, for every item, whether a nearest-neighbour query with its
+caption embedding returns the item itself first. Exits 1 if
 any check fails. Needs `pip install pylance pyarrow`.
 """
 import json
@@ -19,8 +20,12 @@ import pyarrow.parquet as pq  # noqa: E402
 def main(out: str, expected_rows: int | None) -> int:
     items = lance.dataset(f"{out}/items.lance")
     table = items.to_table()
-    emb_cols = [f.name for f in items.schema if f.name.startswith("text_emb_e")]
+    emb_cols = [f.name for f in items.schema if "_emb_e" in f.name or "_feat_e" in f.name]
     dims = {c: items.schema.field(c).type.list_size for c in emb_cols}
+    towers = {
+        c: (items.schema.field(c).metadata or {}).get(b"vemo.tower", b"").decode()
+        for c in emb_cols
+    }
     self_first = 0
     for row in table.to_pylist():
         hit = items.to_table(
@@ -32,6 +37,7 @@ def main(out: str, expected_rows: int | None) -> int:
     report = {
         "rows": table.num_rows,
         "embedding_columns": dims,
+        "towers": towers,
         "schema_version": (items.schema.metadata or {}).get(b"vemo.schema_version", b"").decode(),
         "self_first": self_first,
         "parquet_embedding_rows": parquet_rows,

@@ -48,7 +48,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!(
-        "\nend to end: vemo index on a synthetic corpus of {} items (256x256 JPEGs, exit 6, batch 32, shards of 64)",
+        "\nend to end: vemo index on a synthetic corpus of {} items (256x256 JPEGs, text exit 6, image exit 7, batch 32, shards of 64)",
         args.items
     );
     let dir = tempfile::tempdir()?;
@@ -67,6 +67,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             output,
             bundle: bundle.root.clone(),
             text_exits: vec![6],
+            image_exits: vec![7],
+            vector_index_min_rows: usize::MAX,
             batch_size: 32,
             shard_size: 64,
             read_concurrency: 16,
@@ -86,31 +88,47 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Images/s of the image tower alone (EfficientNet-Lite0, 224x224, batches of 1 and 8).
+/// Image embeddings/s of the image tower per exit (224x224 crops, batches of 1 and 8): the
+/// speed side of the exit trade-off. An exit without a trained head is reported, not timed.
 fn bench_image_tower(
     bundle: &Bundle,
     image: &vemo_operators::bundle::ImageTowerSpec,
 ) -> anyhow::Result<()> {
-    use candle_core::Tensor;
-    use vemo_operators::models::efficientnet::EfficientNetLite;
+    use vemo_operators::images::RgbImage;
+    use vemo_operators::models::image_encoder::ImageEncoder;
     let device = default_device();
-    let model = EfficientNetLite::from_bundle(bundle, &device)?;
+    let side = image.input_size as u32;
+    let crops: Vec<RgbImage> = (0..8u32)
+        .map(|i| {
+            RgbImage::from_fn(side, side, |x, y| {
+                image::Rgb([(x * 7 + i) as u8, (y * 3) as u8, (x ^ y) as u8])
+            })
+        })
+        .collect();
+    let crops: Vec<&RgbImage> = crops.iter().collect();
     println!(
-        "\nimage tower ({}, {}px)",
+        "\nimage tower ({}, {}px): image embeddings/s per exit",
         image.architecture, image.input_size
     );
-    println!("{:>8} {:>12}", "batch", "images/s");
-    for batch in [1usize, 8] {
-        let side = image.input_size;
-        let x = Tensor::randn(0f32, 1.0, (batch, 3, side, side), &device)?;
-        model.forward(&x)?; // warm-up
-        let rounds = 3;
-        let start = Instant::now();
-        for _ in 0..rounds {
-            model.forward(&x)?;
+    println!("{:>8} {:>8} {:>12}", "exit", "batch", "images/s");
+    for &exit in &image.exits {
+        let encoder = match ImageEncoder::load(bundle, &[exit], &device) {
+            Ok(encoder) => encoder,
+            Err(e) => {
+                println!("{exit:>8} skipped: {e}");
+                continue;
+            }
+        };
+        for batch in [1usize, 8] {
+            encoder.encode(&crops[..batch])?; // warm-up
+            let rounds = 3;
+            let start = Instant::now();
+            for _ in 0..rounds {
+                encoder.encode(&crops[..batch])?;
+            }
+            let rate = (batch * rounds) as f64 / start.elapsed().as_secs_f64();
+            println!("{exit:>8} {batch:>8} {rate:>12.1}");
         }
-        let rate = (batch * rounds) as f64 / start.elapsed().as_secs_f64();
-        println!("{batch:>8} {rate:>12.1}");
     }
     Ok(())
 }

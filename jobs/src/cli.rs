@@ -38,9 +38,101 @@ pub enum Command {
     Corpus(CorpusArgs),
     /// Print what an output folder holds: rows, columns, versions, Parquet parts, runs.
     Inspect(InspectArgs),
-    /// Measure throughput: the caption encoder per batch size, and `vemo index` end to end on
-    /// a synthetic corpus per worker count.
+    /// Measure throughput: the caption encoder per batch size, the image tower per exit, and
+    /// `vemo index` end to end on a synthetic corpus per worker count.
     Bench(BenchArgs),
+    /// Train parts of a bundle: `vemo train exits` distils the last exit into the lower ones.
+    Train(TrainArgs),
+    /// Search an index written by `vemo index`: by a sentence or by an image.
+    Search(SearchArgs),
+    /// Evaluate a bundle: `vemo eval retrieval` on a COCO-format caption set.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    pub command: TrainCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Train the lower exits' heads by distilling the last exit's embeddings on unlabeled corpus
+    /// items (1 - cosine, AdamW); save them into the bundle; print each exit's held-out quality.
+    Exits(TrainExitsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainExitsArgs {
+    /// Bundle name under $VEMO_HOME/models, or a folder; its heads file is (re)written.
+    #[arg(long, default_value = "vemo-mini")]
+    pub bundle: String,
+    /// Corpus: a manifest (.jsonl/.parquet) or a folder holding one; a path or URI.
+    #[arg(long)]
+    pub corpus: String,
+    /// Use at most this many corpus items.
+    #[arg(long, default_value_t = 2000)]
+    pub max_items: usize,
+    /// Full-batch AdamW steps per head.
+    #[arg(long, default_value_t = 400)]
+    pub steps: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Output root written by `vemo index` (local path or URI).
+    #[arg(long)]
+    pub index: String,
+    /// Find images by this sentence.
+    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    pub text: Option<String>,
+    /// Find images like this one (a path or URI).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Which exit's column to search (default: the deepest in the index). For `--text`, the
+    /// image tower's exit; for `--image`, searching `image_emb_eN` instead of the 1280-d
+    /// feature column.
+    #[arg(long)]
+    pub exit: Option<usize>,
+    /// Search the caption embeddings (`text_emb_eN`) instead of the images.
+    #[arg(long)]
+    pub captions: bool,
+    /// How many results.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub k: usize,
+    /// Bundle to encode the query with (default: the one named in the index's rows).
+    #[arg(long)]
+    pub bundle: Option<String>,
+    /// Print a JSON array of {"id", "score", "image", "caption"}, best first.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: EvalCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Recall@1/5/10 text->image and image->text for each exit, and items/s per exit, on a
+    /// COCO-format caption set (a folder with captions_*.json and its images).
+    Retrieval(EvalRetrievalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalRetrievalArgs {
+    /// Folder holding a COCO-format captions_*.json and the images it names (in the folder or
+    /// in images/).
+    #[arg(long)]
+    pub corpus: std::path::PathBuf,
+    /// Bundle name under $VEMO_HOME/models, or a folder.
+    #[arg(long, default_value = "vemo-mini")]
+    pub bundle: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -55,7 +147,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
     pub batch_sizes: Vec<usize>,
     /// Items in the synthetic corpus for the end-to-end run.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 200)]
     pub items: usize,
     /// Worker counts for the end-to-end run.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]

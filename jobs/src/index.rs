@@ -29,6 +29,8 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         output,
         bundle,
         text_exits: job.model.exits.text.clone(),
+        image_exits: job.model.exits.image.clone(),
+        vector_index_min_rows: job.run.vector_index_min_rows,
         batch_size: job.run.batch_size,
         shard_size: job.run.shard_size,
         read_concurrency: job.run.read_concurrency,

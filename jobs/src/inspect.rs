@@ -20,6 +20,8 @@ struct Inspection {
     errors: Option<DatasetSummary>,
     parquet_parts: Vec<(String, usize)>,
     runs: Vec<String>,
+    /// Parameters of the bundle that wrote the rows, when it is installed here.
+    parameters: Option<crate::models::BundleParameters>,
 }
 
 /// Runs `vemo inspect`.
@@ -55,6 +57,18 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         println!("{dir}: {parts} part files");
     }
     println!("runs: {}", inspection.runs.join(", "));
+    if let Some(p) = &inspection.parameters {
+        println!(
+            "model {}: {} parameters for the semantic task (text tower {}, image tower {}, exit heads {}, ConSE table {}); separate uni-task models: {}",
+            p.bundle,
+            p.total,
+            p.text_tower,
+            p.image_tower,
+            p.exit_heads,
+            p.conse_table,
+            p.separate_uni_task_models
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -71,13 +85,43 @@ async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
         ));
     }
     let runs = list_names(&root, &format!("{VEMO_DIR}/runs")).await?;
+    let parameters = match bundle_of(&store::join(&root.uri, ITEMS_DATASET)).await {
+        Some(id) => installed_bundle(&id).and_then(|b| crate::models::bundle_parameters(&b).ok()),
+        None => None,
+    };
     Ok(Inspection {
         output: root.uri,
         items,
         errors,
         parquet_parts,
         runs,
+        parameters,
     })
+}
+
+/// The bundle id recorded in the first row of `items`.
+async fn bundle_of(items_uri: &str) -> Option<String> {
+    use arrow_array::cast::AsArray;
+    let dataset = vemo_operators::lance_io::open_if_exists(items_uri)
+        .await
+        .ok()??;
+    let mut scan = dataset.scan();
+    scan.project(&[vemo_schemas::COL_BUNDLE])
+        .ok()?
+        .limit(Some(1), None)
+        .ok()?;
+    let batch = scan.try_into_batch().await.ok()?;
+    let column = batch
+        .column_by_name(vemo_schemas::COL_BUNDLE)?
+        .as_string::<i32>();
+    (batch.num_rows() > 0).then(|| column.value(0).to_string())
+}
+
+/// The installed bundle with that id (`name@version`), if any.
+fn installed_bundle(id: &str) -> Option<vemo_operators::bundle::Bundle> {
+    let name = id.split('@').next()?;
+    let bundle = vemo_operators::bundle::Bundle::open(&crate::home::bundle_dir(name)).ok()?;
+    (bundle.id() == id).then_some(bundle)
 }
 
 async fn list_names(root: &store::Location, dir: &str) -> anyhow::Result<Vec<String>> {

@@ -48,7 +48,7 @@ pub struct ModelConfig {
     /// Bundle name under $VEMO_HOME/models, or a folder (default `vemo-mini`).
     #[serde(default = "default_bundle")]
     pub bundle: String,
-    /// Tasks: `semantic` (caption embeddings). Default `["semantic"]`.
+    /// Tasks: `semantic` (caption and image embeddings). Default `["semantic"]`.
     #[serde(default = "default_tasks")]
     pub tasks: Vec<String>,
     /// Exits per tower; default the bundle's default exit.
@@ -63,6 +63,10 @@ pub struct ExitsConfig {
     /// Text-tower exits (layer counts); one `text_emb_e{N}` column each.
     #[serde(default)]
     pub text: Vec<usize>,
+    /// Image-tower exits (stages); one `image_emb_e{N}` column each, plus `image_feat_e7`
+    /// when the last stage runs. Only the stages up to the deepest exit run.
+    #[serde(default)]
+    pub image: Vec<usize>,
 }
 
 /// `[run]`.
@@ -79,6 +83,10 @@ pub struct RunConfig {
     /// Concurrent image reads per worker (default 16); raise it for object stores.
     #[serde(default = "default_concurrency")]
     pub read_concurrency: usize,
+    /// Build an IVF_PQ vector index on each embedding column once `items` has this many rows
+    /// (default 10000; at least 256); below it, search is exact.
+    #[serde(default = "default_index_rows")]
+    pub vector_index_min_rows: usize,
 }
 
 impl Default for RunConfig {
@@ -87,6 +95,7 @@ impl Default for RunConfig {
             batch_size: default_batch(),
             shard_size: default_shard(),
             read_concurrency: default_concurrency(),
+            vector_index_min_rows: default_index_rows(),
         }
     }
 }
@@ -108,6 +117,9 @@ fn default_shard() -> usize {
 }
 fn default_concurrency() -> usize {
     16
+}
+fn default_index_rows() -> usize {
+    10_000
 }
 
 /// Tasks this build can run.
@@ -176,6 +188,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.toml");
         let job = JobConfig::load(&path).expect("sample job");
         assert_eq!(job.model.exits.text, vec![3, 6]);
+        assert_eq!(job.model.exits.image, vec![4, 7]);
     }
 
     #[test]

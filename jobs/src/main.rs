@@ -6,11 +6,14 @@
 mod bench;
 mod cli;
 mod corpus;
+mod eval;
 mod home;
 mod index;
 mod inspect;
 mod job;
 mod models;
+mod search;
+mod train;
 
 use std::process::ExitCode;
 
@@ -67,6 +70,13 @@ fn main() -> ExitCode {
         cli::Command::Corpus(args) => corpus::run(args),
         cli::Command::Inspect(args) => inspect::run(args),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::Train(args) => match args.command {
+            cli::TrainCommand::Exits(args) => train::run(args),
+        },
+        cli::Command::Search(args) => search::run(args),
+        cli::Command::Eval(args) => match args.command {
+            cli::EvalCommand::Retrieval(args) => eval::run(args),
+        },
     };
     match result {
         Ok(code) => code,

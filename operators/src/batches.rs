@@ -119,6 +119,7 @@ pub fn embeddings_long_batch(
         .flat_map(|(c, _)| items.iter().map(move |i| (i, c)))
         .collect();
     let n = rows.len();
+    let names: Vec<String> = rows.iter().map(|(_, c)| columns[*c].name()).collect();
     let lists = ListArray::from_iter_primitive::<arrow_array::types::Float32Type, _, _>(
         rows.iter()
             .map(|(i, c)| Some(i.embeddings[*c].iter().map(|v| Some(*v)))),
@@ -126,6 +127,7 @@ pub fn embeddings_long_batch(
     let schema: SchemaRef = embeddings_long_schema();
     let arrays: Vec<ArrayRef> = vec![
         strings(rows.iter().map(|(i, _)| i.entry.id.as_str())),
+        strings(names.iter().map(String::as_str)),
         strings(rows.iter().map(|(_, c)| columns[*c].tower.as_str())),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, c)| {
             u32::try_from(columns[*c].exit).unwrap_or(u32::MAX)
@@ -155,6 +157,7 @@ mod tests {
                 width: 4,
                 height: 3,
                 content_hash: "ab".into(),
+                crop: None,
             },
             embeddings: vec![vec![0.6, 0.8], vec![1.0, 0.0]],
         }
@@ -163,16 +166,8 @@ mod tests {
     #[test]
     fn batches_match_their_schemas() {
         let columns = [
-            EmbeddingColumn {
-                tower: "text".into(),
-                exit: 3,
-                dim: 2,
-            },
-            EmbeddingColumn {
-                tower: "text".into(),
-                exit: 6,
-                dim: 2,
-            },
+            EmbeddingColumn::joint("text", 3, 2),
+            EmbeddingColumn::joint("text", 6, 2),
         ];
         let stamp = RowStamp {
             bundle: "b@1".into(),

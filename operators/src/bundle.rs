@@ -1,7 +1,7 @@
 //! Model bundles: a folder with `bundle.toml`, weights as safetensors and tokenizer files.
 //!
-//! A bundle lists its sub-modules; a job loads only those its tasks need. Today the only
-//! sub-module is the text tower.
+//! A bundle lists its sub-modules (text tower, image tower with its ConSE class table, exit
+//! heads); a job loads only those its tasks and exits need.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,9 @@ pub struct BundleManifest {
     pub text: Option<TextTowerSpec>,
     /// The image tower, if the bundle has one.
     pub image: Option<ImageTowerSpec>,
+    /// Trained exit heads (safetensors, see `vemo train exits`), relative to the bundle folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_heads: Option<String>,
 }
 
 /// The image tower of a bundle.
@@ -48,7 +51,30 @@ pub struct ImageTowerSpec {
     pub weights: String,
     /// Side of the square model input in pixels.
     pub input_size: usize,
+    /// The short side is resized to this before the centre crop of `input_size`.
+    pub resize: usize,
+    /// Exits: stage numbers (1..=7) after which an embedding may be taken; the last stage is
+    /// the full classifier, whose embedding is ConSE's; lower ones need a trained exit head.
+    pub exits: Vec<usize>,
+    /// Exit used when a job names none.
+    pub default_exit: usize,
     /// Where the weights came from (package and version).
+    pub source: String,
+    /// ConSE: the class-embedding table that puts the classifier's output in the caption space.
+    pub conse: ConseSpec,
+}
+
+/// ConSE settings of an image tower.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConseSpec {
+    /// Class embeddings (safetensors, tensor `class_embeddings`), relative to the bundle folder.
+    pub classes: String,
+    /// Classes each image's embedding mixes (T); the class count or more mixes all.
+    pub top_k: usize,
+    /// Softmax temperature applied to the logits.
+    pub temperature: f64,
+    /// Where the class names came from and how they were embedded.
     pub source: String,
 }
 
@@ -115,10 +141,23 @@ impl Bundle {
                 )));
             }
         }
-        if let Some(image) = &bundle.manifest.image
-            && !bundle.root.join(&image.weights).is_file()
+        if let Some(image) = &bundle.manifest.image {
+            for rel in [&image.weights, &image.conse.classes] {
+                if !bundle.root.join(rel).is_file() {
+                    return Err(fail(format!("missing file {rel}")));
+                }
+            }
+            if !image.exits.contains(&image.default_exit) {
+                return Err(fail(format!(
+                    "image default_exit {} not in exits",
+                    image.default_exit
+                )));
+            }
+        }
+        if let Some(rel) = &bundle.manifest.exit_heads
+            && !bundle.root.join(rel).is_file()
         {
-            return Err(fail(format!("missing file {}", image.weights)));
+            return Err(fail(format!("missing file {rel}")));
         }
         Ok(bundle)
     }
@@ -133,6 +172,38 @@ impl Bundle {
         self.manifest.text.as_ref().ok_or_else(|| Error::Bundle {
             path: self.root.display().to_string(),
             reason: "the job needs a text tower and this bundle has none".into(),
+        })
+    }
+
+    /// The image tower, or a bundle error naming what is missing.
+    pub fn image(&self) -> Result<&ImageTowerSpec> {
+        self.manifest.image.as_ref().ok_or_else(|| Error::Bundle {
+            path: self.root.display().to_string(),
+            reason: "the job needs an image tower and this bundle has none".into(),
+        })
+    }
+
+    /// The trained exit heads (none when the bundle has no heads file).
+    pub fn exit_heads(
+        &self,
+        device: &candle_core::Device,
+    ) -> Result<crate::models::exit_heads::ExitHeads> {
+        match &self.manifest.exit_heads {
+            Some(rel) => crate::models::exit_heads::ExitHeads::load(&self.file(rel), device),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// Rewrites `bundle.toml` from the manifest (after `vemo train exits` adds heads).
+    pub fn save_manifest(&self) -> Result<()> {
+        let text = toml::to_string_pretty(&self.manifest).map_err(|e| Error::Bundle {
+            path: self.root.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let path = self.root.join(BUNDLE_FILE);
+        std::fs::write(&path, text).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            cause: e,
         })
     }
 

@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, stream};
 use sha2::{Digest, Sha256};
 use vemo_schemas::{ErrorRecord, ManifestEntry, Stage};
+
+pub use image::RgbImage;
 
 use crate::store::{self, Location};
 use crate::{Error, Result};
@@ -23,12 +25,16 @@ pub struct DecodedImage {
     pub height: u32,
     /// SHA-256 of the image bytes, hex.
     pub content_hash: String,
+    /// The image tower's input (see [`classifier_crop`]) when the job runs the image tower.
+    pub crop: Option<Arc<image::RgbImage>>,
 }
 
 /// Reads images through a cache of object stores (one client per scheme and bucket).
 #[derive(Default)]
 pub struct ImageReader {
     stores: Mutex<HashMap<String, Location>>,
+    /// (resize, crop) of the image tower's input, when it runs.
+    crop: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for ImageReader {
@@ -38,6 +44,15 @@ impl std::fmt::Debug for ImageReader {
 }
 
 impl ImageReader {
+    /// A reader that also prepares the image tower's input: short side to `resize`, centre
+    /// crop `crop` x `crop`.
+    pub fn with_crop(resize: u32, crop: u32) -> Self {
+        Self {
+            crop: Some((resize, crop)),
+            ..Default::default()
+        }
+    }
+
     /// Fetches and decodes the images of `entries`, `concurrency` requests at a time; the
     /// result has one element per entry, in order.
     pub async fn read_all(
@@ -52,6 +67,18 @@ impl ImageReader {
             .await
     }
 
+    /// Fetches the bytes of the image at `uri`; the error reason is ready for an `errors` row.
+    pub async fn fetch(&self, uri: &str) -> Result<bytes::Bytes, String> {
+        let location = self.locate(uri).map_err(|e| e.to_string())?;
+        location.read().await.map_err(|e| match e {
+            Error::Store {
+                cause: object_store::Error::NotFound { .. },
+                ..
+            } => format!("object not found: {uri}"),
+            other => other.to_string(),
+        })
+    }
+
     async fn read_one(&self, entry: &ManifestEntry) -> Result<DecodedImage, ErrorRecord> {
         let failed = |stage: Stage, reason: String| ErrorRecord {
             id: entry.id.clone(),
@@ -59,18 +86,16 @@ impl ImageReader {
             stage,
             reason,
         };
-        let location = self
-            .locate(&entry.image)
-            .map_err(|e| failed(Stage::Read, e.to_string()))?;
-        let bytes = location.read().await.map_err(|e| match e {
-            Error::Store {
-                cause: object_store::Error::NotFound { .. },
-                ..
-            } => failed(Stage::Read, format!("object not found: {}", entry.image)),
-            other => failed(Stage::Read, other.to_string()),
-        })?;
+        let bytes = self
+            .fetch(&entry.image)
+            .await
+            .map_err(|r| failed(Stage::Read, r))?;
         // Decoding is CPU work; it runs on the calling worker's thread, which owns this shard.
-        decode(&bytes).map_err(|reason| failed(Stage::Decode, reason))
+        let (mut decoded, image) = decode_image(&bytes).map_err(|r| failed(Stage::Decode, r))?;
+        if let Some((resize, crop)) = self.crop {
+            decoded.crop = Some(Arc::new(classifier_crop(&image, resize, crop)));
+        }
+        Ok(decoded)
     }
 
     fn locate(&self, uri: &str) -> Result<Location> {
@@ -103,45 +128,85 @@ impl ImageReader {
 
 /// Hashes and fully decodes `bytes` (a truncated or corrupt body fails here, not later).
 pub fn decode(bytes: &[u8]) -> Result<DecodedImage, String> {
+    decode_image(bytes).map(|(decoded, _)| decoded)
+}
+
+/// [`decode`], also returning the pixels.
+pub fn decode_image(bytes: &[u8]) -> Result<(DecodedImage, image::DynamicImage), String> {
     let content_hash = hex::encode(Sha256::digest(bytes));
     let image = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read image header: {e}"))?
         .decode()
         .map_err(|e| format!("cannot decode image: {e}"))?;
-    Ok(DecodedImage {
+    let decoded = DecodedImage {
         width: image.width(),
         height: image.height(),
         content_hash,
-    })
+        crop: None,
+    };
+    Ok((decoded, image))
 }
 
 /// Classifier preprocessing as EfficientNet-Lite was trained: short side resized to `resize`
 /// (bicubic), centre crop `crop` x `crop`, TF-Lite normalisation (pixel - 127) / 128.
 /// Returns the pixels as channel-major (3, crop, crop) f32.
 pub fn classifier_input(image: &image::DynamicImage, resize: u32, crop: u32) -> Vec<f32> {
+    normalize_crop(&classifier_crop(image, resize, crop))
+}
+
+/// TF-Lite normalisation of an RGB crop: (pixel - 127) / 128, channel-major (3, h, w).
+pub fn normalize_crop(crop: &image::RgbImage) -> Vec<f32> {
+    let (w, h) = (crop.width() as usize, crop.height() as usize);
+    let mut out = vec![0f32; 3 * w * h];
+    for (x, y, pixel) in crop.enumerate_pixels() {
+        for c in 0..3 {
+            out[c * w * h + y as usize * w + x as usize] = (f32::from(pixel[c]) - 127.0) / 128.0;
+        }
+    }
+    out
+}
+
+/// Ten views of an image for training exit heads: the short side resized to `resize`, crops
+/// of `crop` x `crop` at the centre and the four corners, each also mirrored.
+pub fn training_views(image: &image::DynamicImage, resize: u32, crop: u32) -> Vec<image::RgbImage> {
+    let resized = resized_short_side(image, resize, crop);
+    let (w, h) = resized.dimensions();
+    let corners = [
+        ((w - crop) / 2, (h - crop) / 2),
+        (0, 0),
+        (w - crop, 0),
+        (0, h - crop),
+        (w - crop, h - crop),
+    ];
+    corners
+        .iter()
+        .flat_map(|&(x, y)| {
+            let view = image::imageops::crop_imm(&resized, x, y, crop, crop).to_image();
+            let mirrored = image::imageops::flip_horizontal(&view);
+            [view, mirrored]
+        })
+        .collect()
+}
+
+fn resized_short_side(image: &image::DynamicImage, resize: u32, crop: u32) -> image::RgbImage {
     let (w, h) = (image.width().max(1), image.height().max(1));
     let scale = resize as f64 / w.min(h) as f64;
     let (nw, nh) = (
         ((w as f64 * scale).round() as u32).max(crop),
         ((h as f64 * scale).round() as u32).max(crop),
     );
-    let resized = image
+    image
         .resize_exact(nw, nh, image::imageops::FilterType::CatmullRom)
-        .to_rgb8();
+        .to_rgb8()
+}
+
+/// The short side resized to `resize` (bicubic, Catmull-Rom), then a centre crop `crop` x `crop`.
+pub fn classifier_crop(image: &image::DynamicImage, resize: u32, crop: u32) -> image::RgbImage {
+    let resized = resized_short_side(image, resize, crop);
+    let (nw, nh) = resized.dimensions();
     let (left, top) = ((nw - crop) / 2, (nh - crop) / 2);
-    let side = crop as usize;
-    let mut out = vec![0f32; 3 * side * side];
-    for y in 0..crop {
-        for x in 0..crop {
-            let pixel = resized.get_pixel(left + x, top + y);
-            for c in 0..3 {
-                out[c * side * side + y as usize * side + x as usize] =
-                    (f32::from(pixel[c]) - 127.0) / 128.0;
-            }
-        }
-    }
-    out
+    image::imageops::crop_imm(&resized, left, top, crop, crop).to_image()
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! object-store access ([`store`]), manifests ([`manifest`]), image reads ([`images`]), model
 //! bundles ([`bundle`]), candle models ([`models`]), Arrow batch builders ([`batches`]), the
 //! Lance and Parquet writers ([`lance_io`], [`parquet_io`]) and the legacy PyTorch checkpoint
-//! reader ([`torch_legacy`]). The pipeline crate wires them.
+//! reader ([`torch_legacy`]), vector indexes and k-nearest search ([`vector_search`]). The
+//! pipeline crate wires them.
 
 pub mod batches;
 pub mod bundle;
@@ -16,5 +17,6 @@ pub mod models;
 pub mod parquet_io;
 pub mod store;
 pub mod torch_legacy;
+pub mod vector_search;
 
 pub use error::{Error, Result};

@@ -60,9 +60,18 @@ async fn find_manifest(input: &str) -> Result<Location> {
     ))
 }
 
+/// A full URI stays; an absolute local path becomes a `file://` URI when the manifest is local;
+/// anything else is relative to the manifest's folder.
 fn resolve_image(folder: &str, image: &str) -> String {
     if image.contains("://") {
         image.to_string()
+    } else if let Some(url) = image
+        .starts_with('/')
+        .then(|| url::Url::from_file_path(image).ok())
+        .flatten()
+        .filter(|_| folder.starts_with("file://"))
+    {
+        url.to_string()
     } else {
         store::join(folder, image)
     }

@@ -46,7 +46,8 @@ fn caption_embeddings_match_sentence_transformers() {
     let expected_e3: Vec<Vec<f32>> = serde_json::from_value(golden["exit_3"].clone()).expect("e3");
     assert!(captions.len() >= 20);
 
-    let encoder = TextEncoder::load(&bundle, &[6, 3], &default_device()).expect("load encoder");
+    let encoder =
+        TextEncoder::load_without_heads(&bundle, &[6, 3], &default_device()).expect("load encoder");
     let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
     let got = encoder.encode_all(&refs, 8).expect("encode");
     let (d6, d3) = (

@@ -18,6 +18,11 @@ pub struct IndexConfig {
     pub bundle: PathBuf,
     /// Text-tower exits to write (empty: the bundle's default).
     pub text_exits: Vec<usize>,
+    /// Image-tower exits to write (empty: the bundle's default); ignored when the bundle has
+    /// no image tower.
+    pub image_exits: Vec<usize>,
+    /// Build a vector index on each embedding column once `items` has at least this many rows.
+    pub vector_index_min_rows: usize,
     /// Captions per encoder batch.
     pub batch_size: usize,
     /// Items per shard (the unit of work one worker owns).

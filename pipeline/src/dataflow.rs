@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! input (each worker feeds its own shards, one per epoch)
-//!   -> ReadImages -> EncodeCaptions -> WriteShard     (pipelined, on the owning worker)
+//!   -> ReadImages -> EncodeCaptions -> EncodeImages -> WriteShard   (on the owning worker)
 //!   -> exchange to worker 0 -> CommitEpoch            (one Lance commit per epoch)
 //! ```
+//!
+//! After the last epoch, worker 0's process builds a vector index on each embedding column
+//! when `items` is large enough.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -23,6 +26,7 @@ use vemo_operators::images::ImageReader;
 use vemo_operators::lance_io::read_ids;
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::models::bert::default_device;
+use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::store::{self, Location};
 use vemo_schemas::{
@@ -56,6 +60,8 @@ pub struct RunSummary {
     pub errors_version: u64,
     pub elapsed_s: f64,
     pub items_per_s: f64,
+    /// One line per embedding column: the vector index built, or why search stays flat.
+    pub vector_indexes: Vec<String>,
     pub failures: Vec<String>,
 }
 
@@ -64,6 +70,7 @@ struct Shared {
     config: IndexConfig,
     runtime: Arc<Runtime>,
     encoder: Arc<TextEncoder>,
+    images: Option<Arc<ImageEncoder>>,
     bundle_id: String,
     columns: Vec<EmbeddingColumn>,
     plan: Plan,
@@ -89,15 +96,22 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         &config.text_exits,
         &default_device(),
     )?);
-    let columns: Vec<EmbeddingColumn> = encoder
+    let images = match &bundle.manifest.image {
+        Some(_) => Some(Arc::new(ImageEncoder::load(
+            &bundle,
+            &config.image_exits,
+            &default_device(),
+        )?)),
+        None => None,
+    };
+    let mut columns: Vec<EmbeddingColumn> = encoder
         .exits()
         .iter()
-        .map(|&exit| EmbeddingColumn {
-            tower: "text".into(),
-            exit,
-            dim: encoder.dim(),
-        })
+        .map(|&exit| EmbeddingColumn::joint("text", exit, encoder.dim()))
         .collect();
+    if let Some(images) = &images {
+        columns.extend(images.columns()?);
+    }
     let output = store::resolve(&config.output)?;
     let items_uri = store::join(&output.uri, ITEMS_DATASET);
     let errors_uri = store::join(&output.uri, ERRORS_DATASET);
@@ -117,6 +131,7 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         bundle_id: bundle.id(),
         runtime,
         encoder,
+        images,
         columns,
         plan,
         output,
@@ -125,6 +140,11 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         started_us: chrono::Utc::now().timestamp_micros(),
         config,
     });
+    let index_runtime = shared.runtime.clone();
+    let (items_uri, min_rows) = (
+        shared.items_uri.clone(),
+        shared.config.vector_index_min_rows,
+    );
     let guards = timely::execute(timely_config, move |worker| run_worker(worker, &shared))
         .map_err(Error::Dataflow)?;
     let mut summary = None;
@@ -135,7 +155,39 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
             Err(e) => return Err(e),
         }
     }
+    if let Some(summary) = summary.as_mut() {
+        index_columns(&index_runtime, &items_uri, min_rows, summary);
+    }
     Ok(summary)
+}
+
+/// Builds the vector indexes after the last commit and records what happened in the summary.
+fn index_columns(runtime: &Runtime, items_uri: &str, min_rows: usize, summary: &mut RunSummary) {
+    use vemo_operators::vector_search::{IndexOutcome, build_indexes};
+    match runtime.block_on(build_indexes(items_uri, min_rows)) {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                let line = match outcome {
+                    IndexOutcome::Built {
+                        column,
+                        partitions,
+                        sub_vectors,
+                    } => format!(
+                        "{column}: IVF_PQ index, {partitions} partitions, {sub_vectors} sub-vectors, cosine"
+                    ),
+                    IndexOutcome::Flat { column, rows } => format!(
+                        "{column}: no index ({rows} rows < {}), exact flat search",
+                        min_rows.max(256)
+                    ),
+                };
+                tracing::info!("Vector index: {line}");
+                summary.vector_indexes.push(line);
+            }
+        }
+        Err(e) => summary
+            .failures
+            .push(format!("building the vector indexes: {e}")),
+    }
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<RunSummary>> {
@@ -143,7 +195,14 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
     let processor = Rc::new(ShardProcessor {
         runtime: shared.runtime.clone(),
         encoder: shared.encoder.clone(),
-        reader: ImageReader::default(),
+        images: shared.images.clone(),
+        reader: match &shared.images {
+            Some(images) => {
+                let (resize, crop) = images.input_geometry();
+                ImageReader::with_crop(resize, crop)
+            }
+            None => ImageReader::default(),
+        },
         columns: shared.columns.clone(),
         stamp: RowStamp {
             bundle: shared.bundle_id.clone(),
@@ -174,11 +233,17 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
     let probe = ProbeHandle::new();
     worker.dataflow::<u64, _, _>(|scope| {
         let shards = input.to_stream(scope);
-        let (read, encode, write) = (processor.clone(), processor.clone(), processor);
+        let (read, captions, images, write) = (
+            processor.clone(),
+            processor.clone(),
+            processor.clone(),
+            processor,
+        );
         let written = stage(shards, "ReadImages", move |s| read.read_images(s));
         let written = stage(written, "EncodeCaptions", move |s| {
-            encode.encode_captions(s)
+            captions.encode_captions(s)
         });
+        let written = stage(written, "EncodeImages", move |s| images.encode_images(s));
         let written = stage(written, "WriteShard", move |s| write.write_shard(s));
         commit_epochs(written, committer.clone()).probe_with(&probe);
     });
@@ -225,6 +290,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         errors_version,
         elapsed_s,
         items_per_s: (stats.items + stats.errors) as f64 / elapsed_s.max(1e-9),
+        vector_indexes: Vec::new(),
         failures: stats.failures,
     };
     if let Err(e) = write_summary(shared, &summary) {

@@ -1,4 +1,5 @@
-//! The per-shard stages a worker runs: ReadImages -> EncodeCaptions -> WriteShard.
+//! The per-shard stages a worker runs: ReadImages -> EncodeCaptions -> EncodeImages ->
+//! WriteShard.
 //!
 //! Each stage takes and returns plain values, so the dataflow only wires them. Bad items leave
 //! the shard as [`ErrorRecord`]s; a failure of the stage itself (a model or a Lance write)
@@ -11,8 +12,9 @@ use tokio::runtime::Runtime;
 use vemo_operators::batches::{
     IndexedItem, RowStamp, embeddings_long_batch, errors_batch, items_batch,
 };
-use vemo_operators::images::{DecodedImage, ImageReader};
+use vemo_operators::images::{DecodedImage, ImageReader, RgbImage};
 use vemo_operators::lance_io::{fragments_to_json, write_fragments_uncommitted};
+use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
@@ -53,10 +55,12 @@ pub struct ShardWritten {
     pub failure: Option<String>,
 }
 
-/// One worker's stages, sharing the process's runtime and text encoder.
+/// One worker's stages, sharing the process's runtime and encoders. `columns` lists the text
+/// exits, then the image exits, then the image feature column, as the encoders produce them.
 pub struct ShardProcessor {
     pub runtime: Arc<Runtime>,
     pub encoder: Arc<TextEncoder>,
+    pub images: Option<Arc<ImageEncoder>>,
     pub reader: ImageReader,
     pub columns: Vec<EmbeddingColumn>,
     pub stamp: RowStamp,
@@ -128,6 +132,42 @@ impl ShardProcessor {
             Err(e) => out.failure = Some(format!("shard {}: text encoder: {e}", shard.shard)),
         }
         out
+    }
+
+    /// EncodeImages: the image tower's embeddings at every exit (and the pooled feature),
+    /// appended after the caption embeddings; the crops are dropped once encoded.
+    pub fn encode_images(&self, mut shard: ShardEncoded) -> ShardEncoded {
+        let _span = tracing::debug_span!("encode_images", shard = shard.shard).entered();
+        let Some(encoder) = &self.images else {
+            return shard;
+        };
+        if shard.failure.is_some() || shard.items.is_empty() {
+            return shard;
+        }
+        let crops: Option<Vec<&RgbImage>> = shard
+            .items
+            .iter()
+            .map(|item| item.image.crop.as_deref())
+            .collect();
+        let Some(crops) = crops else {
+            shard.failure = Some(format!("shard {}: an image has no crop", shard.shard));
+            return shard;
+        };
+        match encoder.encode_all(&crops, self.batch_size) {
+            Ok(encoded) => {
+                for (i, item) in shard.items.iter_mut().enumerate() {
+                    for exit in &encoded.joint {
+                        item.embeddings.push(exit[i].clone());
+                    }
+                    if let Some(features) = &encoded.features {
+                        item.embeddings.push(features[i].clone());
+                    }
+                    item.image.crop = None;
+                }
+            }
+            Err(e) => shard.failure = Some(format!("shard {}: image encoder: {e}", shard.shard)),
+        }
+        shard
     }
 
     /// WriteShard: Lance fragments (uncommitted) and staged Parquet parts.

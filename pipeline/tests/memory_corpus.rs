@@ -46,6 +46,8 @@ fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
         output: out.path().display().to_string(),
         bundle,
         text_exits: vec![3],
+        image_exits: vec![7],
+        vector_index_min_rows: usize::MAX,
         batch_size: 4,
         shard_size: 2,
         read_concurrency: 4,

@@ -25,7 +25,9 @@ pub const COL_INDEXED_AT: &str = "indexed_at";
 pub const COL_STAGE: &str = "stage";
 /// Human-readable reason of a failure.
 pub const COL_REASON: &str = "reason";
-/// Long table: tower name (`text`, later `image`).
+/// Long table: the `items` column the embedding belongs to.
+pub const COL_COLUMN: &str = "column";
+/// Long table: tower name (`text`, `image`).
 pub const COL_TOWER: &str = "tower";
 /// Long table: encoder exit (number of layers run).
 pub const COL_EXIT: &str = "exit";
@@ -36,6 +38,11 @@ pub const COL_EMBEDDING: &str = "embedding";
 /// taken after text layer 6.
 pub fn embedding_column(tower: &str, exit: usize) -> String {
     format!("{tower}_emb_e{exit}")
+}
+
+/// Name of a tower's own feature column at `exit`: `image_feat_e7`, the pooled image feature.
+pub fn feature_column(tower: &str, exit: usize) -> String {
+    format!("{tower}_feat_e{exit}")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! OUTPUT/
 //!   items.lance                      one row per successfully processed input (items_schema)
 //!   errors.lance                     one row per input that failed (errors_schema)
-//!   parquet/embeddings/part-*.parquet  long table: one row per item, tower and exit
+//!   parquet/embeddings/part-*.parquet  long table: one row per item and embedding column
 //!   parquet/errors/part-*.parquet      the same rows as errors.lance
 //!   _vemo/runs/RUN.json              one summary per run (counts, Lance versions)
 //!   _vemo/staging/RUN/               Parquet parts written but not yet published
@@ -20,12 +20,13 @@ mod schemas;
 pub use columns::*;
 pub use records::{ErrorRecord, ManifestEntry, Stage};
 pub use schemas::{
-    EmbeddingColumn, embeddings_long_schema, errors_schema, items_schema, manifest_schema,
+    EmbeddingColumn, META_EXIT, META_SPACE, META_TOWER, embeddings_long_schema, errors_schema,
+    items_schema, manifest_schema,
 };
 
 /// Version of the output schema, stored in the Lance datasets' schema metadata under
 /// [`META_SCHEMA_VERSION`]. Bump it when a column changes meaning or type.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 /// Schema metadata key holding [`SCHEMA_VERSION`].
 pub const META_SCHEMA_VERSION: &str = "vemo.schema_version";
 

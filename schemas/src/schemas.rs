@@ -8,23 +8,73 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::columns::*;
 use crate::{META_SCHEMA_VERSION, SCHEMA_VERSION};
 
-/// An embedding column of `items`: which tower, which exit, how many dimensions.
+/// An embedding column of `items`: which tower, which exit, how many dimensions, and whether
+/// it lies in the joint caption space (`text_emb_e6`, `image_emb_e7`) or is a tower's own
+/// feature (`image_feat_e7`, for image-to-image search).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddingColumn {
-    /// Tower name (`text`).
+    /// Tower name (`text`, `image`).
     pub tower: String,
-    /// Exit: the number of encoder layers run before pooling.
+    /// Exit: text layers or image stages run before pooling.
     pub exit: usize,
     /// Embedding width.
     pub dim: usize,
+    /// A tower-specific feature, not in the joint space.
+    pub feature: bool,
 }
 
 impl EmbeddingColumn {
-    /// Column name, e.g. `text_emb_e6`.
+    /// A joint-space column.
+    pub fn joint(tower: &str, exit: usize, dim: usize) -> Self {
+        Self {
+            tower: tower.into(),
+            exit,
+            dim,
+            feature: false,
+        }
+    }
+
+    /// Column name, e.g. `text_emb_e6` or `image_feat_e7`.
     pub fn name(&self) -> String {
-        embedding_column(&self.tower, self.exit)
+        if self.feature {
+            feature_column(&self.tower, self.exit)
+        } else {
+            embedding_column(&self.tower, self.exit)
+        }
+    }
+
+    /// The column's Arrow field, its tower, exit and space in the field metadata.
+    pub fn field(&self) -> Field {
+        let metadata = HashMap::from([
+            (META_TOWER.to_string(), self.tower.clone()),
+            (META_EXIT.to_string(), self.exit.to_string()),
+            (
+                META_SPACE.to_string(),
+                if self.feature { "feature" } else { "joint" }.to_string(),
+            ),
+        ]);
+        Field::new(self.name(), embedding_type(self.dim), false).with_metadata(metadata)
+    }
+
+    /// Reads a column description back from a field written by [`Self::field`].
+    pub fn from_field(field: &Field) -> Option<Self> {
+        let meta = field.metadata();
+        let DataType::FixedSizeList(_, dim) = field.data_type() else {
+            return None;
+        };
+        Some(Self {
+            tower: meta.get(META_TOWER)?.clone(),
+            exit: meta.get(META_EXIT)?.parse().ok()?,
+            dim: usize::try_from(*dim).ok()?,
+            feature: meta.get(META_SPACE)? == "feature",
+        })
     }
 }
+
+/// Field metadata keys of an embedding column.
+pub const META_TOWER: &str = "vemo.tower";
+pub const META_EXIT: &str = "vemo.exit";
+pub const META_SPACE: &str = "vemo.space";
 
 fn versioned(fields: Vec<Field>) -> SchemaRef {
     let metadata = HashMap::from([(META_SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string())]);
@@ -58,12 +108,13 @@ pub fn manifest_schema() -> SchemaRef {
 /// | `metadata` | Utf8? | extra manifest columns as JSON |
 /// | `width`, `height` | UInt32 | decoded image size |
 /// | `content_hash` | Utf8 | SHA-256 of the image bytes, hex |
-/// | `{tower}_emb_e{exit}` | FixedSizeList<Float32, D> | L2-normalised embedding per tower and exit |
+/// | `{tower}_emb_e{exit}` | FixedSizeList<Float32, D> | L2-normalised joint-space embedding per tower and exit |
+/// | `image_feat_e7` | FixedSizeList<Float32, 1280> | L2-normalised pooled image feature (image-to-image) |
 /// | `bundle` | Utf8 | model bundle id |
 /// | `job_id` | Utf8 | run that wrote the row |
 /// | `indexed_at` | Timestamp(us, UTC) | when the row was written |
 ///
-/// Later tasks add columns after the embeddings (image embeddings, entities, spotted words).
+/// Later tasks add columns after the embeddings (entities, spotted words).
 pub fn items_schema(embeddings: &[EmbeddingColumn]) -> SchemaRef {
     let mut fields = vec![
         Field::new(COL_ID, DataType::Utf8, false),
@@ -74,11 +125,7 @@ pub fn items_schema(embeddings: &[EmbeddingColumn]) -> SchemaRef {
         Field::new(COL_HEIGHT, DataType::UInt32, false),
         Field::new(COL_CONTENT_HASH, DataType::Utf8, false),
     ];
-    fields.extend(
-        embeddings
-            .iter()
-            .map(|e| Field::new(e.name(), embedding_type(e.dim), false)),
-    );
+    fields.extend(embeddings.iter().map(EmbeddingColumn::field));
     fields.extend([
         Field::new(COL_BUNDLE, DataType::Utf8, false),
         Field::new(COL_JOB_ID, DataType::Utf8, false),
@@ -100,11 +147,13 @@ pub fn errors_schema() -> SchemaRef {
     ])
 }
 
-/// The Parquet long table `parquet/embeddings/`: one row per item, tower and exit:
-/// `id`, `tower`, `exit` (UInt32), `embedding` (List<Float32>), `bundle`, `job_id`.
+/// The Parquet long table `parquet/embeddings/`: one row per item and embedding column:
+/// `id`, `column` (the `items` column name), `tower`, `exit` (UInt32), `embedding`
+/// (List<Float32>), `bundle`, `job_id`.
 pub fn embeddings_long_schema() -> SchemaRef {
     versioned(vec![
         Field::new(COL_ID, DataType::Utf8, false),
+        Field::new(COL_COLUMN, DataType::Utf8, false),
         Field::new(COL_TOWER, DataType::Utf8, false),
         Field::new(COL_EXIT, DataType::UInt32, false),
         Field::new(
@@ -128,16 +177,8 @@ mod tests {
     #[test]
     fn items_schema_has_one_column_per_exit_and_the_version() {
         let cols = [
-            EmbeddingColumn {
-                tower: "text".into(),
-                exit: 3,
-                dim: 384,
-            },
-            EmbeddingColumn {
-                tower: "text".into(),
-                exit: 6,
-                dim: 384,
-            },
+            EmbeddingColumn::joint("text", 3, 384),
+            EmbeddingColumn::joint("text", 6, 384),
         ];
         let schema = items_schema(&cols);
         let field = schema
@@ -145,12 +186,13 @@ mod tests {
             .expect("exit 6 column");
         assert_eq!(field.data_type(), &embedding_type(384));
         assert!(schema.field_with_name("text_emb_e3").is_ok());
+        assert_eq!(EmbeddingColumn::from_field(field), Some(cols[1].clone()));
         assert_eq!(
             schema
                 .metadata()
                 .get(META_SCHEMA_VERSION)
                 .map(String::as_str),
-            Some("1")
+            Some("2")
         );
     }
 }

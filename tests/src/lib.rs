@@ -69,7 +69,8 @@ pub fn vemo_ok(args: &[&str]) -> Output {
     out
 }
 
-/// Writes a job file for `input` -> `output` with `bundle`, text exits 3 and 6, small shards.
+/// Writes a job file for `input` -> `output` with `bundle`, text exits 3 and 6, image exit 7,
+/// small shards.
 pub fn write_job(
     dir: &Path,
     input: &str,
@@ -79,7 +80,7 @@ pub fn write_job(
 ) -> PathBuf {
     let job = format!(
         "[input]\nuri = \"{input}\"\n[output]\nuri = \"{output}\"\n[model]\nbundle = \"{}\"\n\
-         [model.exits]\ntext = [3, 6]\n[run]\nbatch_size = 8\nshard_size = {shard_size}\n",
+         [model.exits]\ntext = [3, 6]\nimage = [7]\n[run]\nbatch_size = 8\nshard_size = {shard_size}\n",
         bundle.display()
     );
     let path = dir.join(format!("job-{}.toml", output.replace(['/', ':'], "_")));

@@ -233,9 +233,13 @@ fn layouts_give_the_same_rows_and_reruns_add_nothing() {
     let inspect = vemo_ok(&["inspect", &out3, "--json"]);
     let inspection: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("JSON");
     assert_eq!(inspection["items"]["rows"], ITEMS);
-    assert_eq!(inspection["items"]["metadata"]["vemo.schema_version"], "1");
+    assert_eq!(inspection["items"]["metadata"]["vemo.schema_version"], "2");
     let parquet_ids = parquet_ids(&Path::new(&out3).join("parquet/embeddings"));
-    assert_eq!(parquet_ids.len(), ITEMS * 2, "one row per item and exit");
+    assert_eq!(
+        parquet_ids.len(),
+        ITEMS * 4,
+        "one row per item and column: text e3, e6, image e7, image feature"
+    );
     let staging = Path::new(&out3).join("_vemo/staging");
     let leftovers = walk(&staging)
         .into_iter()

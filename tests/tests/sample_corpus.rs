@@ -1,5 +1,6 @@
 //! The README's main job: the embedded sample corpus indexed with `jobs/examples/sample.toml`,
-//! then opened from Python with pylance (`infra/check_output.py`), as a notebook user would.
+//! searched with `vemo search` (by sentence and by image, at both image exits), then opened
+//! from Python with pylance (`infra/check_output.py`), as a notebook user would.
 
 use std::path::Path;
 
@@ -54,6 +55,47 @@ fn text_queries_find_their_images(bundle: &Path, items_uri: &str) {
     });
 }
 
+/// `vemo search --json`: the ids, best first.
+fn search_ids(output: &str, query: &[&str]) -> Vec<String> {
+    let mut args = vec!["search", "--index", output, "--json", "-k", "3"];
+    args.extend_from_slice(query);
+    let out = vemo_ok(&args);
+    let hits: serde_json::Value = serde_json::from_slice(&out.stdout).expect("search JSON");
+    let hits = hits.as_array().expect("a JSON array");
+    for hit in hits {
+        for key in ["id", "score", "image", "caption"] {
+            assert!(hit.get(key).is_some(), "hit lacks {key}: {hit}");
+        }
+    }
+    hits.iter()
+        .map(|h| h["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+/// Text -> image search goes through the image tower's columns (ConSE at exit 7), never the
+/// captions; image -> image through the pooled feature.
+fn vemo_search_finds_the_photos(output: &str) {
+    for (query, expected) in [("a cat", "chelsea"), ("a rocket launch", "rocket")] {
+        let ids = search_ids(output, &["--text", query]);
+        assert_eq!(ids[0], expected, "--text {query:?} ranked {ids:?}");
+    }
+    for photo in ["chelsea.png", "coffee.png", "rocket.jpg"] {
+        let path = vemo_home().join("corpus/sample").join(photo);
+        let ids = search_ids(output, &["--image", &path.display().to_string()]);
+        let stem = photo.split('.').next().expect("stem");
+        assert_eq!(ids[0], stem, "--image {photo} ranked {ids:?}");
+    }
+    // The lower image exit answers through its trained head.
+    let ids = search_ids(output, &["--text", "a cat", "--exit", "4"]);
+    assert_eq!(ids.len(), 3);
+    let missing = vemo_tests::vemo(&["search", "--index", output, "--text", "x", "--exit", "5"]);
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "no column at exit 5 is a usage error"
+    );
+}
+
 #[test]
 fn sample_job_output_opens_in_pylance_and_finds_each_caption_first() {
     let Some(bundle) = bundle_or_skip("sample_job_output_opens_in_pylance") else {
@@ -76,6 +118,7 @@ fn sample_job_output_opens_in_pylance_and_finds_each_caption_first() {
     let job = root.join("jobs/examples/sample.toml").display().to_string();
     vemo_ok(&["index", "--job", &job, "--output", &output, "-w", "2"]);
     text_queries_find_their_images(&bundle, &format!("{output}/items.lance"));
+    vemo_search_finds_the_photos(&output);
 
     let has_lance = std::process::Command::new("python3")
         .args(["-c", "import lance, pyarrow"])
@@ -105,5 +148,12 @@ fn sample_job_output_opens_in_pylance_and_finds_each_caption_first() {
     let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report JSON");
     assert_eq!(report["rows"], 16);
     assert_eq!(report["embedding_columns"]["text_emb_e6"], 384);
-    assert_eq!(report["schema_version"], "1");
+    assert_eq!(report["embedding_columns"]["image_emb_e7"], 384);
+    assert_eq!(report["embedding_columns"]["image_emb_e4"], 384);
+    assert_eq!(report["embedding_columns"]["image_feat_e7"], 1280);
+    assert_eq!(
+        report["towers"]["image_emb_e7"], "image",
+        "field metadata names the tower"
+    );
+    assert_eq!(report["schema_version"], "2");
 }

@@ -3,8 +3,8 @@
 //! A port of `EfficientNet` from the package efficientnet-lite-pytorch 0.1.0 (model.py), with
 //! its state-dict names (`_conv_stem`, `_blocks.N._expand_conv`, ...): MBConv blocks without
 //! squeeze-excite, ReLU6, TensorFlow "same" padding (asymmetric on stride 2), batch norm in
-//! eval mode (eps 1e-3), a 1280-d head and 1000 classes. Block kernel sizes and widths come
-//! from the weights; strides from the architecture table below.
+//! eval mode (eps 1e-3, folded into the convolutions at load), a 1280-d head and 1000 classes.
+//! Block kernel sizes and widths come from the weights; strides from the table below.
 
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
@@ -14,8 +14,13 @@ const BN_EPS: f64 = 1e-3;
 /// Stride of each of Lite0's 16 blocks (stages: 1, 2, 2, 3, 3, 4, 1 blocks; the first block of
 /// stages 2, 3, 4 and 6 halves the resolution).
 const STRIDES: [usize; 16] = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1];
+/// Blocks run by the end of each of the 7 stages (stage N ends after `STAGE_ENDS[N - 1]` blocks).
+const STAGE_ENDS: [usize; 7] = [1, 3, 5, 8, 11, 15, 16];
+/// The number of stages; exit [`STAGES`] is the full network (head and classifier).
+pub const STAGES: usize = 7;
 
-/// Batch norm folded into a per-channel scale and shift, shaped (1, C, 1, 1).
+/// Batch norm in eval mode as a per-channel scale and shift (length C), folded into the
+/// preceding convolution at load time.
 struct BatchNorm {
     scale: Tensor,
     shift: Tensor,
@@ -29,20 +34,15 @@ impl BatchNorm {
         let var = vb.get(channels, "running_var")?;
         let scale = weight.div(&(var + BN_EPS)?.sqrt()?)?;
         let shift = bias.sub(&mean.mul(&scale)?)?;
-        Ok(Self {
-            scale: scale.reshape((1, channels, 1, 1))?,
-            shift: shift.reshape((1, channels, 1, 1))?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
+        Ok(Self { scale, shift })
     }
 }
 
-/// A bias-free convolution with TensorFlow "same" padding.
+/// A convolution with TensorFlow "same" padding; a following batch norm folds into its
+/// weights and a per-channel bias (one multiply-add less per activation).
 struct SameConv {
     weight: Tensor,
+    bias: Option<Tensor>,
     stride: usize,
     groups: usize,
 }
@@ -53,8 +53,29 @@ impl SameConv {
         let groups = if depthwise { weight.dim(0)? } else { 1 };
         Ok(Self {
             weight,
+            bias: None,
             stride,
             groups,
+        })
+    }
+
+    /// Loads the convolution `name` and folds the batch norm `bn` into it.
+    fn load_with_bn(
+        vb: VarBuilder,
+        name: &str,
+        bn: &str,
+        stride: usize,
+        depthwise: bool,
+    ) -> Result<Self> {
+        let conv = Self::load(vb.clone(), name, stride, depthwise)?;
+        let bn = BatchNorm::load(vb.pp(bn), conv.out_channels()?)?;
+        let out = conv.out_channels()?;
+        Ok(Self {
+            weight: conv
+                .weight
+                .broadcast_mul(&bn.scale.reshape((out, 1, 1, 1))?)?,
+            bias: Some(bn.shift.reshape((1, out, 1, 1))?),
+            ..conv
         })
     }
 
@@ -76,7 +97,11 @@ impl SameConv {
         } else {
             x.clone()
         };
-        x.conv2d(&self.weight, 0, self.stride, 1, self.groups)
+        let y = x.conv2d(&self.weight, 0, self.stride, 1, self.groups)?;
+        match &self.bias {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        }
     }
 }
 
@@ -84,51 +109,51 @@ fn relu6(x: &Tensor) -> Result<Tensor> {
     x.clamp(0f32, 6f32)
 }
 
-/// A mobile inverted bottleneck block (no squeeze-excite in the Lite variants).
+/// A mobile inverted bottleneck block (no squeeze-excite in the Lite variants), its batch
+/// norms folded into the convolutions.
 struct MbConv {
-    expand: Option<(SameConv, BatchNorm)>,
+    expand: Option<SameConv>,
     depthwise: SameConv,
-    bn1: BatchNorm,
     project: SameConv,
-    bn2: BatchNorm,
     residual: bool,
 }
 
 impl MbConv {
     fn load(vb: VarBuilder, stride: usize) -> Result<Self> {
         let expand = if vb.contains_tensor("_expand_conv.weight") {
-            let conv = SameConv::load(vb.clone(), "_expand_conv", 1, false)?;
-            let bn = BatchNorm::load(vb.pp("_bn0"), conv.out_channels()?)?;
-            Some((conv, bn))
+            Some(SameConv::load_with_bn(
+                vb.clone(),
+                "_expand_conv",
+                "_bn0",
+                1,
+                false,
+            )?)
         } else {
             None
         };
-        let depthwise = SameConv::load(vb.clone(), "_depthwise_conv", stride, true)?;
-        let bn1 = BatchNorm::load(vb.pp("_bn1"), depthwise.out_channels()?)?;
-        let project = SameConv::load(vb.clone(), "_project_conv", 1, false)?;
-        let bn2 = BatchNorm::load(vb.pp("_bn2"), project.out_channels()?)?;
+        let depthwise =
+            SameConv::load_with_bn(vb.clone(), "_depthwise_conv", "_bn1", stride, true)?;
+        let project = SameConv::load_with_bn(vb.clone(), "_project_conv", "_bn2", 1, false)?;
         let inputs = match &expand {
-            Some((conv, _)) => conv.weight.dim(1)?,
+            Some(conv) => conv.weight.dim(1)?,
             None => depthwise.out_channels()?,
         };
         let residual = stride == 1 && inputs == project.out_channels()?;
         Ok(Self {
             expand,
             depthwise,
-            bn1,
             project,
-            bn2,
             residual,
         })
     }
 
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
         let mut x = input.clone();
-        if let Some((conv, bn)) = &self.expand {
-            x = relu6(&bn.forward(&conv.forward(&x)?)?)?;
+        if let Some(conv) = &self.expand {
+            x = relu6(&conv.forward(&x)?)?;
         }
-        x = relu6(&self.bn1.forward(&self.depthwise.forward(&x)?)?)?;
-        x = self.bn2.forward(&self.project.forward(&x)?)?;
+        x = relu6(&self.depthwise.forward(&x)?)?;
+        x = self.project.forward(&x)?;
         if self.residual { x + input } else { Ok(x) }
     }
 }
@@ -136,10 +161,8 @@ impl MbConv {
 /// EfficientNet-Lite0 in eval mode.
 pub struct EfficientNetLite {
     stem: SameConv,
-    bn0: BatchNorm,
     blocks: Vec<MbConv>,
     head: SameConv,
-    bn1: BatchNorm,
     fc: Linear,
 }
 
@@ -180,35 +203,76 @@ impl EfficientNetLite {
 
     /// Loads Lite0 from a state dict with the reference's names.
     pub fn load(vb: VarBuilder) -> Result<Self> {
-        let stem = SameConv::load(vb.clone(), "_conv_stem", 2, false)?;
-        let bn0 = BatchNorm::load(vb.pp("_bn0"), stem.out_channels()?)?;
+        let stem = SameConv::load_with_bn(vb.clone(), "_conv_stem", "_bn0", 2, false)?;
         let blocks = STRIDES
             .iter()
             .enumerate()
             .map(|(i, &s)| MbConv::load(vb.pp(format!("_blocks.{i}")), s))
             .collect::<Result<Vec<_>>>()?;
-        let head = SameConv::load(vb.clone(), "_conv_head", 1, false)?;
-        let bn1 = BatchNorm::load(vb.pp("_bn1"), head.out_channels()?)?;
+        let head = SameConv::load_with_bn(vb.clone(), "_conv_head", "_bn1", 1, false)?;
         let fc = linear(head.out_channels()?, 1000, vb.pp("_fc"))?;
         Ok(Self {
             stem,
-            bn0,
             blocks,
             head,
-            bn1,
             fc,
         })
     }
 
     /// `x`: (batch, 3, 224, 224), normalised as (pixel - 127) / 128.
     pub fn forward(&self, x: &Tensor) -> Result<ImageOutputs> {
-        let mut x = relu6(&self.bn0.forward(&self.stem.forward(x)?)?)?;
-        for block in &self.blocks {
-            x = block.forward(&x)?;
+        let (_, outputs) = self.forward_exits(x, &[STAGES])?;
+        outputs.ok_or_else(|| candle_core::Error::Msg("the full network did not run".into()))
+    }
+
+    /// Runs only the stages up to the deepest of `stages` (1..=7). Returns, for each requested
+    /// stage below 7, the stage output global-average-pooled to (batch, channels), in the order
+    /// asked; and, when stage 7 is asked for, the head's pooled features and the logits.
+    pub fn forward_exits(
+        &self,
+        x: &Tensor,
+        stages: &[usize],
+    ) -> Result<(Vec<Tensor>, Option<ImageOutputs>)> {
+        let deepest = stages.iter().copied().max().unwrap_or(STAGES);
+        if deepest == 0 || deepest > STAGES {
+            candle_core::bail!("image stage {deepest} out of range 1..={STAGES}");
         }
-        let x = relu6(&self.bn1.forward(&self.head.forward(&x)?)?)?;
-        let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?;
-        let logits = self.fc.forward(&pooled)?;
-        Ok(ImageOutputs { pooled, logits })
+        let mut x = relu6(&self.stem.forward(x)?)?;
+        let mut pooled_stages = vec![None; stages.len()];
+        for (stage, &end) in STAGE_ENDS.iter().enumerate().take(deepest) {
+            let start = if stage == 0 { 0 } else { STAGE_ENDS[stage - 1] };
+            for block in &self.blocks[start..end] {
+                x = block.forward(&x)?;
+            }
+            for (slot, _) in stages.iter().enumerate().filter(|(_, s)| **s == stage + 1) {
+                if stage + 1 < STAGES {
+                    pooled_stages[slot] = Some(x.mean(D::Minus1)?.mean(D::Minus1)?);
+                }
+            }
+        }
+        let full = if deepest == STAGES {
+            let x = relu6(&self.head.forward(&x)?)?;
+            let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?;
+            let logits = self.fc.forward(&pooled)?;
+            Some(ImageOutputs { pooled, logits })
+        } else {
+            None
+        };
+        Ok((pooled_stages.into_iter().flatten().collect(), full))
+    }
+
+    /// Width of the pooled head feature (1280).
+    pub fn feature_dim(&self) -> Result<usize> {
+        self.head.out_channels()
+    }
+
+    /// Channels of the output of stage `stage` (1..=6).
+    pub fn stage_channels(&self, stage: usize) -> Result<usize> {
+        match stage {
+            1..STAGES => self.blocks[STAGE_ENDS[stage - 1] - 1]
+                .project
+                .out_channels(),
+            _ => candle_core::bail!("stage {stage} has no pooled exit (1..{STAGES})"),
+        }
     }
 }

@@ -1,10 +1,14 @@
 //! EncodeCaptions: the text tower (tokenizer + BERT + mean pooling) with several exits.
+//!
+//! The bundle's default (deepest) exit defines the joint caption space; a lower exit's pooled
+//! embedding goes through its trained exit head into that space when the bundle has one.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::bert::{BertEncoder, Config, mean_pool_normalized};
+use super::exit_heads::project;
 use crate::bundle::Bundle;
 use crate::{Error, Result};
 
@@ -13,6 +17,7 @@ pub struct TextEncoder {
     tokenizer: Tokenizer,
     bert: BertEncoder,
     exits: Vec<usize>,
+    heads: Vec<Option<candle_nn::Linear>>,
     dim: usize,
     device: Device,
 }
@@ -27,8 +32,22 @@ impl std::fmt::Debug for TextEncoder {
 }
 
 impl TextEncoder {
-    /// Loads the text tower of `bundle` for `exits` (empty: the bundle's default exit).
+    /// Loads the text tower of `bundle` for `exits` (empty: the bundle's default exit), with
+    /// the bundle's exit heads on the lower exits that have one.
     pub fn load(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
+        let mut encoder = Self::load_without_heads(bundle, exits, device)?;
+        let heads = bundle.exit_heads(device)?;
+        encoder.heads = encoder
+            .exits
+            .iter()
+            .map(|&exit| heads.get("text", exit).cloned())
+            .collect();
+        Ok(encoder)
+    }
+
+    /// Loads the text tower without exit heads: every exit is the plain mean-pooled hidden
+    /// state (what parity tests and head training need).
+    pub fn load_without_heads(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
         let spec = bundle.text()?;
         let exits = if exits.is_empty() {
             vec![spec.default_exit]
@@ -76,6 +95,7 @@ impl TextEncoder {
         Ok(Self {
             tokenizer,
             bert,
+            heads: vec![None; exits.len()],
             exits,
             dim: cfg.hidden_size,
             device: device.clone(),
@@ -114,7 +134,15 @@ impl TextEncoder {
         let hidden = self.bert.forward_exits(&ids, &types, &mask, &self.exits)?;
         hidden
             .iter()
-            .map(|h| Ok(mean_pool_normalized(h, &mask)?.to_vec2::<f32>()?))
+            .zip(&self.heads)
+            .map(|(h, head)| {
+                let pooled = mean_pool_normalized(h, &mask)?;
+                let joint = match head {
+                    Some(head) => project(head, &pooled)?,
+                    None => pooled,
+                };
+                Ok(joint.to_vec2::<f32>()?)
+            })
             .collect()
     }
 

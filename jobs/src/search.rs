@@ -1,0 +1,199 @@
+//! `vemo search`: k-nearest images (or captions) to a sentence or an image, from an index
+//! written by `vemo index`.
+//!
+//! The query is encoded with the bundle named in the index's rows, at the exit that wrote the
+//! searched column: a caption column `text_emb_eN` with text exit N, an image column
+//! `image_emb_eN` with the text tower's last exit (the joint space every exit maps into) for a
+//! sentence, or with image exit N for an image; `image_feat_e7` with the pooled feature.
+
+use std::process::ExitCode;
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use vemo_operators::bundle::Bundle;
+use vemo_operators::images::{ImageReader, classifier_crop, decode_image};
+use vemo_operators::lance_io::open_if_exists;
+use vemo_operators::models::bert::default_device;
+use vemo_operators::models::image_encoder::ImageEncoder;
+use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_operators::store;
+use vemo_operators::vector_search::{Hit, embedding_columns, nearest};
+use vemo_schemas::{COL_BUNDLE, EmbeddingColumn, ITEMS_DATASET};
+
+use crate::cli::SearchArgs;
+use crate::home::{bundle_dir, expand};
+use crate::usage;
+
+/// What the query is.
+enum Query<'a> {
+    Text(&'a str),
+    Image(&'a str),
+}
+
+/// Runs `vemo search`.
+pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let root = store::resolve(&expand(&args.index)).map_err(|e| usage(e.to_string()))?;
+    let items_uri = store::join(&root.uri, ITEMS_DATASET);
+    let dataset = runtime
+        .block_on(open_if_exists(&items_uri))?
+        .ok_or_else(|| {
+            usage(format!(
+                "no {ITEMS_DATASET} under {} (run `vemo index`)",
+                root.uri
+            ))
+        })?;
+    let columns = embedding_columns(&dataset);
+    let query = match (&args.text, &args.image) {
+        (Some(text), _) => Query::Text(text),
+        (None, Some(image)) => Query::Image(image),
+        (None, None) => return Err(usage("give --text or --image")),
+    };
+    let column = pick_column(&columns, &query, args.exit, args.captions)?;
+    let bundle = open_bundle(&runtime, &dataset, args.bundle.as_deref())?;
+    let vector = encode_query(&runtime, &bundle, &query, &column)?;
+    let hits = runtime.block_on(nearest(&dataset, &column.name(), &vector, args.k))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+    } else {
+        print_table(&column, &hits);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The column a query searches: see the module header.
+fn pick_column(
+    columns: &[EmbeddingColumn],
+    query: &Query,
+    exit: Option<usize>,
+    captions: bool,
+) -> anyhow::Result<EmbeddingColumn> {
+    let available = || {
+        columns
+            .iter()
+            .map(EmbeddingColumn::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let deepest = |tower: &str, feature: bool| {
+        columns
+            .iter()
+            .filter(|c| c.tower == tower && c.feature == feature)
+            .filter(|c| exit.is_none_or(|e| c.exit == e))
+            .max_by_key(|c| c.exit)
+            .cloned()
+    };
+    let picked = match (query, captions) {
+        (_, true) => deepest("text", false),
+        (Query::Text(_), false) => deepest("image", false),
+        (Query::Image(_), false) if exit.is_none() => {
+            deepest("image", true).or_else(|| deepest("image", false))
+        }
+        (Query::Image(_), false) => deepest("image", false),
+    };
+    picked.ok_or_else(|| {
+        let exit = exit.map(|e| format!(" at exit {e}")).unwrap_or_default();
+        let kind = if captions { "caption" } else { "image" };
+        usage(format!(
+            "the index has no {kind} embedding column{exit}; it has: {}",
+            available()
+        ))
+    })
+}
+
+/// The bundle that wrote the index (from its `bundle` column), or the one given.
+fn open_bundle(
+    runtime: &tokio::runtime::Runtime,
+    dataset: &lance::Dataset,
+    given: Option<&str>,
+) -> anyhow::Result<Bundle> {
+    if let Some(name) = given {
+        return Ok(Bundle::open(&bundle_dir(&expand(name)))?);
+    }
+    let mut scan = dataset.scan();
+    scan.project(&[COL_BUNDLE])?.limit(Some(1), None)?;
+    let batch = runtime.block_on(scan.try_into_batch())?;
+    let recorded = batch
+        .column_by_name(COL_BUNDLE)
+        .map(|c| c.as_string::<i32>())
+        .filter(|c| !c.is_empty())
+        .map(|c| c.value(0).to_string())
+        .ok_or_else(|| usage("the index has no rows to search"))?;
+    let name = recorded.split('@').next().unwrap_or(&recorded);
+    let bundle = Bundle::open(&bundle_dir(name))?;
+    if bundle.id() != recorded {
+        tracing::warn!(
+            recorded = %recorded,
+            found = %bundle.id(),
+            "The index was written by another version of the bundle; pass --bundle to choose."
+        );
+    }
+    Ok(bundle)
+}
+
+/// Encodes the query into the searched column's space.
+fn encode_query(
+    runtime: &tokio::runtime::Runtime,
+    bundle: &Bundle,
+    query: &Query,
+    column: &EmbeddingColumn,
+) -> anyhow::Result<Vec<f32>> {
+    let device = default_device();
+    let first =
+        |rows: Vec<Vec<Vec<f32>>>| rows.into_iter().next().and_then(|r| r.into_iter().next());
+    let vector = match query {
+        Query::Text(text) => {
+            let exit = match column.tower.as_str() {
+                "text" => column.exit,
+                _ => bundle.text()?.default_exit,
+            };
+            first(TextEncoder::load(bundle, &[exit], &device)?.encode(&[text])?)
+        }
+        Query::Image(path) => {
+            let uri = store::normalize_uri(&expand(path)).map_err(|e| usage(e.to_string()))?;
+            let bytes = runtime
+                .block_on(ImageReader::default().fetch(&uri))
+                .map_err(|reason| usage(format!("cannot read the query image {uri}: {reason}")))?;
+            let (_, image) = decode_image(&bytes)
+                .map_err(|reason| usage(format!("the query image {uri}: {reason}")))?;
+            let exit = match column.tower.as_str() {
+                "image" => column.exit,
+                _ => bundle.image()?.default_exit,
+            };
+            let encoder = ImageEncoder::load(bundle, &[exit], &device)?;
+            let (resize, side) = encoder.input_geometry();
+            let crop = classifier_crop(&image, resize, side);
+            let encoded = encoder.encode(&[&crop])?;
+            if column.feature {
+                encoded.features.and_then(|f| f.into_iter().next())
+            } else {
+                first(encoded.joint)
+            }
+        }
+    };
+    vector.ok_or_else(|| anyhow::anyhow!("the encoder returned no embedding for the query"))
+}
+
+fn print_table(column: &EmbeddingColumn, hits: &[Hit]) {
+    println!("column {}", column.name());
+    println!(
+        "{:>4} {:>7}  {:<24} {:<60} caption",
+        "rank", "score", "id", "image"
+    );
+    for (rank, hit) in hits.iter().enumerate() {
+        let caption: String = hit
+            .caption
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        println!(
+            "{:>4} {:>7.4}  {:<24} {:<60} {caption}",
+            rank + 1,
+            hit.score,
+            hit.id,
+            hit.image
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! `vemo train exits`: trains the lower exits' heads by distilling the last exit on unlabeled
+//! corpus items, saves them into the bundle and prints each exit's quality.
+//!
+//! Teacher: the bundle's last exit of each tower (text exit 6; image exit 7, ConSE). Student
+//! input: a lower exit's pooled features. Images give ten views each (five crops, mirrored);
+//! captions come from the corpus plus ImageNet class prompts. Every fifth item is held out.
+
+use std::process::ExitCode;
+
+use candle_core::Tensor;
+use vemo_operators::bundle::Bundle;
+use vemo_operators::images::{ImageReader, decode_image, training_views};
+use vemo_operators::manifest::read_manifest;
+use vemo_operators::models::bert::default_device;
+use vemo_operators::models::efficientnet::STAGES;
+use vemo_operators::models::exit_heads::{HeadQuality, TrainOptions, train_head};
+use vemo_operators::models::image_encoder::ImageEncoder;
+use vemo_operators::models::text_encoder::TextEncoder;
+
+use crate::cli::TrainExitsArgs;
+use crate::home::{bundle_dir, expand};
+
+/// File the heads are saved to, inside the bundle.
+const HEADS_FILE: &str = "exit_heads.safetensors";
+
+/// Runs `vemo train exits`.
+pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
+    let mut bundle = Bundle::open(&bundle_dir(&expand(&args.bundle)))?;
+    let device = default_device();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let manifest = runtime.block_on(read_manifest(&expand(&args.corpus)))?;
+    let entries: Vec<_> = manifest.entries.into_iter().take(args.max_items).collect();
+    println!(
+        "Training exit heads of {} on {} corpus items ({} steps).",
+        bundle.id(),
+        entries.len(),
+        args.steps
+    );
+    let options = TrainOptions {
+        steps: args.steps,
+        ..Default::default()
+    };
+    let mut heads = bundle.exit_heads(&device)?;
+    let mut report: Vec<(String, HeadQuality)> = Vec::new();
+
+    // Text: corpus captions and ImageNet class prompts.
+    let text = bundle.text()?.clone();
+    let lower_text: Vec<usize> = text
+        .exits
+        .iter()
+        .copied()
+        .filter(|&e| e != text.default_exit)
+        .collect();
+    if !lower_text.is_empty() {
+        let mut captions: Vec<String> = entries.iter().filter_map(|e| e.caption.clone()).collect();
+        captions.extend(class_prompts(&bundle)?);
+        let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+        let mut exits = lower_text.clone();
+        exits.push(text.default_exit);
+        let encoder = TextEncoder::load_without_heads(&bundle, &exits, &device)?;
+        let per_exit = encoder.encode_all(&refs, 64)?;
+        let target = rows_tensor(per_exit.last().map(Vec::as_slice).unwrap_or_default())?;
+        let groups: Vec<usize> = (0..captions.len()).collect();
+        for (i, &exit) in lower_text.iter().enumerate() {
+            let (head, quality) =
+                train_head(&rows_tensor(&per_exit[i])?, &target, &groups, &options)?;
+            heads.insert("text", exit, head);
+            report.push((format!("text exit {exit}"), quality));
+        }
+    }
+
+    // Images: ten views of each corpus image.
+    if let Some(image) = bundle.manifest.image.clone() {
+        let lower: Vec<usize> = image
+            .exits
+            .iter()
+            .copied()
+            .filter(|&e| e != STAGES)
+            .collect();
+        if !lower.is_empty() {
+            let encoder = ImageEncoder::load(&bundle, &[STAGES], &device)?;
+            let (resize, crop) = encoder.input_geometry();
+            let reader = ImageReader::default();
+            let mut stages = lower.clone();
+            stages.push(STAGES);
+            let mut inputs: Vec<Vec<Tensor>> = vec![Vec::new(); lower.len()];
+            let mut targets = Vec::new();
+            let mut groups = Vec::new();
+            let mut skipped = 0usize;
+            for (item, entry) in entries.iter().enumerate() {
+                let views = match runtime
+                    .block_on(reader.fetch(&entry.image))
+                    .and_then(|bytes| decode_image(&bytes))
+                {
+                    Ok((_, decoded)) => training_views(&decoded, resize, crop),
+                    Err(reason) => {
+                        tracing::warn!(id = %entry.id, %reason, "Skipping an unreadable image.");
+                        skipped += 1;
+                        continue;
+                    }
+                };
+                let refs: Vec<&image::RgbImage> = views.iter().collect();
+                let (pooled, full) = encoder.backbone(&refs, &stages)?;
+                let full = full.ok_or_else(|| anyhow::anyhow!("the classifier did not run"))?;
+                targets.push(encoder.conse(&full.logits)?);
+                for (slot, t) in inputs.iter_mut().zip(pooled) {
+                    slot.push(t);
+                }
+                groups.extend(std::iter::repeat_n(item, views.len()));
+            }
+            if skipped > 0 {
+                println!("  {skipped} unreadable image(s) skipped");
+            }
+            if targets.is_empty() {
+                return Err(crate::usage("no readable image in the corpus to train on"));
+            }
+            let target = Tensor::cat(&targets, 0)?;
+            for (exit, parts) in lower.iter().zip(inputs) {
+                let (head, quality) =
+                    train_head(&Tensor::cat(&parts, 0)?, &target, &groups, &options)?;
+                heads.insert("image", *exit, head);
+                report.push((format!("image exit {exit}"), quality));
+            }
+        }
+    }
+
+    heads.save(&bundle.file(HEADS_FILE))?;
+    bundle.manifest.exit_heads = Some(HEADS_FILE.into());
+    bundle.save_manifest()?;
+    println!(
+        "{:<14} {:>8} {:>9} {:>12} {:>14}",
+        "head", "train", "held out", "mean cos", "top-1 agree"
+    );
+    for (name, q) in &report {
+        println!(
+            "{name:<14} {:>8} {:>9} {:>12.3} {:>14.3}",
+            q.train_rows, q.held_out_rows, q.mean_cosine, q.top1_agreement
+        );
+    }
+    println!(
+        "Saved {} heads ({} parameters) to {}.",
+        heads.names().len(),
+        heads.parameter_count(),
+        bundle.file(HEADS_FILE).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "a photo of a {name}." for every ImageNet class name the bundle ships, if it ships them.
+fn class_prompts(bundle: &Bundle) -> anyhow::Result<Vec<String>> {
+    let (synsets, lemmas) = (
+        bundle.file("image/imagenet_synsets.txt"),
+        bundle.file("image/imagenet_synset_to_lemma.txt"),
+    );
+    if !synsets.is_file() || !lemmas.is_file() {
+        return Ok(Vec::new());
+    }
+    let classes = vemo_operators::models::conse::imagenet_class_names(
+        &std::fs::read_to_string(synsets)?,
+        &std::fs::read_to_string(lemmas)?,
+    )?;
+    Ok(classes
+        .iter()
+        .filter_map(|names| names.first())
+        .map(|name| format!("a photo of a {name}."))
+        .collect())
+}
+
+fn rows_tensor(rows: &[Vec<f32>]) -> anyhow::Result<Tensor> {
+    let dim = rows.first().map_or(0, Vec::len);
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Ok(Tensor::from_vec(
+        flat,
+        (rows.len(), dim),
+        &default_device(),
+    )?)
+}
