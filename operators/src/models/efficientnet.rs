@@ -39,12 +39,15 @@ impl BatchNorm {
 }
 
 /// A convolution with TensorFlow "same" padding; a following batch norm folds into its
-/// weights and a per-channel bias (one multiply-add less per activation).
+/// weights and a per-channel bias (one multiply-add less per activation), and a following
+/// ReLU6 into its output. On CPU, depthwise and pointwise convolutions run through
+/// `vemo_kernels` (candle runs a grouped convolution as one convolution per channel).
 struct SameConv {
     weight: Tensor,
     bias: Option<Tensor>,
     stride: usize,
     groups: usize,
+    relu6: bool,
 }
 
 impl SameConv {
@@ -56,16 +59,19 @@ impl SameConv {
             bias: None,
             stride,
             groups,
+            relu6: false,
         })
     }
 
-    /// Loads the convolution `name` and folds the batch norm `bn` into it.
+    /// Loads the convolution `name`, folds the batch norm `bn` into it and, with `relu6`,
+    /// the activation after it.
     fn load_with_bn(
         vb: VarBuilder,
         name: &str,
         bn: &str,
         stride: usize,
         depthwise: bool,
+        relu6: bool,
     ) -> Result<Self> {
         let conv = Self::load(vb.clone(), name, stride, depthwise)?;
         let bn = BatchNorm::load(vb.pp(bn), conv.out_channels()?)?;
@@ -74,7 +80,8 @@ impl SameConv {
             weight: conv
                 .weight
                 .broadcast_mul(&bn.scale.reshape((out, 1, 1, 1))?)?,
-            bias: Some(bn.shift.reshape((1, out, 1, 1))?),
+            bias: Some(bn.shift),
+            relu6,
             ..conv
         })
     }
@@ -84,8 +91,21 @@ impl SameConv {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let k = self.weight.dim(D::Minus1)?;
-        let (_, _, h, w) = x.dims4()?;
+        let clamp = self.relu6.then_some((0f32, 6f32));
+        let (k, out) = (self.weight.dim(D::Minus1)?, self.out_channels()?);
+        let (b, c, h, w) = x.dims4()?;
+        if let (true, Some(bias)) = (x.device().is_cpu(), &self.bias) {
+            if self.groups > 1 && self.groups == c {
+                return vemo_kernels::depthwise_conv2d(x, &self.weight, bias, self.stride, clamp);
+            }
+            if k == 1 && self.stride == 1 && self.groups == 1 {
+                let y = self
+                    .weight
+                    .reshape((out, c))?
+                    .broadcast_matmul(&x.reshape((b, c, h * w))?)?;
+                return vemo_kernels::bias_clamp(&y, bias, clamp)?.reshape((b, out, h, w));
+            }
+        }
         let pad = |size: usize| {
             let out = size.div_ceil(self.stride);
             ((out - 1) * self.stride + k).saturating_sub(size)
@@ -97,11 +117,11 @@ impl SameConv {
         } else {
             x.clone()
         };
-        let y = x.conv2d(&self.weight, 0, self.stride, 1, self.groups)?;
-        match &self.bias {
-            Some(bias) => y.broadcast_add(bias),
-            None => Ok(y),
+        let mut y = x.conv2d(&self.weight, 0, self.stride, 1, self.groups)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(&bias.reshape((1, out, 1, 1))?)?;
         }
+        if self.relu6 { relu6(&y) } else { Ok(y) }
     }
 }
 
@@ -127,13 +147,14 @@ impl MbConv {
                 "_bn0",
                 1,
                 false,
+                true,
             )?)
         } else {
             None
         };
         let depthwise =
-            SameConv::load_with_bn(vb.clone(), "_depthwise_conv", "_bn1", stride, true)?;
-        let project = SameConv::load_with_bn(vb.clone(), "_project_conv", "_bn2", 1, false)?;
+            SameConv::load_with_bn(vb.clone(), "_depthwise_conv", "_bn1", stride, true, true)?;
+        let project = SameConv::load_with_bn(vb.clone(), "_project_conv", "_bn2", 1, false, false)?;
         let inputs = match &expand {
             Some(conv) => conv.weight.dim(1)?,
             None => depthwise.out_channels()?,
@@ -150,9 +171,9 @@ impl MbConv {
     fn forward(&self, input: &Tensor) -> Result<Tensor> {
         let mut x = input.clone();
         if let Some(conv) = &self.expand {
-            x = relu6(&conv.forward(&x)?)?;
+            x = conv.forward(&x)?;
         }
-        x = relu6(&self.depthwise.forward(&x)?)?;
+        x = self.depthwise.forward(&x)?;
         x = self.project.forward(&x)?;
         if self.residual { x + input } else { Ok(x) }
     }
@@ -203,13 +224,13 @@ impl EfficientNetLite {
 
     /// Loads Lite0 from a state dict with the reference's names.
     pub fn load(vb: VarBuilder) -> Result<Self> {
-        let stem = SameConv::load_with_bn(vb.clone(), "_conv_stem", "_bn0", 2, false)?;
+        let stem = SameConv::load_with_bn(vb.clone(), "_conv_stem", "_bn0", 2, false, true)?;
         let blocks = STRIDES
             .iter()
             .enumerate()
             .map(|(i, &s)| MbConv::load(vb.pp(format!("_blocks.{i}")), s))
             .collect::<Result<Vec<_>>>()?;
-        let head = SameConv::load_with_bn(vb.clone(), "_conv_head", "_bn1", 1, false)?;
+        let head = SameConv::load_with_bn(vb.clone(), "_conv_head", "_bn1", 1, false, true)?;
         let fc = linear(head.out_channels()?, 1000, vb.pp("_fc"))?;
         Ok(Self {
             stem,
@@ -237,7 +258,7 @@ impl EfficientNetLite {
         if deepest == 0 || deepest > STAGES {
             candle_core::bail!("image stage {deepest} out of range 1..={STAGES}");
         }
-        let mut x = relu6(&self.stem.forward(x)?)?;
+        let mut x = self.stem.forward(x)?;
         let mut pooled_stages = vec![None; stages.len()];
         for (stage, &end) in STAGE_ENDS.iter().enumerate().take(deepest) {
             let start = if stage == 0 { 0 } else { STAGE_ENDS[stage - 1] };
@@ -251,7 +272,7 @@ impl EfficientNetLite {
             }
         }
         let full = if deepest == STAGES {
-            let x = relu6(&self.head.forward(&x)?)?;
+            let x = self.head.forward(&x)?;
             let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?;
             let logits = self.fc.forward(&pooled)?;
             Some(ImageOutputs { pooled, logits })
