@@ -88,7 +88,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Image embeddings/s of the image tower per exit (224x224 crops, batches of 1 and 8): the
+/// Image embeddings/s of the image tower per exit (224x224 crops, batches of 1, 4, 16): the
 /// speed side of the exit trade-off. An exit without a trained head is reported, not timed.
 fn bench_image_tower(
     bundle: &Bundle,
@@ -98,7 +98,7 @@ fn bench_image_tower(
     use vemo_operators::models::image_encoder::ImageEncoder;
     let device = default_device();
     let side = image.input_size as u32;
-    let crops: Vec<RgbImage> = (0..8u32)
+    let crops: Vec<RgbImage> = (0..16u32)
         .map(|i| {
             RgbImage::from_fn(side, side, |x, y| {
                 image::Rgb([(x * 7 + i) as u8, (y * 3) as u8, (x ^ y) as u8])
@@ -119,7 +119,7 @@ fn bench_image_tower(
                 continue;
             }
         };
-        for batch in [1usize, 8] {
+        for batch in [1usize, 4, 16] {
             encoder.encode(&crops[..batch])?; // warm-up
             let rounds = 3;
             let start = Instant::now();

@@ -343,3 +343,38 @@ fn an_unwritable_output_fails_the_job_with_exit_1() {
         "the message names the output: {stderr}"
     );
 }
+
+#[test]
+fn a_lower_image_exit_without_a_trained_head_exits_2_with_a_message() {
+    let Some(bundle) = bundle_or_skip("a_lower_image_exit_without_a_trained_head") else {
+        return;
+    };
+    // The same bundle without its heads: links to its weights, a manifest without exit_heads.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let headless = dir.path().join("headless");
+    std::fs::create_dir_all(&headless).expect("mkdir");
+    for part in ["text", "image"] {
+        std::os::unix::fs::symlink(bundle.join(part), headless.join(part)).expect("link");
+    }
+    let manifest = std::fs::read_to_string(bundle.join("bundle.toml")).expect("bundle.toml");
+    let manifest: String = manifest
+        .lines()
+        .filter(|l| !l.starts_with("exit_heads"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(headless.join("bundle.toml"), manifest).expect("write bundle.toml");
+    let corpus = dir.path().join("corpus").display().to_string();
+    vemo_ok(&[
+        "corpus", "synth", "--items", "2", "--output", &corpus, "--size", "32",
+    ]);
+    let output = dir.path().join("out").display().to_string();
+    let job = write_job(dir.path(), &corpus, &output, &headless, 2);
+    let text = std::fs::read_to_string(&job)
+        .expect("job")
+        .replace("image = [7]", "image = [4, 7]");
+    std::fs::write(&job, text).expect("job");
+    let out = vemo(&["index", "--job", &job.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run `vemo train exits`"), "{stderr}");
+}
