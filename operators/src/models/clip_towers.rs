@@ -81,6 +81,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn towers_of_one_bundle_share_one_model() -> Result<()> {
+        let bundle = Bundle {
+            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/clip_tiny"),
+            manifest: crate::hf_clip::clip_manifest("t", "1", &Default::default(), "test"),
+        };
+        let load = || shared_model(&bundle, "config.json", "model.safetensors", &Device::Cpu);
+        let (text, image) = (load()?, load()?);
+        assert!(Arc::ptr_eq(&text, &image));
+        let weak = Arc::downgrade(&text);
+        drop((text, image));
+        assert!(
+            weak.upgrade().is_none(),
+            "the cache does not keep a model alive"
+        );
+        assert_eq!(load()?.config().projection_dim, 16);
+        Ok(())
+    }
+
+    #[test]
     fn rows_are_padded_with_their_last_token() -> Result<()> {
         let rows: [&[u32]; 3] = [&[0, 5, 9], &[0, 7, 3, 8, 9], &[]];
         let ids = padded_ids(&rows, 5, &Device::Cpu)?.to_vec2::<u32>()?;
