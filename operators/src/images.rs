@@ -167,6 +167,39 @@ pub fn normalize_crop(crop: &image::RgbImage) -> Vec<f32> {
     out
 }
 
+/// How an image tower normalises its input pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PixelNorm {
+    /// TF-Lite's (pixel - 127) / 128, as EfficientNet-Lite was trained.
+    TfLite,
+    /// (pixel / 255 - mean) / std per channel, as CLIP and most torchvision models.
+    MeanStd {
+        /// Per-channel mean of 0..1 pixels (R, G, B).
+        mean: [f32; 3],
+        /// Per-channel standard deviation of 0..1 pixels (R, G, B).
+        std: [f32; 3],
+    },
+}
+
+impl PixelNorm {
+    /// Normalises an RGB crop into channel-major (3, h, w) f32.
+    pub fn apply(&self, crop: &image::RgbImage) -> Vec<f32> {
+        let (mean, std) = match self {
+            PixelNorm::TfLite => return normalize_crop(crop),
+            PixelNorm::MeanStd { mean, std } => (mean, std),
+        };
+        let (w, h) = (crop.width() as usize, crop.height() as usize);
+        let mut out = vec![0f32; 3 * w * h];
+        for (x, y, pixel) in crop.enumerate_pixels() {
+            for c in 0..3 {
+                out[c * w * h + y as usize * w + x as usize] =
+                    (f32::from(pixel[c]) / 255.0 - mean[c]) / std[c];
+            }
+        }
+        out
+    }
+}
+
 /// Ten views of an image for training exit heads: the short side resized to `resize`, crops
 /// of `crop` x `crop` at the centre and the four corners, each also mirrored.
 pub fn training_views(image: &image::DynamicImage, resize: u32, crop: u32) -> Vec<image::RgbImage> {
@@ -235,6 +268,22 @@ mod tests {
         // 40x20 -> 32x16, crop columns 12..20: left half white, right half grey.
         assert!((input[0] - 1.0).abs() < 1e-6, "white is (255 - 127) / 128");
         assert!(input[7].abs() < 0.02, "grey is about 0: {}", input[7]);
+    }
+
+    #[test]
+    fn mean_std_normalisation_is_per_channel() {
+        let crop = image::RgbImage::from_pixel(2, 1, image::Rgb([255, 0, 51]));
+        let norm = PixelNorm::MeanStd {
+            mean: [0.5, 0.5, 0.2],
+            std: [0.25, 0.5, 0.1],
+        };
+        let out = norm.apply(&crop);
+        let want = [2.0, 2.0, -1.0, -1.0, 0.0, 0.0];
+        assert!(
+            out.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{out:?}"
+        );
+        assert_eq!(PixelNorm::TfLite.apply(&crop), normalize_crop(&crop));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Everything here works on plain values and Arrow `RecordBatch`es and knows nothing of timely:
 //! object-store access ([`store`]), manifests ([`manifest`]), image reads ([`images`]), model
-//! bundles ([`bundle`]), candle models ([`models`]), Arrow batch builders ([`batches`]), the
+//! bundles ([`bundle`], CLIP checkpoints as bundles in [`hf_clip`]), candle models ([`models`]), Arrow batch builders ([`batches`]), the
 //! Lance and Parquet writers ([`lance_io`], [`parquet_io`]) and the legacy PyTorch checkpoint
 //! reader ([`torch_legacy`]), vector indexes and k-nearest search ([`vector_search`]). The
 //! pipeline crate wires them.
@@ -10,6 +10,7 @@
 pub mod batches;
 pub mod bundle;
 mod error;
+pub mod hf_clip;
 pub mod images;
 pub mod lance_io;
 pub mod manifest;

@@ -57,6 +57,24 @@ pub fn vemo(args: &[&str]) -> Output {
         .expect("start vemo")
 }
 
+/// Runs `vemo` with `VEMO_HOME` set to `home`, asserting it exited 0.
+pub fn vemo_ok_in_home(home: &Path, args: &[&str]) -> Output {
+    let out = Command::new(vemo_bin())
+        .args(args)
+        .env("VEMO_LOG", "warn")
+        .env("VEMO_HOME", home)
+        .output()
+        .expect("start vemo");
+    assert!(
+        out.status.success(),
+        "VEMO_HOME={} vemo {args:?} failed ({}):\n{}",
+        home.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `vemo` and asserts it exited 0.
 pub fn vemo_ok(args: &[&str]) -> Output {
     let out = vemo(args);

@@ -497,26 +497,35 @@ impl ClipModel {
     /// folder in the Hugging Face layout. A malformed config, a missing or misshapen tensor is
     /// a [`crate::Error::Bundle`]; an unreadable file an [`crate::Error::Io`].
     pub fn from_folder(dir: &Path, device: &Device) -> crate::Result<Self> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|cause| crate::Error::Io {
+        Self::from_files(
+            &dir.join("config.json"),
+            &dir.join("model.safetensors"),
+            device,
+        )
+    }
+
+    /// [`Self::from_folder`] with the two files named separately (as a bundle names them).
+    pub fn from_files(config: &Path, weights: &Path, device: &Device) -> crate::Result<Self> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|cause| crate::Error::Io {
                 path: path.display().to_string(),
                 cause,
             })
         };
-        let bad = |name: &str, reason: String| crate::Error::Bundle {
-            path: dir.join(name).display().to_string(),
+        let bad = |path: &Path, reason: String| crate::Error::Bundle {
+            path: path.display().to_string(),
             reason,
         };
-        let config = read("config.json")?;
+        let config_path = config;
+        let config = read(config_path)?;
         let config = std::str::from_utf8(&config)
             .map_err(|e| e.to_string())
             .and_then(|json| ClipConfig::from_json(json).map_err(|e| e.to_string()))
-            .map_err(|reason| bad("config.json", format!("not a CLIP config: {reason}")))?;
-        let weights = read("model.safetensors")?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(|e| bad("model.safetensors", e.to_string()))?;
-        Self::load(vb, &config).map_err(|e| bad("model.safetensors", e.to_string()))
+            .map_err(|reason| bad(config_path, format!("not a CLIP config: {reason}")))?;
+        let bytes = read(weights)?;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+            .map_err(|e| bad(weights, e.to_string()))?;
+        Self::load(vb, &config).map_err(|e| bad(weights, e.to_string()))
     }
 
     /// The configuration the model was loaded with.

@@ -1,18 +1,28 @@
-//! EncodeImages: the image tower (EfficientNet-Lite0 + ConSE + exit heads) with several exits.
+//! EncodeImages: the image tower (EfficientNet-Lite0 + ConSE + exit heads, or CLIP's vision
+//! tower) with several exits.
 //!
-//! The last exit (stage 7, the full classifier) embeds an image by ConSE into the caption
-//! space and also yields the 1280-d pooled feature for image-to-image search; a lower exit
-//! pools its stage's output and maps it into the caption space with its trained exit head.
-//! Only the stages up to the deepest requested exit run.
+//! EfficientNet-Lite0: the last exit (stage 7, the full classifier) embeds an image by ConSE
+//! into the caption space and also yields the 1280-d pooled feature for image-to-image search;
+//! a lower exit pools its stage's output and maps it into the caption space with its trained
+//! exit head. Only the stages up to the deepest requested exit run.
+//!
+//! CLIP: exit L takes the class token after L vision layers through the checkpoint's
+//! `post_layernorm` and `visual_projection` into the space shared with CLIP's text tower
+//! (through a trained head where the bundle has one); no feature column. Only the layers up to
+//! the deepest requested exit run.
+
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use candle_nn::Linear;
 
+use super::clip::ClipModel;
+use super::clip_towers::{check_exits, shared_model};
 use super::conse::Conse;
 use super::efficientnet::{EfficientNetLite, ImageOutputs, STAGES};
 use super::exit_heads::project;
-use crate::bundle::Bundle;
-use crate::images::normalize_crop;
+use crate::bundle::{Bundle, CLIP, ImageTowerSpec};
+use crate::images::PixelNorm;
 use crate::{Error, Result};
 use vemo_schemas::EmbeddingColumn;
 
@@ -28,12 +38,20 @@ pub struct ImageEmbeddings {
     pub features: Option<Vec<Vec<f32>>>,
 }
 
+/// The network of an image tower.
+enum Backbone {
+    /// EfficientNet-Lite0 and the ConSE table its classifier output is embedded with.
+    EfficientNet { net: EfficientNetLite, conse: Conse },
+    /// A CLIP model (its vision tower runs; the text tower may be shared with the text encoder).
+    Clip(Arc<ClipModel>),
+}
+
 /// The image tower of a bundle, loaded for the exits a job asked for.
 pub struct ImageEncoder {
-    net: EfficientNetLite,
-    conse: Conse,
+    backbone: Backbone,
     exits: Vec<usize>,
     heads: Vec<Option<Linear>>,
+    norm: PixelNorm,
     resize: u32,
     input_size: u32,
     device: Device,
@@ -68,30 +86,70 @@ impl ImageEncoder {
             )));
         }
         let trained = bundle.exit_heads(device)?;
+        let clip = spec.architecture == CLIP;
         let heads = exits
             .iter()
-            .map(|&exit| match (exit, trained.get("image", exit)) {
-                (STAGES, _) => Ok(None),
-                (_, Some(head)) => Ok(Some(head.clone())),
-                (_, None) => Err(fail(format!(
-                    "image exit {exit} has no trained exit head; run `vemo train exits` first"
-                ))),
+            .map(|&exit| {
+                // CLIP: every exit is in the joint space already, a head is optional.
+                // EfficientNet: the last stage needs none, a lower one must have one.
+                let head = trained.get(TOWER, exit).cloned();
+                match head {
+                    _ if !clip && exit == STAGES => Ok(None),
+                    None if !clip => Err(fail(format!(
+                        "image exit {exit} has no trained exit head; run `vemo train exits` first"
+                    ))),
+                    head => Ok(head),
+                }
             })
             .collect::<Result<Vec<_>>>()?;
+        let backbone = if clip {
+            Self::load_clip(bundle, spec, &exits, device)?
+        } else {
+            let conse = bundle.conse()?;
+            Backbone::EfficientNet {
+                net: EfficientNetLite::from_bundle(bundle, device)?,
+                conse: Conse::load(
+                    &bundle.file(&conse.classes),
+                    conse.top_k,
+                    conse.temperature,
+                    device,
+                )?,
+            }
+        };
         Ok(Self {
-            net: EfficientNetLite::from_bundle(bundle, device)?,
-            conse: Conse::load(
-                &bundle.file(&spec.conse.classes),
-                spec.conse.top_k,
-                spec.conse.temperature,
-                device,
-            )?,
+            backbone,
             exits,
             heads,
+            norm: spec.pixel_norm(),
             resize: spec.resize as u32,
             input_size: spec.input_size as u32,
             device: device.clone(),
         })
+    }
+
+    fn load_clip(
+        bundle: &Bundle,
+        spec: &ImageTowerSpec,
+        exits: &[usize],
+        device: &Device,
+    ) -> Result<Backbone> {
+        let config = spec.config.as_deref().ok_or_else(|| Error::Bundle {
+            path: bundle.root.display().to_string(),
+            reason: "a clip image tower needs `config`".into(),
+        })?;
+        let model = shared_model(bundle, config, &spec.weights, device)?;
+        let cfg = &model.config().vision_config;
+        check_exits(bundle, TOWER, exits, cfg.num_hidden_layers)?;
+        if spec.input_size != cfg.image_size {
+            return Err(Error::Bundle {
+                path: bundle.root.display().to_string(),
+                reason: format!(
+                    "[image] input_size {} is not the checkpoint's image_size {}",
+                    spec.input_size, cfg.image_size
+                ),
+            });
+        }
+        Ok(Backbone::Clip(model))
     }
 
     /// The exits this encoder produces, in output order.
@@ -99,9 +157,10 @@ impl ImageEncoder {
         &self.exits
     }
 
-    /// Whether the 1280-d pooled feature comes out (the last exit runs).
+    /// Whether the 1280-d pooled feature comes out (EfficientNet-Lite0 when the last exit
+    /// runs; never for CLIP).
     pub fn has_features(&self) -> bool {
-        self.exits.contains(&STAGES)
+        matches!(self.backbone, Backbone::EfficientNet { .. }) && self.exits.contains(&STAGES)
     }
 
     /// (resize, crop) of the input the tower expects.
@@ -111,7 +170,10 @@ impl ImageEncoder {
 
     /// Width of the caption-space embeddings.
     pub fn dim(&self) -> Result<usize> {
-        self.conse.dim()
+        match &self.backbone {
+            Backbone::EfficientNet { conse, .. } => conse.dim(),
+            Backbone::Clip(clip) => Ok(clip.config().projection_dim),
+        }
     }
 
     /// The `items` columns this encoder fills, in the order [`Self::encode`] returns them:
@@ -123,10 +185,10 @@ impl ImageEncoder {
             .iter()
             .map(|&exit| EmbeddingColumn::joint(TOWER, exit, dim))
             .collect();
-        if self.has_features() {
+        if let (true, Backbone::EfficientNet { net, .. }) = (self.has_features(), &self.backbone) {
             columns.push(EmbeddingColumn {
                 feature: true,
-                ..EmbeddingColumn::joint(TOWER, STAGES, self.net.feature_dim()?)
+                ..EmbeddingColumn::joint(TOWER, STAGES, net.feature_dim()?)
             });
         }
         Ok(columns)
@@ -143,7 +205,7 @@ impl ImageEncoder {
                     reason: format!("a crop is {}x{}, not {side}", crop.width(), crop.height()),
                 });
             }
-            data.extend(normalize_crop(crop));
+            data.extend(self.norm.apply(crop));
         }
         Ok(Tensor::from_vec(
             data,
@@ -152,24 +214,64 @@ impl ImageEncoder {
         )?)
     }
 
-    /// Runs the backbone for `stages`: the pooled stage outputs below the last stage (in the
-    /// order asked) and, if the last stage is asked for, the classifier outputs.
+    /// EfficientNet-Lite0's net and ConSE table, or a bundle error for a CLIP tower.
+    fn efficientnet(&self) -> Result<(&EfficientNetLite, &Conse)> {
+        match &self.backbone {
+            Backbone::EfficientNet { net, conse } => Ok((net, conse)),
+            Backbone::Clip(_) => Err(Error::Bundle {
+                path: "image tower".into(),
+                reason: "a CLIP image tower has no EfficientNet stages or ConSE table".into(),
+            }),
+        }
+    }
+
+    /// EfficientNet-Lite0 only: runs the backbone for `stages`: the pooled stage outputs below
+    /// the last stage (in the order asked) and, if the last stage is asked for, the classifier
+    /// outputs.
     pub fn backbone(
         &self,
         crops: &[&image::RgbImage],
         stages: &[usize],
     ) -> Result<(Vec<Tensor>, Option<ImageOutputs>)> {
-        Ok(self.net.forward_exits(&self.batch_tensor(crops)?, stages)?)
+        let (net, _) = self.efficientnet()?;
+        Ok(net.forward_exits(&self.batch_tensor(crops)?, stages)?)
     }
 
-    /// The ConSE embedding of classifier logits.
+    /// EfficientNet-Lite0 only: the ConSE embedding of classifier logits.
     pub fn conse(&self, logits: &Tensor) -> Result<Tensor> {
-        self.conse.embed(logits)
+        self.efficientnet()?.1.embed(logits)
     }
 
     /// Encodes one batch of crops at every exit.
     pub fn encode(&self, crops: &[&image::RgbImage]) -> Result<ImageEmbeddings> {
+        match &self.backbone {
+            Backbone::EfficientNet { .. } => self.encode_efficientnet(crops),
+            Backbone::Clip(clip) => {
+                let pixels = self.batch_tensor(crops)?;
+                let projected = clip.encode_image_exits(&pixels, &self.exits)?;
+                let joint = projected
+                    .iter()
+                    .zip(&self.heads)
+                    .map(|(p, head)| {
+                        let unit = super::l2_normalize(p)?;
+                        let joint = match head {
+                            Some(head) => project(head, &unit)?,
+                            None => unit,
+                        };
+                        Ok(joint.to_vec2::<f32>()?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(ImageEmbeddings {
+                    joint,
+                    features: None,
+                })
+            }
+        }
+    }
+
+    fn encode_efficientnet(&self, crops: &[&image::RgbImage]) -> Result<ImageEmbeddings> {
         let (pooled, full) = self.backbone(crops, &self.exits)?;
+        let (_, conse) = self.efficientnet()?;
         let mut lower = pooled.into_iter();
         let mut out = ImageEmbeddings::default();
         for (exit, head) in self.exits.iter().zip(&self.heads) {
@@ -181,7 +283,7 @@ impl ImageEncoder {
                     })?;
                     project(head, &stage)?
                 }
-                (None, Some(full)) => self.conse.embed(&full.logits)?,
+                (None, Some(full)) => conse.embed(&full.logits)?,
                 (None, None) => {
                     return Err(Error::Bundle {
                         path: "image tower".into(),

@@ -2,6 +2,7 @@
 
 pub mod bert;
 pub mod clip;
+pub mod clip_towers;
 pub mod conse;
 pub mod efficientnet;
 pub mod exit_heads;

@@ -1,21 +1,38 @@
-//! EncodeCaptions: the text tower (tokenizer + BERT + mean pooling) with several exits.
+//! EncodeCaptions: the text tower (tokenizer + BERT with mean pooling, or CLIP's text tower)
+//! with several exits.
 //!
-//! The bundle's default (deepest) exit defines the joint caption space; a lower exit's pooled
-//! embedding goes through its trained exit head into that space when the bundle has one.
+//! BERT: the bundle's default (deepest) exit defines the joint caption space; a lower exit's
+//! pooled embedding goes through its trained exit head into that space when the bundle has one.
+//! CLIP: every exit's EOS token goes through the checkpoint's `final_layer_norm` and
+//! `text_projection` into the space shared with the image tower; a trained head is still
+//! applied where the bundle has one.
+
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::bert::{BertEncoder, Config, mean_pool_normalized};
+use super::clip::ClipModel;
+use super::clip_towers::{check_exits, padded_ids, shared_model};
 use super::exit_heads::project;
-use crate::bundle::Bundle;
+use super::l2_normalize;
+use crate::bundle::{Bundle, CLIP, TextTowerSpec};
 use crate::{Error, Result};
+
+/// The network behind the tokenizer.
+enum Backbone {
+    /// BERT run to the deepest exit, mean-pooled.
+    Bert(BertEncoder),
+    /// A CLIP model (its text tower runs; the image tower may be shared with the image encoder).
+    Clip(Arc<ClipModel>),
+}
 
 /// The caption encoder of a bundle, loaded up to the deepest exit a job asked for.
 pub struct TextEncoder {
     tokenizer: Tokenizer,
-    bert: BertEncoder,
+    backbone: Backbone,
     exits: Vec<usize>,
     heads: Vec<Option<candle_nn::Linear>>,
     dim: usize,
@@ -45,8 +62,9 @@ impl TextEncoder {
         Ok(encoder)
     }
 
-    /// Loads the text tower without exit heads: every exit is the plain mean-pooled hidden
-    /// state (what parity tests and head training need).
+    /// Loads the text tower without exit heads: every exit is the plain pooled embedding (BERT:
+    /// the mean-pooled hidden state; CLIP: the projected EOS token), L2-normalised (what parity
+    /// tests and head training need).
     pub fn load_without_heads(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
         let spec = bundle.text()?;
         let exits = if exits.is_empty() {
@@ -63,6 +81,31 @@ impl TextEncoder {
                 ),
             });
         }
+        let mut encoder = match spec.architecture.as_str() {
+            CLIP => Self::load_clip(bundle, spec, exits, device)?,
+            _ => Self::load_bert(bundle, spec, exits, device)?,
+        };
+        encoder
+            .tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: spec.max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(encoder)
+    }
+
+    fn tokenizer(bundle: &Bundle, spec: &TextTowerSpec) -> Result<Tokenizer> {
+        Tokenizer::from_file(bundle.file(&spec.tokenizer))
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    fn load_bert(
+        bundle: &Bundle,
+        spec: &TextTowerSpec,
+        exits: Vec<usize>,
+        device: &Device,
+    ) -> Result<Self> {
         let config_text =
             std::fs::read_to_string(bundle.file(&spec.config)).map_err(|e| Error::Io {
                 path: spec.config.clone(),
@@ -80,24 +123,49 @@ impl TextEncoder {
         })?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
         let bert = BertEncoder::load(vb, &cfg, depth)?;
-        let mut tokenizer = Tokenizer::from_file(bundle.file(&spec.tokenizer))
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: spec.max_tokens,
-                ..Default::default()
-            }))
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut tokenizer = Self::tokenizer(bundle, spec)?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             ..Default::default()
         }));
         Ok(Self {
             tokenizer,
-            bert,
+            backbone: Backbone::Bert(bert),
             heads: vec![None; exits.len()],
             exits,
             dim: cfg.hidden_size,
+            device: device.clone(),
+        })
+    }
+
+    /// CLIP's text tower. The tokenizer does not pad: [`padded_ids`] does, in a way that cannot
+    /// change the pooled token.
+    fn load_clip(
+        bundle: &Bundle,
+        spec: &TextTowerSpec,
+        exits: Vec<usize>,
+        device: &Device,
+    ) -> Result<Self> {
+        let model = shared_model(bundle, &spec.config, &spec.weights, device)?;
+        let cfg = &model.config().text_config;
+        check_exits(bundle, "text", &exits, cfg.num_hidden_layers)?;
+        if spec.max_tokens > cfg.max_position_embeddings {
+            return Err(Error::Bundle {
+                path: bundle.root.display().to_string(),
+                reason: format!(
+                    "[text] max_tokens {} exceeds the checkpoint's max_position_embeddings {}",
+                    spec.max_tokens, cfg.max_position_embeddings
+                ),
+            });
+        }
+        let mut tokenizer = Self::tokenizer(bundle, spec)?;
+        tokenizer.with_padding(None);
+        Ok(Self {
+            tokenizer,
+            dim: model.config().projection_dim,
+            backbone: Backbone::Clip(model),
+            heads: vec![None; exits.len()],
+            exits,
             device: device.clone(),
         })
     }
@@ -124,19 +192,34 @@ impl TextEncoder {
         encodings: &[&tokenizers::Encoding],
         len: usize,
     ) -> Result<Vec<Vec<Vec<f32>>>> {
-        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor> {
-            let data: Vec<Vec<u32>> = encodings.iter().map(|e| f(e)[..len].to_vec()).collect();
-            Ok(Tensor::new(data, &self.device)?)
+        let joint = match &self.backbone {
+            Backbone::Bert(bert) => {
+                let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor> {
+                    let data: Vec<Vec<u32>> =
+                        encodings.iter().map(|e| f(e)[..len].to_vec()).collect();
+                    Ok(Tensor::new(data, &self.device)?)
+                };
+                let ids = rows(&|e| e.get_ids())?;
+                let types = rows(&|e| e.get_type_ids())?;
+                let mask = rows(&|e| e.get_attention_mask())?;
+                bert.forward_exits(&ids, &types, &mask, &self.exits)?
+                    .iter()
+                    .map(|h| mean_pool_normalized(h, &mask))
+                    .collect::<candle_core::Result<Vec<_>>>()?
+            }
+            Backbone::Clip(clip) => {
+                let rows: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+                let ids = padded_ids(&rows, len, &self.device)?;
+                clip.encode_text_exits(&ids, &self.exits)?
+                    .iter()
+                    .map(l2_normalize)
+                    .collect::<candle_core::Result<Vec<_>>>()?
+            }
         };
-        let ids = rows(&|e| e.get_ids())?;
-        let types = rows(&|e| e.get_type_ids())?;
-        let mask = rows(&|e| e.get_attention_mask())?;
-        let hidden = self.bert.forward_exits(&ids, &types, &mask, &self.exits)?;
-        hidden
-            .iter()
+        joint
+            .into_iter()
             .zip(&self.heads)
-            .map(|(h, head)| {
-                let pooled = mean_pool_normalized(h, &mask)?;
+            .map(|(pooled, head)| {
                 let joint = match head {
                     Some(head) => project(head, &pooled)?,
                     None => pooled,
@@ -152,7 +235,8 @@ impl TextEncoder {
         if captions.is_empty() {
             return Ok(vec![Vec::new(); self.exits.len()]);
         }
-        // One tokenizer pass; padding goes right, so a batch is cut to its own longest caption.
+        // One tokenizer pass; padding (BERT's, or none for CLIP) goes right, so a batch is cut
+        // to its own longest caption.
         let encodings = self
             .tokenizer
             .encode_batch(captions.to_vec(), true)
