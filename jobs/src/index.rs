@@ -32,6 +32,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         image_exits: job.model.exits.image.clone(),
         vector_index_min_rows: job.run.vector_index_min_rows,
         batch_size: job.run.batch_size,
+        image_batch_size: job.run.image_batch_size,
         shard_size: job.run.shard_size,
         read_concurrency: job.run.read_concurrency,
         job_id,

@@ -76,6 +76,10 @@ pub struct RunConfig {
     /// Captions per encoder batch (default 32). Larger uses more memory, rarely faster on CPU.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Images per image-tower batch (default 4). On CPU small batches are fastest (they stay
+    /// in cache); on a GPU raise it.
+    #[serde(default = "default_image_batch")]
+    pub image_batch_size: usize,
     /// Items per shard (default 256): the unit one worker owns and one commit may include.
     /// Smaller shards balance better and commit sooner; larger ones make fewer files.
     #[serde(default = "default_shard")]
@@ -93,6 +97,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             batch_size: default_batch(),
+            image_batch_size: default_image_batch(),
             shard_size: default_shard(),
             read_concurrency: default_concurrency(),
             vector_index_min_rows: default_index_rows(),
@@ -111,6 +116,9 @@ fn default_tasks() -> Vec<String> {
 }
 fn default_batch() -> usize {
     32
+}
+fn default_image_batch() -> usize {
+    4
 }
 fn default_shard() -> usize {
     256
@@ -161,6 +169,7 @@ impl JobConfig {
         }
         for (name, value) in [
             ("batch_size", self.run.batch_size),
+            ("image_batch_size", self.run.image_batch_size),
             ("shard_size", self.run.shard_size),
             ("read_concurrency", self.run.read_concurrency),
         ] {

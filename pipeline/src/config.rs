@@ -25,6 +25,8 @@ pub struct IndexConfig {
     pub vector_index_min_rows: usize,
     /// Captions per encoder batch.
     pub batch_size: usize,
+    /// Images per image-tower batch (small batches stay in cache: 4 was fastest on CPU).
+    pub image_batch_size: usize,
     /// Items per shard (the unit of work one worker owns).
     pub shard_size: usize,
     /// Concurrent image reads per worker.

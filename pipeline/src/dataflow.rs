@@ -213,6 +213,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         items_uri: shared.items_uri.clone(),
         errors_uri: shared.errors_uri.clone(),
         batch_size: shared.config.batch_size,
+        image_batch_size: shared.config.image_batch_size,
         read_concurrency: shared.config.read_concurrency,
     });
     let committer = (index == 0).then(|| {

@@ -68,6 +68,7 @@ pub struct ShardProcessor {
     pub items_uri: String,
     pub errors_uri: String,
     pub batch_size: usize,
+    pub image_batch_size: usize,
     pub read_concurrency: usize,
 }
 
@@ -153,7 +154,7 @@ impl ShardProcessor {
             shard.failure = Some(format!("shard {}: an image has no crop", shard.shard));
             return shard;
         };
-        match encoder.encode_all(&crops, self.batch_size) {
+        match encoder.encode_all(&crops, self.image_batch_size) {
             Ok(encoded) => {
                 for (i, item) in shard.items.iter_mut().enumerate() {
                     for exit in &encoded.joint {
