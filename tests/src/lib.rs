@@ -105,3 +105,20 @@ pub fn write_job(
     std::fs::write(&path, job).expect("write job file");
     path
 }
+
+/// Every row of the Lance dataset at `uri`, as the batches a plain scan returns.
+pub fn read_lance(uri: &str) -> Vec<arrow_array::RecordBatch> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use futures_util::TryStreamExt;
+        let dataset = lance::Dataset::open(uri).await.expect("open dataset");
+        dataset
+            .scan()
+            .try_into_stream()
+            .await
+            .expect("scan")
+            .try_collect()
+            .await
+            .expect("read")
+    })
+}

@@ -18,20 +18,7 @@ fn clip_tiny() -> PathBuf {
 }
 
 fn read_items(root: &Path) -> Vec<RecordBatch> {
-    let uri = root.join("items.lance").display().to_string();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        use futures_util::TryStreamExt;
-        let dataset = lance::Dataset::open(&uri).await.expect("open items");
-        dataset
-            .scan()
-            .try_into_stream()
-            .await
-            .expect("scan")
-            .try_collect()
-            .await
-            .expect("read")
-    })
+    vemo_tests::read_lance(&root.join("items.lance").display().to_string())
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float32Type;
-use arrow_array::{Array, RecordBatch};
-use vemo_tests::{bundle_or_skip, vemo, vemo_bin, vemo_ok, write_job};
+use vemo_tests::{bundle_or_skip, read_lance, vemo, vemo_bin, vemo_ok, write_job};
 
 /// Items in the synthetic corpus before the two broken ones are added.
 const ITEMS: usize = 40;
@@ -51,22 +51,6 @@ fn make_corpus(dir: &Path) -> String {
 struct Output {
     items: BTreeMap<String, (String, Vec<f32>)>,
     errors: BTreeMap<String, String>,
-}
-
-fn read_lance(uri: &str) -> Vec<RecordBatch> {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        use futures_util::TryStreamExt;
-        let dataset = lance::Dataset::open(uri).await.expect("open dataset");
-        dataset
-            .scan()
-            .try_into_stream()
-            .await
-            .expect("scan")
-            .try_collect()
-            .await
-            .expect("read")
-    })
 }
 
 fn read_output(root: &Path) -> Output {
