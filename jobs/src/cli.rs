@@ -60,6 +60,41 @@ pub enum TrainCommand {
     /// Train the lower exits' heads by distilling the last exit's embeddings on unlabeled corpus
     /// items (1 - cosine, AdamW); save them into the bundle; print each exit's held-out quality.
     Exits(TrainExitsArgs),
+    /// Train the NER branch (fine-tuned copies of the text tower's top layers + a token
+    /// classifier) on CoNLL-2003 files with AdamW; print loss and dev F1 per epoch; keep the
+    /// best epoch; save it into the bundle.
+    Ner(TrainNerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainNerArgs {
+    /// Bundle name under $VEMO_HOME/models, or a folder.
+    #[arg(long, default_value = "vemo-mini")]
+    pub bundle: String,
+    /// Training data, CoNLL format (token first, tag last; IOB1 or IOB2).
+    #[arg(long)]
+    pub train: std::path::PathBuf,
+    /// Development data for early stopping and the reported F1.
+    #[arg(long)]
+    pub dev: std::path::PathBuf,
+    /// Text-tower layers shared with semantic search; the layers above are copied and tuned.
+    #[arg(long, default_value_t = 4)]
+    pub shared_layers: usize,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub learning_rate: f64,
+    /// Sentences per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Use only the first N training sentences (quick runs).
+    #[arg(long)]
+    pub max_sentences: Option<usize>,
+    /// Also write the trained weights here (e.g. to commit them).
+    #[arg(long)]
+    pub copy_to: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -84,11 +119,18 @@ pub struct SearchArgs {
     #[arg(long)]
     pub index: String,
     /// Find images by this sentence.
-    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    #[arg(long, conflicts_with_all = ["image", "entity"], required_unless_present_any = ["image", "entity"])]
     pub text: Option<String>,
     /// Find images like this one (a path or URI).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "entity")]
     pub image: Option<String>,
+    /// Find items whose caption names this entity ("Eileen Collins"): exact match on the
+    /// normalised entity, else a case-insensitive part of an entity's text.
+    #[arg(long)]
+    pub entity: Option<String>,
+    /// With --entity: only entities of this type (PER, ORG, LOC, MISC).
+    #[arg(long, requires = "entity")]
+    pub entity_type: Option<String>,
     /// Which exit's column to search (default: the deepest in the index). For `--text`, the
     /// image tower's exit; for `--image`, searching `image_emb_eN` instead of the 1280-d
     /// feature column.
@@ -119,6 +161,22 @@ pub enum EvalCommand {
     /// Recall@1/5/10 text->image and image->text for each exit, and items/s per exit, on a
     /// COCO-format caption set (a folder with captions_*.json and its images).
     Retrieval(EvalRetrievalArgs),
+    /// Entity-level micro and per-type precision, recall and F1 (conlleval: exact span and
+    /// type) of the bundle's NER branch on a CoNLL file.
+    Ner(EvalNerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalNerArgs {
+    /// CoNLL file (token first, tag last; IOB1 or IOB2).
+    #[arg(long)]
+    pub data: std::path::PathBuf,
+    /// Bundle name under $VEMO_HOME/models, or a folder.
+    #[arg(long, default_value = "vemo-mini")]
+    pub bundle: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

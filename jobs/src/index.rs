@@ -31,6 +31,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         text_exits: job.model.exits.text.clone(),
         image_exits: job.model.exits.image.clone(),
         vector_index_min_rows: job.run.vector_index_min_rows,
+        entities: job.model.tasks.iter().any(|t| t == "entities"),
         batch_size: job.run.batch_size,
         image_batch_size: job.run.image_batch_size,
         shard_size: job.run.shard_size,

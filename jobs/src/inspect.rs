@@ -59,14 +59,16 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     println!("runs: {}", inspection.runs.join(", "));
     if let Some(p) = &inspection.parameters {
         println!(
-            "model {}: {} parameters for the semantic task (text tower {}, image tower {}, exit heads {}, ConSE table {}); separate uni-task models: {}",
+            "model {}: {} parameters (text tower {}, image tower {}, exit heads {}, ConSE table {}, NER branch {}); separate uni-task models: {} (ratio {:.2})",
             p.bundle,
             p.total,
             p.text_tower,
             p.image_tower,
             p.exit_heads,
             p.conse_table,
-            p.separate_uni_task_models
+            p.ner_branch,
+            p.separate_uni_task_models,
+            p.total as f64 / p.separate_uni_task_models.max(1) as f64
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -48,7 +48,8 @@ pub struct ModelConfig {
     /// Bundle name under $VEMO_HOME/models, or a folder (default `vemo-mini`).
     #[serde(default = "default_bundle")]
     pub bundle: String,
-    /// Tasks: `semantic` (caption and image embeddings). Default `["semantic"]`.
+    /// Tasks: `semantic` (caption and image embeddings), `entities` (named entities of each
+    /// caption, from the bundle's NER branch). Default `["semantic"]`.
     #[serde(default = "default_tasks")]
     pub tasks: Vec<String>,
     /// Exits per tower; default the bundle's default exit.
@@ -131,7 +132,7 @@ fn default_index_rows() -> usize {
 }
 
 /// Tasks this build can run.
-const TASKS: &[&str] = &["semantic"];
+const TASKS: &[&str] = &["semantic", "entities"];
 
 impl JobConfig {
     /// Reads and checks a job file; every problem is a usage error naming the fix.

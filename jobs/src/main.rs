@@ -12,6 +12,7 @@ mod index;
 mod inspect;
 mod job;
 mod models;
+mod ner;
 mod search;
 mod train;
 
@@ -72,10 +73,12 @@ fn main() -> ExitCode {
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Train(args) => match args.command {
             cli::TrainCommand::Exits(args) => train::run(args),
+            cli::TrainCommand::Ner(args) => ner::train(args),
         },
         cli::Command::Search(args) => search::run(args),
         cli::Command::Eval(args) => match args.command {
             cli::EvalCommand::Retrieval(args) => eval::run(args),
+            cli::EvalCommand::Ner(args) => ner::eval(args),
         },
     };
     match result {

@@ -80,6 +80,11 @@ const VEMO_MINI: &[Package] = &[
     },
 ];
 
+/// The NER branch trained by the project (`vemo train ner`, see `jobs/models/README.md`),
+/// shipped in the binary and written into the bundle by `vemo models pull`.
+const NER_BRANCH: &[u8] = include_bytes!("../models/vemo-mini-ner.safetensors");
+const NER_BRANCH_FILE: &str = "ner/ner_branch.safetensors";
+
 /// ImageNet class ids in class-index order, and their names (from timm).
 const IMAGENET_SYNSETS: &str = "image/imagenet_synsets.txt";
 const IMAGENET_LEMMAS: &str = "image/imagenet_synset_to_lemma.txt";
@@ -119,6 +124,14 @@ classes = "image/conse_classes.safetensors"
 top_k = 1000
 temperature = 2.0
 source = "timm==1.0.31 ImageNet class names (all synonyms, 6 prompts), text tower exit 6, centred"
+
+[ner]
+# Fine-tuned copies of text layers 4-6 over the shared layers 1-3, and a CoNLL-2003 tagger;
+# trained by the project (jobs/models/README.md has the command and the figures).
+weights = "ner/ner_branch.safetensors"
+shared_layers = 3
+branch_layers = 3
+source = "vemo train ner --shared-layers 3 --epochs 7 --learning-rate 2e-4 on CoNLL-2003 (CoNLL++) train; dev micro F1 0.8044"
 "#;
 
 /// Runs `vemo models ...`.
@@ -173,6 +186,9 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
         manifest: toml::from_str(VEMO_MINI_TOML).context("the built-in bundle.toml")?,
     };
     embed_imagenet_classes(&bundle)?;
+    let ner = dir.join(NER_BRANCH_FILE);
+    std::fs::create_dir_all(ner.parent().unwrap_or(&dir))?;
+    std::fs::write(&ner, NER_BRANCH)?;
     std::fs::write(dir.join(BUNDLE_FILE), VEMO_MINI_TOML)?;
     let bundle = Bundle::open(&dir)?;
     println!("Bundle {} assembled in {}", bundle.id(), dir.display());
@@ -332,11 +348,13 @@ pub struct BundleParameters {
     pub exit_heads: usize,
     /// The ConSE class-embedding table: computed from the text tower, not trained.
     pub conse_table: usize,
-    /// Everything the semantic task loads at its deepest exits.
+    /// The NER branch (tuned copies of the tower's top layers + classifier), if any.
+    pub ner_branch: usize,
+    /// Everything the bundle's tasks load: both towers, heads, ConSE table, NER branch.
     pub total: usize,
-    /// The same searches from separate uni-task models (a caption encoder and an image
-    /// encoder): equal while the semantic task is the only one; the entity task will reuse
-    /// the text tower instead of adding another encoder.
+    /// The same searches from separate uni-task models: a caption encoder and an image encoder
+    /// for semantic search, plus a whole NER model (its own text tower: the tower's layers
+    /// below the branch, the branch and the classifier) for entity search.
     pub separate_uni_task_models: usize,
 }
 
@@ -371,15 +389,39 @@ pub fn bundle_parameters(bundle: &Bundle) -> anyhow::Result<BundleParameters> {
         None => (0, 0),
     };
     let exit_heads = bundle.exit_heads(&default_device())?.parameter_count();
-    let total = text_tower + image_tower + exit_heads + conse_table;
+    let (ner_branch, ner_shared) = match (&bundle.manifest.ner, &bundle.manifest.text) {
+        (Some(ner), Some(text)) => {
+            let branch = parameter_count(&bundle.file(&ner.weights), |_| true)?;
+            // The shared part of the tower: embeddings and the layers below the branch.
+            let shared = parameter_count(&bundle.file(&text.weights), |name| {
+                let layer = name
+                    .split("encoder.layer.")
+                    .nth(1)
+                    .and_then(|rest| rest.split('.').next())
+                    .and_then(|n| n.parse::<usize>().ok());
+                !name.starts_with("pooler")
+                    && !name.ends_with("position_ids")
+                    && layer.is_none_or(|l| l < ner.shared_layers)
+            })?;
+            (branch, shared)
+        }
+        _ => (0, 0),
+    };
+    let total = text_tower + image_tower + exit_heads + conse_table + ner_branch;
     Ok(BundleParameters {
         bundle: bundle.id(),
         text_tower,
         image_tower,
         exit_heads,
         conse_table,
+        ner_branch,
         total,
-        separate_uni_task_models: text_tower + image_tower + conse_table,
+        separate_uni_task_models: text_tower
+            + image_tower
+            + conse_table
+            + exit_heads
+            + ner_shared
+            + ner_branch,
     })
 }
 

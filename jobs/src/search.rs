@@ -17,7 +17,7 @@ use vemo_operators::models::bert::default_device;
 use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::store;
-use vemo_operators::vector_search::{Hit, embedding_columns, nearest};
+use vemo_operators::vector_search::{Hit, embedding_columns, find_entity, nearest};
 use vemo_schemas::{COL_BUNDLE, EmbeddingColumn, ITEMS_DATASET};
 
 use crate::cli::SearchArgs;
@@ -43,6 +43,22 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
                 root.uri
             ))
         })?;
+    if let Some(entity) = &args.entity {
+        let label = args.entity_type.as_deref().map(str::to_uppercase);
+        if let Some(bad) = label
+            .as_deref()
+            .filter(|l| !["PER", "ORG", "LOC", "MISC"].contains(l))
+        {
+            return Err(usage(format!(
+                "--entity-type {bad}: use PER, ORG, LOC or MISC"
+            )));
+        }
+        let hits = runtime
+            .block_on(find_entity(&dataset, entity, label.as_deref(), args.k))
+            .map_err(|e| usage(e.to_string()))?;
+        print_hits(args.json, "entities", &hits)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let columns = embedding_columns(&dataset);
     let query = match (&args.text, &args.image) {
         (Some(text), _) => Query::Text(text),
@@ -53,12 +69,17 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let bundle = open_bundle(&runtime, &dataset, args.bundle.as_deref())?;
     let vector = encode_query(&runtime, &bundle, &query, &column)?;
     let hits = runtime.block_on(nearest(&dataset, &column.name(), &vector, args.k))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&hits)?);
-    } else {
-        print_table(&column, &hits);
-    }
+    print_hits(args.json, &column.name(), &hits)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_hits(json: bool, column: &str, hits: &[Hit]) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(hits)?);
+    } else {
+        print_table(column, hits);
+    }
+    Ok(())
 }
 
 /// The column a query searches: see the module header.
@@ -174,8 +195,8 @@ fn encode_query(
     vector.ok_or_else(|| anyhow::anyhow!("the encoder returned no embedding for the query"))
 }
 
-fn print_table(column: &EmbeddingColumn, hits: &[Hit]) {
-    println!("column {}", column.name());
+fn print_table(column: &str, hits: &[Hit]) {
+    println!("column {column}");
     println!(
         "{:>4} {:>7}  {:<24} {:<60} caption",
         "rank", "score", "id", "image"

@@ -8,8 +8,8 @@ use arrow_array::{
 };
 use arrow_schema::{Field, SchemaRef};
 use vemo_schemas::{
-    EmbeddingColumn, ErrorRecord, ManifestEntry, embeddings_long_schema, errors_schema,
-    items_schema,
+    EmbeddingColumn, Entity, ErrorRecord, ManifestEntry, embeddings_long_schema,
+    entities_long_schema, entity_struct_fields, errors_schema, items_schema_for,
 };
 
 use crate::Result;
@@ -24,6 +24,8 @@ pub struct IndexedItem {
     pub image: DecodedImage,
     /// One embedding per [`EmbeddingColumn`] of the job, in the same order.
     pub embeddings: Vec<Vec<f32>>,
+    /// The caption's entities, when the job runs the entity task.
+    pub entities: Option<Vec<Entity>>,
 }
 
 /// Values stamped on every row a run writes.
@@ -49,7 +51,8 @@ fn timestamps(value: i64, n: usize) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(vec![value; n]).with_timezone("UTC"))
 }
 
-/// Builds an `items` batch for `columns` (the schema is [`items_schema`] of them).
+/// Builds an `items` batch for `columns` (the schema is [`items_schema_for`] of them, with
+/// the entity columns when the items carry entities).
 pub fn items_batch(
     columns: &[EmbeddingColumn],
     items: &[IndexedItem],
@@ -85,12 +88,91 @@ pub fn items_batch(
             field, dim, values, None,
         )?));
     }
+    let with_entities = items.first().is_some_and(|i| i.entities.is_some());
+    if with_entities {
+        arrays.extend(entity_columns(items)?);
+    }
     arrays.extend([
         repeated(&stamp.bundle, n),
         repeated(&stamp.job_id, n),
         timestamps(stamp.indexed_at_us, n),
     ]);
-    Ok(RecordBatch::try_new(items_schema(columns), arrays)?)
+    Ok(RecordBatch::try_new(
+        items_schema_for(columns, with_entities),
+        arrays,
+    )?)
+}
+
+/// The flat arrays of a list of entities: text, label, start, end, score.
+fn entity_arrays(entities: &[&Entity]) -> Vec<ArrayRef> {
+    vec![
+        strings(entities.iter().map(|e| e.text.as_str())),
+        strings(entities.iter().map(|e| e.label.as_str())),
+        Arc::new(UInt32Array::from_iter_values(
+            entities.iter().map(|e| e.start),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            entities.iter().map(|e| e.end),
+        )),
+        Arc::new(Float32Array::from_iter_values(
+            entities.iter().map(|e| e.score),
+        )),
+    ]
+}
+
+/// `entities` (List<Struct>) and `entity_keys` (List<Utf8>) of `items`.
+fn entity_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
+    let per_item: Vec<&[Entity]> = items
+        .iter()
+        .map(|i| i.entities.as_deref().unwrap_or_default())
+        .collect();
+    let flat: Vec<&Entity> = per_item.iter().flat_map(|e| e.iter()).collect();
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(per_item.iter().map(|e| e.len()));
+    let structs = arrow_array::StructArray::try_new(
+        entity_struct_fields().into(),
+        entity_arrays(&flat),
+        None,
+    )?;
+    let item = Arc::new(Field::new(
+        "item",
+        arrow_array::Array::data_type(&structs).clone(),
+        true,
+    ));
+    let entities = ListArray::try_new(item, offsets.clone(), Arc::new(structs), None)?;
+    let keys = strings(
+        flat.iter()
+            .map(|e| e.key())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    let key_item = Arc::new(Field::new("item", arrow_schema::DataType::Utf8, true));
+    let keys = ListArray::try_new(key_item, offsets, keys, None)?;
+    Ok([Arc::new(entities), Arc::new(keys)])
+}
+
+/// Builds a batch of the entities long table: one row per entity of `items`.
+pub fn entities_long_batch(items: &[IndexedItem], stamp: &RowStamp) -> Result<RecordBatch> {
+    let rows: Vec<(&str, &Entity)> = items
+        .iter()
+        .flat_map(|i| {
+            i.entities
+                .iter()
+                .flatten()
+                .map(move |e| (i.entry.id.as_str(), e))
+        })
+        .collect();
+    let n = rows.len();
+    let entities: Vec<&Entity> = rows.iter().map(|(_, e)| *e).collect();
+    let mut arrays = vec![strings(rows.iter().map(|(id, _)| *id))];
+    arrays.extend(entity_arrays(&entities));
+    let keys: Vec<String> = entities.iter().map(|e| e.key()).collect();
+    arrays.extend([
+        strings(keys.iter().map(String::as_str)),
+        repeated(&stamp.bundle, n),
+        repeated(&stamp.job_id, n),
+    ]);
+    Ok(RecordBatch::try_new(entities_long_schema(), arrays)?)
 }
 
 /// Builds an `errors` batch.
@@ -160,6 +242,13 @@ mod tests {
                 crop: None,
             },
             embeddings: vec![vec![0.6, 0.8], vec![1.0, 0.0]],
+            entities: Some(vec![Entity {
+                text: "Chelsea".into(),
+                label: "PER".into(),
+                start: 0,
+                end: 7,
+                score: 0.9,
+            }]),
         }
     }
 
@@ -186,6 +275,14 @@ mod tests {
                 .expect("long")
                 .num_rows(),
             4
+        );
+        let batch = items_batch(&columns, &items, &stamp).expect("items");
+        assert!(batch.column_by_name("entity_keys").is_some());
+        assert_eq!(
+            entities_long_batch(&items, &stamp)
+                .expect("entities")
+                .num_rows(),
+            2
         );
         let error = ErrorRecord {
             id: "c".into(),

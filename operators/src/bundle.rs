@@ -45,6 +45,9 @@ pub struct BundleManifest {
     pub text: Option<TextTowerSpec>,
     /// The image tower, if the bundle has one.
     pub image: Option<ImageTowerSpec>,
+    /// The NER branch over the text tower, if trained (see `vemo train ner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ner: Option<NerSpec>,
     /// Trained exit heads (safetensors, see `vemo train exits`), relative to the bundle folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_heads: Option<String>,
@@ -124,6 +127,21 @@ impl ImageTowerSpec {
             )),
         }
     }
+}
+
+/// The NER branch of a bundle: fine-tuned copies of the text tower's top layers over its
+/// shared lower layers, and a token classifier (CoNLL-2003 tags in BIO form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NerSpec {
+    /// Weights (safetensors: `branch.{i}.*`, `classifier.*`), relative to the bundle folder.
+    pub weights: String,
+    /// Text-tower layers shared with semantic search; the branch reads their output.
+    pub shared_layers: usize,
+    /// Layers in the branch.
+    pub branch_layers: usize,
+    /// How the weights were trained (command, data, dev F1).
+    pub source: String,
 }
 
 /// ConSE settings of an image tower.
@@ -223,6 +241,11 @@ impl Bundle {
                     return Err(fail(format!("missing file {rel}")));
                 }
             }
+        }
+        if let Some(ner) = &bundle.manifest.ner
+            && !bundle.root.join(&ner.weights).is_file()
+        {
+            return Err(fail(format!("missing file {}", ner.weights)));
         }
         if let Some(rel) = &bundle.manifest.exit_heads
             && !bundle.root.join(rel).is_file()

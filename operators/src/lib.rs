@@ -15,6 +15,7 @@ pub mod images;
 pub mod lance_io;
 pub mod manifest;
 pub mod models;
+pub mod ner;
 pub mod parquet_io;
 pub mod store;
 pub mod torch_legacy;

@@ -1,5 +1,6 @@
-//! Vector search over `items`: building an IVF_PQ index on each embedding column once there
-//! are enough rows, and k-nearest queries by cosine similarity.
+//! Search over `items`: an IVF_PQ index on each embedding column once there are enough rows
+//! and k-nearest queries by cosine similarity; a LABEL_LIST index on `entity_keys` and entity
+//! lookups (exact key, then a case-insensitive substring of the entity text).
 //!
 //! Below the row threshold Lance searches exactly (flat); with an index a query probes
 //! [`NPROBES`] partitions and re-ranks [`REFINE`] x k candidates on the full vectors.
@@ -10,7 +11,7 @@ use lance::index::DatasetIndexExt;
 use lance::index::vector::VectorIndexParams;
 use lance_index::IndexType;
 use lance_linalg::distance::MetricType;
-use vemo_schemas::{COL_CAPTION, COL_ID, COL_IMAGE, EmbeddingColumn};
+use vemo_schemas::{COL_CAPTION, COL_ENTITY_KEYS, COL_ID, COL_IMAGE, EmbeddingColumn, entity_key};
 
 use crate::lance_io::open_if_exists;
 use crate::{Error, Result};
@@ -106,6 +107,121 @@ pub struct Hit {
     pub score: f32,
     pub image: String,
     pub caption: Option<String>,
+}
+
+/// Builds (or rebuilds) the LABEL_LIST index on `entity_keys`, if the dataset has that column.
+pub async fn build_entity_index(uri: &str) -> Result<bool> {
+    let Some(mut dataset) = open_if_exists(uri).await? else {
+        return Ok(false);
+    };
+    if dataset.schema().field(COL_ENTITY_KEYS).is_none() {
+        return Ok(false);
+    }
+    let params = lance_index::scalar::ScalarIndexParams::for_builtin(
+        lance_index::scalar::BuiltinIndexType::LabelList,
+    );
+    dataset
+        .create_index(
+            &[COL_ENTITY_KEYS],
+            IndexType::LabelList,
+            Some(format!("{COL_ENTITY_KEYS}_label_list")),
+            &params,
+            true,
+        )
+        .await
+        .map_err(|e| Error::lance(uri, e))?;
+    Ok(true)
+}
+
+/// Items whose entities match `text` (of type `label` when given): first those with the exact
+/// normalised key (through the LABEL_LIST index), else those whose entity text contains `text`
+/// case-insensitively. At most `k`, score 1 for exact and 0.5 for partial matches.
+pub async fn find_entity(
+    dataset: &Dataset,
+    text: &str,
+    label: Option<&str>,
+    k: usize,
+) -> Result<Vec<Hit>> {
+    let uri = dataset.uri().to_string();
+    let fail = |e| Error::lance(&uri, e);
+    if dataset.schema().field(COL_ENTITY_KEYS).is_none() {
+        return Err(Error::Bundle {
+            path: uri.clone(),
+            reason: "the index has no entities (index with tasks = [\"semantic\", \"entities\"])"
+                .into(),
+        });
+    }
+    let labels: Vec<&str> = match label {
+        Some(label) => vec![label],
+        None => vec!["PER", "ORG", "LOC", "MISC"],
+    };
+    let keys: Vec<String> = labels
+        .iter()
+        .map(|l| format!("'{}'", entity_key(l, text).replace('\'', "''")))
+        .collect();
+    let mut scan = dataset.scan();
+    scan.filter(&format!(
+        "array_has_any({COL_ENTITY_KEYS}, [{}])",
+        keys.join(", ")
+    ))
+    .map_err(fail)?;
+    scan.project(&[COL_ID, COL_IMAGE, COL_CAPTION])
+        .map_err(fail)?;
+    scan.limit(Some(k as i64), None).map_err(fail)?;
+    let exact = hits_of(&scan.try_into_batch().await.map_err(fail)?, |_| 1.0);
+    if !exact.is_empty() {
+        return Ok(exact);
+    }
+    // Partial matches: scan the entity texts.
+    let needle = text.to_lowercase();
+    let mut scan = dataset.scan();
+    scan.project(&[COL_ID, COL_IMAGE, COL_CAPTION, COL_ENTITY_KEYS])
+        .map_err(fail)?;
+    let batch = scan.try_into_batch().await.map_err(fail)?;
+    let Some(keys) = batch.column_by_name(COL_ENTITY_KEYS) else {
+        return Ok(Vec::new());
+    };
+    let keys = keys.as_list::<i32>();
+    let matches = |row: usize| {
+        let values = keys.value(row);
+        let values = values.as_string::<i32>();
+        (0..values.len()).any(|i| {
+            let (kind, name) = values.value(i).split_once(':').unwrap_or(("", ""));
+            labels.contains(&kind) && name.contains(&needle)
+        })
+    };
+    let rows: Vec<u32> = (0..batch.num_rows())
+        .filter(|&r| matches(r))
+        .take(k)
+        .map(|r| r as u32)
+        .collect();
+    let picked = arrow::compute::take_record_batch(&batch, &arrow_array::UInt32Array::from(rows))
+        .map_err(|e| Error::Bundle {
+        path: uri.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(hits_of(&picked, |_| 0.5))
+}
+
+fn hits_of(batch: &RecordBatch, score: impl Fn(usize) -> f32) -> Vec<Hit> {
+    let strings = |name: &str| {
+        batch
+            .column_by_name(name)
+            .map(|c| c.as_string::<i32>().clone())
+    };
+    let (Some(ids), Some(images), Some(captions)) =
+        (strings(COL_ID), strings(COL_IMAGE), strings(COL_CAPTION))
+    else {
+        return Vec::new();
+    };
+    (0..batch.num_rows())
+        .map(|i| Hit {
+            id: ids.value(i).to_string(),
+            score: score(i),
+            image: images.value(i).to_string(),
+            caption: (!captions.is_null(i)).then(|| captions.value(i).to_string()),
+        })
+        .collect()
 }
 
 /// The `k` rows of `dataset` whose `column` is nearest to `query` by cosine, best first.

@@ -41,6 +41,7 @@ fn item(i: usize) -> IndexedItem {
             crop: None,
         },
         embeddings: vec![vector(i), vector(i + 10_000)],
+        entities: None,
     }
 }
 

@@ -21,6 +21,8 @@ pub struct IndexConfig {
     /// Image-tower exits to write (empty: the bundle's default); ignored when the bundle has
     /// no image tower.
     pub image_exits: Vec<usize>,
+    /// Run the entity task: the bundle's NER branch tags every caption.
+    pub entities: bool,
     /// Build a vector index on each embedding column once `items` has at least this many rows.
     pub vector_index_min_rows: usize,
     /// Captions per encoder batch.

@@ -30,7 +30,7 @@ use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::store::{self, Location};
 use vemo_schemas::{
-    COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema,
+    COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema_for,
 };
 
 use crate::commit::{CommitStats, Committer};
@@ -91,11 +91,10 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
     );
     // User errors (bundle, exits, manifest) surface here, before any worker starts.
     let bundle = Bundle::open(&config.bundle)?;
-    let encoder = Arc::new(TextEncoder::load(
-        &bundle,
-        &config.text_exits,
-        &default_device(),
-    )?);
+    let encoder = Arc::new(match config.entities {
+        true => TextEncoder::load_with_ner(&bundle, &config.text_exits, &default_device())?,
+        false => TextEncoder::load(&bundle, &config.text_exits, &default_device())?,
+    });
     let images = match &bundle.manifest.image {
         Some(_) => Some(Arc::new(ImageEncoder::load(
             &bundle,
@@ -188,6 +187,17 @@ fn index_columns(runtime: &Runtime, items_uri: &str, min_rows: usize, summary: &
             .failures
             .push(format!("building the vector indexes: {e}")),
     }
+    match runtime.block_on(vemo_operators::vector_search::build_entity_index(items_uri)) {
+        Ok(true) => {
+            let line = "entity_keys: LABEL_LIST index".to_string();
+            tracing::info!("Scalar index: {line}");
+            summary.vector_indexes.push(line);
+        }
+        Ok(false) => {}
+        Err(e) => summary
+            .failures
+            .push(format!("building the entity index: {e}")),
+    }
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<RunSummary>> {
@@ -196,6 +206,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         runtime: shared.runtime.clone(),
         encoder: shared.encoder.clone(),
         images: shared.images.clone(),
+        entities: shared.config.entities,
         reader: match &shared.images {
             Some(images) => {
                 let (resize, crop) = images.input_geometry();
@@ -222,7 +233,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
             output: shared.output.clone(),
             items_uri: shared.items_uri.clone(),
             errors_uri: shared.errors_uri.clone(),
-            items_schema: items_schema(&shared.columns),
+            items_schema: items_schema_for(&shared.columns, shared.config.entities),
             pending: Default::default(),
             stats: CommitStats::default(),
             progress: Progress::new(shared.plan.shards.len() as u64, shared.config.progress_bar),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use vemo_operators::batches::{
-    IndexedItem, RowStamp, embeddings_long_batch, errors_batch, items_batch,
+    IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, errors_batch, items_batch,
 };
 use vemo_operators::images::{DecodedImage, ImageReader, RgbImage};
 use vemo_operators::lance_io::{fragments_to_json, write_fragments_uncommitted};
@@ -19,8 +19,8 @@ use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
 use vemo_schemas::{
-    EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR, Stage,
-    VEMO_DIR,
+    EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
+    PARQUET_ERRORS_DIR, Stage, VEMO_DIR,
 };
 
 use crate::plan::Shard;
@@ -61,6 +61,8 @@ pub struct ShardProcessor {
     pub runtime: Arc<Runtime>,
     pub encoder: Arc<TextEncoder>,
     pub images: Option<Arc<ImageEncoder>>,
+    /// Whether the entity task runs (the text encoder then carries the NER branch).
+    pub entities: bool,
     pub reader: ImageReader,
     pub columns: Vec<EmbeddingColumn>,
     pub stamp: RowStamp,
@@ -119,14 +121,19 @@ impl ShardProcessor {
             errors,
             failure: None,
         };
-        match self.encoder.encode_all(&captions, self.batch_size) {
-            Ok(per_exit) => {
+        match self
+            .encoder
+            .encode_all_with_entities(&captions, self.batch_size)
+        {
+            Ok((per_exit, mut entities)) => {
                 for (i, (entry, image)) in ready.into_iter().enumerate() {
                     let embeddings = per_exit.iter().map(|exit| exit[i].clone()).collect();
+                    let found = std::mem::take(&mut entities[i]);
                     out.items.push(IndexedItem {
                         entry,
                         image,
                         embeddings,
+                        entities: self.entities.then_some(found),
                     });
                 }
             }
@@ -208,6 +215,13 @@ impl ShardProcessor {
                 self.stage_part(&long, PARQUET_EMBEDDINGS_DIR, &part)
                     .await?,
             );
+            if self.entities {
+                let entities = entities_long_batch(&shard.items, &self.stamp)?;
+                out.staged_parts.push(
+                    self.stage_part(&entities, PARQUET_ENTITIES_DIR, &part)
+                        .await?,
+                );
+            }
         }
         if !shard.errors.is_empty() {
             let errors = errors_batch(&shard.errors, &self.stamp)?;

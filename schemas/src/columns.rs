@@ -34,6 +34,23 @@ pub const COL_EXIT: &str = "exit";
 /// Long table: the embedding vector.
 pub const COL_EMBEDDING: &str = "embedding";
 
+/// Entities found in the caption (List<Struct>).
+pub const COL_ENTITIES: &str = "entities";
+/// Normalised entity keys, `LABEL:lowercased text` (List<Utf8>).
+pub const COL_ENTITY_KEYS: &str = "entity_keys";
+/// Entity struct and long table: the entity as written.
+pub const COL_TEXT: &str = "text";
+/// Entity type (`PER`, `ORG`, `LOC`, `MISC`).
+pub const COL_LABEL: &str = "label";
+/// Character offset where the entity starts.
+pub const COL_START: &str = "start";
+/// Character offset where the entity ends (exclusive).
+pub const COL_END: &str = "end";
+/// Mean tag probability of the entity.
+pub const COL_SCORE: &str = "score";
+/// Entity long table: the normalised key.
+pub const COL_KEY: &str = "key";
+
 /// Name of the embedding column of `tower` at `exit`: `text_emb_e6` is the caption embedding
 /// taken after text layer 6.
 pub fn embedding_column(tower: &str, exit: usize) -> String {

@@ -8,6 +8,7 @@
 //!   items.lance                      one row per successfully processed input (items_schema)
 //!   errors.lance                     one row per input that failed (errors_schema)
 //!   parquet/embeddings/part-*.parquet  long table: one row per item and embedding column
+//!   parquet/entities/part-*.parquet    one row per entity found in a caption (entity task)
 //!   parquet/errors/part-*.parquet      the same rows as errors.lance
 //!   _vemo/runs/RUN.json              one summary per run (counts, Lance versions)
 //!   _vemo/staging/RUN/               Parquet parts written but not yet published
@@ -18,10 +19,11 @@ mod records;
 mod schemas;
 
 pub use columns::*;
-pub use records::{ErrorRecord, ManifestEntry, Stage};
+pub use records::{Entity, ErrorRecord, ManifestEntry, Stage, entity_key};
 pub use schemas::{
-    EmbeddingColumn, META_EXIT, META_SPACE, META_TOWER, embeddings_long_schema, errors_schema,
-    items_schema, manifest_schema,
+    EmbeddingColumn, META_EXIT, META_SPACE, META_TOWER, embeddings_long_schema,
+    entities_long_schema, entity_struct_fields, errors_schema, items_schema, items_schema_for,
+    manifest_schema,
 };
 
 /// Version of the output schema, stored in the Lance datasets' schema metadata under
@@ -36,6 +38,8 @@ pub const ITEMS_DATASET: &str = "items.lance";
 pub const ERRORS_DATASET: &str = "errors.lance";
 /// Folder of the Parquet long table of embeddings.
 pub const PARQUET_EMBEDDINGS_DIR: &str = "parquet/embeddings";
+/// Folder of the Parquet long table of entities.
+pub const PARQUET_ENTITIES_DIR: &str = "parquet/entities";
 /// Folder of the Parquet copy of the errors table.
 pub const PARQUET_ERRORS_DIR: &str = "parquet/errors";
 /// Folder of vemo's own bookkeeping (run summaries, staging).

@@ -52,3 +52,30 @@ pub struct ErrorRecord {
     /// Why it failed, for a human.
     pub reason: String,
 }
+
+/// A named entity found in a caption.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    /// The entity as written in the caption (original case).
+    pub text: String,
+    /// Type: `PER`, `ORG`, `LOC` or `MISC`.
+    pub label: String,
+    /// Character offsets of the entity in the caption, end exclusive.
+    pub start: u32,
+    pub end: u32,
+    /// Mean probability of the entity's word tags.
+    pub score: f32,
+}
+
+impl Entity {
+    /// The normalised key an exact entity search matches: `PER:eileen collins`.
+    pub fn key(&self) -> String {
+        entity_key(&self.label, &self.text)
+    }
+}
+
+/// `LABEL:lowercased text with single spaces`.
+pub fn entity_key(label: &str, text: &str) -> String {
+    let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+    format!("{label}:{}", words.join(" "))
+}

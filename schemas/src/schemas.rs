@@ -116,6 +116,25 @@ pub fn manifest_schema() -> SchemaRef {
 ///
 /// Later tasks add columns after the embeddings (entities, spotted words).
 pub fn items_schema(embeddings: &[EmbeddingColumn]) -> SchemaRef {
+    items_schema_for(embeddings, false)
+}
+
+/// The struct of one entity in `items.entities`: `text`, `label`, `start`, `end` (character
+/// offsets in the caption, end exclusive), `score`.
+pub fn entity_struct_fields() -> Vec<Field> {
+    vec![
+        Field::new(COL_TEXT, DataType::Utf8, false),
+        Field::new(COL_LABEL, DataType::Utf8, false),
+        Field::new(COL_START, DataType::UInt32, false),
+        Field::new(COL_END, DataType::UInt32, false),
+        Field::new(COL_SCORE, DataType::Float32, false),
+    ]
+}
+
+/// [`items_schema`], with the entity columns when the job runs the entity task:
+/// `entities` (List<Struct>, see [`entity_struct_fields`]) and `entity_keys` (List<Utf8>,
+/// `PER:angela merkel`, for exact filtering).
+pub fn items_schema_for(embeddings: &[EmbeddingColumn], entities: bool) -> SchemaRef {
     let mut fields = vec![
         Field::new(COL_ID, DataType::Utf8, false),
         Field::new(COL_IMAGE, DataType::Utf8, false),
@@ -126,6 +145,21 @@ pub fn items_schema(embeddings: &[EmbeddingColumn]) -> SchemaRef {
         Field::new(COL_CONTENT_HASH, DataType::Utf8, false),
     ];
     fields.extend(embeddings.iter().map(EmbeddingColumn::field));
+    if entities {
+        let item = DataType::Struct(entity_struct_fields().into());
+        fields.extend([
+            Field::new(
+                COL_ENTITIES,
+                DataType::List(Arc::new(Field::new("item", item, true))),
+                false,
+            ),
+            Field::new(
+                COL_ENTITY_KEYS,
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                false,
+            ),
+        ]);
+    }
     fields.extend([
         Field::new(COL_BUNDLE, DataType::Utf8, false),
         Field::new(COL_JOB_ID, DataType::Utf8, false),
@@ -164,6 +198,19 @@ pub fn embeddings_long_schema() -> SchemaRef {
         Field::new(COL_BUNDLE, DataType::Utf8, false),
         Field::new(COL_JOB_ID, DataType::Utf8, false),
     ])
+}
+
+/// The Parquet long table `parquet/entities/`: one row per entity: `id`, `text`, `label`,
+/// `start`, `end`, `score`, `key`, `bundle`, `job_id`.
+pub fn entities_long_schema() -> SchemaRef {
+    let mut fields = vec![Field::new(COL_ID, DataType::Utf8, false)];
+    fields.extend(entity_struct_fields());
+    fields.extend([
+        Field::new(COL_KEY, DataType::Utf8, false),
+        Field::new(COL_BUNDLE, DataType::Utf8, false),
+        Field::new(COL_JOB_ID, DataType::Utf8, false),
+    ]);
+    versioned(fields)
 }
 
 fn timestamp_type() -> DataType {

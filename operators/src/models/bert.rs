@@ -164,6 +164,33 @@ impl BertEncoder {
     }
 }
 
+/// A stack of BERT layers on its own: the NER branch's fine-tuned copies of the tower's top
+/// layers, which read the hidden states the shared lower layers produced.
+pub struct BertLayers {
+    layers: Vec<Layer>,
+}
+
+impl BertLayers {
+    /// Loads `count` layers named `{prefix}.{i}.attention...` from `vb` (the names of
+    /// `encoder.layer.N` in a checkpoint).
+    pub fn load(vb: VarBuilder, cfg: &Config, count: usize) -> Result<Self> {
+        let layers = (0..count)
+            .map(|i| Layer::load(vb.pp(i.to_string()), cfg, i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    /// Runs every layer over `hidden` (batch, seq, hidden) under the 0/1 `attention_mask`.
+    pub fn forward(&self, hidden: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let mask_bias = mask_bias(attention_mask)?;
+        let mut hidden = hidden.clone();
+        for layer in &self.layers {
+            hidden = layer.forward(&hidden, &mask_bias)?;
+        }
+        Ok(hidden)
+    }
+}
+
 /// (batch, seq) 0/1 mask -> (batch, 1, 1, seq) additive bias, as transformers'
 /// `get_extended_attention_mask` builds it.
 fn mask_bias(attention_mask: &Tensor) -> Result<Tensor> {

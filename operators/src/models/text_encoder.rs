@@ -19,7 +19,39 @@ use super::clip_towers::{check_exits, padded_ids, shared_model};
 use super::exit_heads::project;
 use super::l2_normalize;
 use crate::bundle::{Bundle, CLIP, TextTowerSpec};
+use crate::ner::entities::caption_entities;
 use crate::{Error, Result};
+use vemo_schemas::Entity;
+
+/// The text tower's spec and its BERT `config.json`.
+fn bert_config(bundle: &Bundle) -> Result<(&TextTowerSpec, Config)> {
+    let spec = bundle.text()?;
+    let config_text =
+        std::fs::read_to_string(bundle.file(&spec.config)).map_err(|e| Error::Io {
+            path: spec.config.clone(),
+            cause: e,
+        })?;
+    let cfg: Config = serde_json::from_str(&config_text).map_err(|e| Error::Bundle {
+        path: bundle.root.display().to_string(),
+        reason: format!("{}: {e}", spec.config),
+    })?;
+    Ok((spec, cfg))
+}
+
+/// The BERT text tower of `bundle` up to layer `depth`, and its config.
+pub fn bert_tower(bundle: &Bundle, depth: usize, device: &Device) -> Result<(BertEncoder, Config)> {
+    let (spec, cfg) = bert_config(bundle)?;
+    let weights_path = bundle.file(&spec.weights);
+    let weights = std::fs::read(&weights_path).map_err(|e| Error::Io {
+        path: weights_path.display().to_string(),
+        cause: e,
+    })?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
+    Ok((BertEncoder::load(vb, &cfg, depth)?, cfg))
+}
+
+/// Embeddings `[exit][caption]` and each caption's entities.
+pub type CaptionOutputs = (Vec<Vec<Vec<f32>>>, Vec<Vec<Entity>>);
 
 /// The network behind the tokenizer.
 enum Backbone {
@@ -29,12 +61,20 @@ enum Backbone {
     Clip(Arc<ClipModel>),
 }
 
-/// The caption encoder of a bundle, loaded up to the deepest exit a job asked for.
+/// The NER branch reading the tower's hidden states after its shared layers.
+struct NerBranch {
+    model: crate::ner::model::NerModel,
+    shared_layers: usize,
+}
+
+/// The caption encoder of a bundle, loaded up to the deepest exit a job asked for (and the
+/// NER branch's shared layers when entities are wanted).
 pub struct TextEncoder {
     tokenizer: Tokenizer,
     backbone: Backbone,
     exits: Vec<usize>,
     heads: Vec<Option<candle_nn::Linear>>,
+    ner: Option<NerBranch>,
     dim: usize,
     device: Device,
 }
@@ -52,7 +92,42 @@ impl TextEncoder {
     /// Loads the text tower of `bundle` for `exits` (empty: the bundle's default exit), with
     /// the bundle's exit heads on the lower exits that have one.
     pub fn load(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
-        let mut encoder = Self::load_without_heads(bundle, exits, device)?;
+        Self::load_for(bundle, exits, false, device)
+    }
+
+    /// [`Self::load`], plus the bundle's NER branch, which shares the tower's lower layers: one
+    /// pass gives the embeddings and the entities ([`Self::encode_all_with_entities`]).
+    pub fn load_with_ner(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
+        Self::load_for(bundle, exits, true, device)
+    }
+
+    fn load_for(bundle: &Bundle, exits: &[usize], ner: bool, device: &Device) -> Result<Self> {
+        let ner_spec = match ner {
+            true => Some(bundle.manifest.ner.clone().ok_or_else(|| Error::Bundle {
+                path: bundle.root.display().to_string(),
+                reason: "the job asks for entities and the bundle has no NER branch (run `vemo train ner` or `vemo models pull`)".into(),
+            })?),
+            false => None,
+        };
+        let min_depth = ner_spec.as_ref().map_or(0, |n| n.shared_layers);
+        let mut encoder = Self::load_inner(bundle, exits, min_depth, device)?;
+        if let (Some(spec), Backbone::Bert(_)) = (&ner_spec, &encoder.backbone) {
+            let (_, cfg) = bert_config(bundle)?;
+            encoder.ner = Some(NerBranch {
+                model: crate::ner::model::NerModel::from_file(
+                    &bundle.file(&spec.weights),
+                    &cfg,
+                    spec.branch_layers,
+                    device,
+                )?,
+                shared_layers: spec.shared_layers,
+            });
+        } else if ner_spec.is_some() {
+            return Err(Error::Bundle {
+                path: bundle.root.display().to_string(),
+                reason: "the NER branch needs a BERT text tower".into(),
+            });
+        }
         let heads = bundle.exit_heads(device)?;
         encoder.heads = encoder
             .exits
@@ -66,6 +141,16 @@ impl TextEncoder {
     /// the mean-pooled hidden state; CLIP: the projected EOS token), L2-normalised (what parity
     /// tests and head training need).
     pub fn load_without_heads(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
+        Self::load_inner(bundle, exits, 0, device)
+    }
+
+    /// Loads the tower for `exits`, and at least `min_depth` layers (BERT).
+    fn load_inner(
+        bundle: &Bundle,
+        exits: &[usize],
+        min_depth: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let spec = bundle.text()?;
         let exits = if exits.is_empty() {
             vec![spec.default_exit]
@@ -83,7 +168,7 @@ impl TextEncoder {
         }
         let mut encoder = match spec.architecture.as_str() {
             CLIP => Self::load_clip(bundle, spec, exits, device)?,
-            _ => Self::load_bert(bundle, spec, exits, device)?,
+            _ => Self::load_bert(bundle, spec, exits, min_depth, device)?,
         };
         encoder
             .tokenizer
@@ -104,25 +189,16 @@ impl TextEncoder {
         bundle: &Bundle,
         spec: &TextTowerSpec,
         exits: Vec<usize>,
+        min_depth: usize,
         device: &Device,
     ) -> Result<Self> {
-        let config_text =
-            std::fs::read_to_string(bundle.file(&spec.config)).map_err(|e| Error::Io {
-                path: spec.config.clone(),
-                cause: e,
-            })?;
-        let cfg: Config = serde_json::from_str(&config_text).map_err(|e| Error::Bundle {
-            path: bundle.root.display().to_string(),
-            reason: format!("{}: {e}", spec.config),
-        })?;
-        let depth = exits.iter().copied().max().unwrap_or(spec.default_exit);
-        let weights_path = bundle.file(&spec.weights);
-        let weights = std::fs::read(&weights_path).map_err(|e| Error::Io {
-            path: weights_path.display().to_string(),
-            cause: e,
-        })?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
-        let bert = BertEncoder::load(vb, &cfg, depth)?;
+        let depth = exits
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(spec.default_exit)
+            .max(min_depth);
+        let (bert, cfg) = bert_tower(bundle, depth, device)?;
         let mut tokenizer = Self::tokenizer(bundle, spec)?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
@@ -132,6 +208,7 @@ impl TextEncoder {
             tokenizer,
             backbone: Backbone::Bert(bert),
             heads: vec![None; exits.len()],
+            ner: None,
             exits,
             dim: cfg.hidden_size,
             device: device.clone(),
@@ -165,6 +242,7 @@ impl TextEncoder {
             dim: model.config().projection_dim,
             backbone: Backbone::Clip(model),
             heads: vec![None; exits.len()],
+            ner: None,
             exits,
             device: device.clone(),
         })
@@ -190,8 +268,10 @@ impl TextEncoder {
     fn forward(
         &self,
         encodings: &[&tokenizers::Encoding],
+        captions: &[&str],
         len: usize,
-    ) -> Result<Vec<Vec<Vec<f32>>>> {
+    ) -> Result<CaptionOutputs> {
+        let mut entities = vec![Vec::new(); encodings.len()];
         let joint = match &self.backbone {
             Backbone::Bert(bert) => {
                 let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor> {
@@ -202,7 +282,24 @@ impl TextEncoder {
                 let ids = rows(&|e| e.get_ids())?;
                 let types = rows(&|e| e.get_type_ids())?;
                 let mask = rows(&|e| e.get_attention_mask())?;
-                bert.forward_exits(&ids, &types, &mask, &self.exits)?
+                let mut exits = self.exits.clone();
+                exits.extend(self.ner.as_ref().map(|n| n.shared_layers));
+                let mut hidden = bert.forward_exits(&ids, &types, &mask, &exits)?;
+                if let Some(ner) = &self.ner {
+                    let shared = hidden
+                        .pop()
+                        .ok_or_else(|| Error::Tokenizer("no hidden state".into()))?;
+                    let case =
+                        crate::ner::entities::case_tensor(encodings, captions, len, &self.device)?;
+                    let log_probs = ner
+                        .model
+                        .log_probs(&shared, &mask, &case)?
+                        .to_vec3::<f32>()?;
+                    for (i, rows) in log_probs.iter().enumerate() {
+                        entities[i] = caption_entities(captions[i], encodings[i], rows);
+                    }
+                }
+                hidden
                     .iter()
                     .map(|h| mean_pool_normalized(h, &mask))
                     .collect::<candle_core::Result<Vec<_>>>()?
@@ -216,7 +313,7 @@ impl TextEncoder {
                     .collect::<candle_core::Result<Vec<_>>>()?
             }
         };
-        joint
+        let embeddings = joint
             .into_iter()
             .zip(&self.heads)
             .map(|(pooled, head)| {
@@ -226,14 +323,25 @@ impl TextEncoder {
                 };
                 Ok(joint.to_vec2::<f32>()?)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((embeddings, entities))
     }
 
     /// Encodes any number of captions in batches of `batch_size`, captions of similar length
     /// together (less padding). Returns `[exit][caption]` in the input order.
     pub fn encode_all(&self, captions: &[&str], batch_size: usize) -> Result<Vec<Vec<Vec<f32>>>> {
+        Ok(self.encode_all_with_entities(captions, batch_size)?.0)
+    }
+
+    /// [`Self::encode_all`], and each caption's entities (empty unless loaded with the NER
+    /// branch, [`Self::load_with_ner`]), from the same pass over the shared layers.
+    pub fn encode_all_with_entities(
+        &self,
+        captions: &[&str],
+        batch_size: usize,
+    ) -> Result<CaptionOutputs> {
         if captions.is_empty() {
-            return Ok(vec![Vec::new(); self.exits.len()]);
+            return Ok((vec![Vec::new(); self.exits.len()], Vec::new()));
         }
         // One tokenizer pass; padding (BERT's, or none for CLIP) goes right, so a batch is cut
         // to its own longest caption.
@@ -245,16 +353,21 @@ impl TextEncoder {
         let mut order: Vec<usize> = (0..captions.len()).collect();
         order.sort_by_key(|&i| length(&encodings[i]));
         let mut out = vec![vec![Vec::new(); captions.len()]; self.exits.len()];
+        let mut entities = vec![Vec::new(); captions.len()];
         for chunk in order.chunks(batch_size.max(1)) {
             let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
+            let texts: Vec<&str> = chunk.iter().map(|&i| captions[i]).collect();
             let len = batch.iter().map(|e| length(e)).max().unwrap_or(0);
-            let encoded = self.forward(&batch, len)?;
+            let (encoded, found) = self.forward(&batch, &texts, len)?;
             for (exit, per_caption) in encoded.into_iter().enumerate() {
                 for (&i, embedding) in chunk.iter().zip(per_caption) {
                     out[exit][i] = embedding;
                 }
             }
+            for (&i, list) in chunk.iter().zip(found) {
+                entities[i] = list;
+            }
         }
-        Ok(out)
+        Ok((out, entities))
     }
 }
