@@ -83,7 +83,8 @@ const VEMO_MINI: &[Package] = &[
 /// The NER branch trained by the project (`vemo train ner`, see `jobs/models/README.md`),
 /// shipped in the binary and written into the bundle by `vemo models pull`.
 const NER_BRANCH: &[u8] = include_bytes!("../models/vemo-mini-ner.safetensors");
-const NER_BRANCH_FILE: &str = "ner/ner_branch.safetensors";
+/// Where the NER branch lives inside a bundle.
+pub const NER_BRANCH_FILE: &str = "ner/ner_branch.safetensors";
 
 /// ImageNet class ids in class-index order, and their names (from timm).
 const IMAGENET_SYNSETS: &str = "image/imagenet_synsets.txt";

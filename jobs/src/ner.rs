@@ -15,10 +15,8 @@ use vemo_operators::ner::train::{
 
 use crate::cli::{EvalNerArgs, TrainNerArgs};
 use crate::home::{bundle_dir, expand};
+use crate::models::NER_BRANCH_FILE;
 use crate::usage;
-
-/// Where the branch is saved inside the bundle.
-const NER_WEIGHTS: &str = "ner/ner_branch.safetensors";
 
 fn read(path: &std::path::Path) -> anyhow::Result<Vec<vemo_operators::ner::conll::Sentence>> {
     read_conll(path).map_err(|e| usage(e.to_string()))
@@ -108,7 +106,7 @@ pub fn train(args: TrainNerArgs) -> anyhow::Result<ExitCode> {
         },
     )?
     .ok_or_else(|| usage("no epoch ran: --epochs must be at least 1"))?;
-    let target = bundle.file(NER_WEIGHTS);
+    let target = bundle.file(NER_BRANCH_FILE);
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -117,7 +115,7 @@ pub fn train(args: TrainNerArgs) -> anyhow::Result<ExitCode> {
         std::fs::copy(&target, copy)?;
     }
     bundle.manifest.ner = Some(NerSpec {
-        weights: NER_WEIGHTS.into(),
+        weights: NER_BRANCH_FILE.into(),
         shared_layers: args.shared_layers,
         branch_layers,
         source: format!(
