@@ -103,20 +103,12 @@ async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
 
 /// The bundle id recorded in the first row of `items`.
 async fn bundle_of(items_uri: &str) -> Option<String> {
-    use arrow_array::cast::AsArray;
     let dataset = vemo_operators::lance_io::open_if_exists(items_uri)
         .await
         .ok()??;
-    let mut scan = dataset.scan();
-    scan.project(&[vemo_schemas::COL_BUNDLE])
+    vemo_operators::vector_search::recorded_bundle(&dataset)
+        .await
         .ok()?
-        .limit(Some(1), None)
-        .ok()?;
-    let batch = scan.try_into_batch().await.ok()?;
-    let column = batch
-        .column_by_name(vemo_schemas::COL_BUNDLE)?
-        .as_string::<i32>();
-    (batch.num_rows() > 0).then(|| column.value(0).to_string())
 }
 
 /// The installed bundle with that id (`name@version`), if any.

@@ -8,8 +8,6 @@
 
 use std::process::ExitCode;
 
-use arrow_array::Array;
-use arrow_array::cast::AsArray;
 use vemo_operators::bundle::Bundle;
 use vemo_operators::images::{ImageReader, classifier_crop, decode_image};
 use vemo_operators::lance_io::open_if_exists;
@@ -17,8 +15,10 @@ use vemo_operators::models::bert::default_device;
 use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::store;
-use vemo_operators::vector_search::{Hit, embedding_columns, find_entity, nearest};
-use vemo_schemas::{COL_BUNDLE, EmbeddingColumn, ITEMS_DATASET};
+use vemo_operators::vector_search::{
+    Hit, embedding_columns, find_entity, nearest, recorded_bundle,
+};
+use vemo_schemas::{EmbeddingColumn, ITEMS_DATASET};
 
 use crate::cli::SearchArgs;
 use crate::home::{bundle_dir, expand};
@@ -131,14 +131,8 @@ fn open_bundle(
     if let Some(name) = given {
         return Ok(Bundle::open(&bundle_dir(&expand(name)))?);
     }
-    let mut scan = dataset.scan();
-    scan.project(&[COL_BUNDLE])?.limit(Some(1), None)?;
-    let batch = runtime.block_on(scan.try_into_batch())?;
-    let recorded = batch
-        .column_by_name(COL_BUNDLE)
-        .map(|c| c.as_string::<i32>())
-        .filter(|c| !c.is_empty())
-        .map(|c| c.value(0).to_string())
+    let recorded = runtime
+        .block_on(recorded_bundle(dataset))?
         .ok_or_else(|| usage("the index has no rows to search"))?;
     let name = recorded.split('@').next().unwrap_or(&recorded);
     let bundle = Bundle::open(&bundle_dir(name))?;

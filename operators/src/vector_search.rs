@@ -11,7 +11,9 @@ use lance::index::DatasetIndexExt;
 use lance::index::vector::VectorIndexParams;
 use lance_index::IndexType;
 use lance_linalg::distance::MetricType;
-use vemo_schemas::{COL_CAPTION, COL_ENTITY_KEYS, COL_ID, COL_IMAGE, EmbeddingColumn, entity_key};
+use vemo_schemas::{
+    COL_BUNDLE, COL_CAPTION, COL_ENTITY_KEYS, COL_ID, COL_IMAGE, EmbeddingColumn, entity_key,
+};
 
 use crate::lance_io::open_if_exists;
 use crate::{Error, Result};
@@ -20,6 +22,23 @@ use crate::{Error, Result};
 pub const NPROBES: usize = 32;
 /// Candidates re-ranked on the full vectors, as a multiple of k.
 pub const REFINE: u32 = 4;
+
+/// The bundle id (`name@version`) recorded in the dataset's first row; None when it is empty.
+pub async fn recorded_bundle(dataset: &Dataset) -> Result<Option<String>> {
+    let uri = dataset.uri().to_string();
+    let fail = |e| Error::lance(&uri, e);
+    let mut scan = dataset.scan();
+    scan.project(&[COL_BUNDLE])
+        .map_err(fail)?
+        .limit(Some(1), None)
+        .map_err(fail)?;
+    let batch = scan.try_into_batch().await.map_err(fail)?;
+    Ok(batch
+        .column_by_name(COL_BUNDLE)
+        .map(|c| c.as_string::<i32>())
+        .filter(|c| !c.is_empty())
+        .map(|c| c.value(0).to_string()))
+}
 
 /// The distance column a Lance nearest-neighbour scan adds.
 const DISTANCE: &str = "_distance";
@@ -238,31 +257,20 @@ pub async fn nearest(dataset: &Dataset, column: &str, query: &[f32], k: usize) -
     scan.project(&[COL_ID, COL_IMAGE, COL_CAPTION, DISTANCE])
         .map_err(fail)?;
     let batch: RecordBatch = scan.try_into_batch().await.map_err(fail)?;
-    let strings = |name: &str| {
-        batch
-            .column_by_name(name)
-            .map(|c| c.as_string::<i32>().clone())
-    };
-    let (Some(ids), Some(images), Some(captions), Some(distances)) = (
-        strings(COL_ID),
-        strings(COL_IMAGE),
-        strings(COL_CAPTION),
-        batch.column_by_name(DISTANCE),
-    ) else {
+    let Some(distances) = batch.column_by_name(DISTANCE) else {
         return Err(Error::Bundle {
             path: uri.clone(),
-            reason: "the search result lacks id, image, caption or _distance".into(),
+            reason: "the search result lacks _distance".into(),
         });
     };
     let distances = distances.as_primitive::<arrow_array::types::Float32Type>();
-    let mut hits: Vec<Hit> = (0..batch.num_rows())
-        .map(|i| Hit {
-            id: ids.value(i).to_string(),
-            score: 1.0 - distances.value(i),
-            image: images.value(i).to_string(),
-            caption: (!captions.is_null(i)).then(|| captions.value(i).to_string()),
-        })
-        .collect();
+    let mut hits = hits_of(&batch, |i| 1.0 - distances.value(i));
+    if hits.len() != batch.num_rows() {
+        return Err(Error::Bundle {
+            path: uri.clone(),
+            reason: "the search result lacks id, image or caption".into(),
+        });
+    }
     hits.sort_by(|a, b| b.score.total_cmp(&a.score));
     Ok(hits)
 }

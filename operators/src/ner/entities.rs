@@ -20,19 +20,24 @@ pub fn case_tensor(
     let mut data = Vec::with_capacity(encodings.len() * len * CASE_FEATURES);
     for (encoding, caption) in encodings.iter().zip(captions) {
         let words = encoding.get_word_ids();
-        let offsets = encoding.get_offsets();
-        let span_of = |word: u32| {
-            let positions = words.iter().enumerate().filter(|(_, w)| **w == Some(word));
-            let (mut start, mut end) = (usize::MAX, 0);
-            for (p, _) in positions {
-                start = start.min(offsets[p].0);
-                end = end.max(offsets[p].1);
+        // Each word's byte span, from its tokens' offsets, in one pass.
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for (word, &(start, end)) in words.iter().zip(encoding.get_offsets()) {
+            let Some(word) = word.map(|w| w as usize) else {
+                continue;
+            };
+            if spans.len() <= word {
+                spans.resize(word + 1, (usize::MAX, 0));
             }
-            caption.get(start..end).unwrap_or_default()
-        };
+            spans[word] = (spans[word].0.min(start), spans[word].1.max(end));
+        }
         for p in 0..len {
             let features = match words.get(p).copied().flatten() {
-                Some(word) => case_features(span_of(word), word == 0),
+                Some(word) => {
+                    let (start, end) = spans[word as usize];
+                    let text = caption.get(start..end).unwrap_or_default();
+                    case_features(text, word == 0)
+                }
                 None => [0.0; CASE_FEATURES],
             };
             data.extend(features);

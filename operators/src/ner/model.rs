@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{Linear, Module, VarBuilder, VarMap, linear};
 
 use super::tags::NUM_TAGS;
@@ -111,19 +111,9 @@ pub fn trainable(
         "encoder.layer"
     };
     // The classifier starts at zero, so training is deterministic (no random initialisation).
-    for name in ["classifier.weight", "classifier.bias"] {
-        let zeros = varmap
-            .data()
-            .lock()
-            .map_err(|_| crate::Error::Bundle {
-                path: name.into(),
-                reason: "the training state is poisoned".into(),
-            })?
-            .get(name)
-            .map(|v| v.as_tensor().zeros_like())
-            .transpose()?;
-        if let Some(zeros) = zeros {
-            varmap.set_one(name, zeros)?;
+    for (name, var) in named_vars(&varmap)? {
+        if name.starts_with("classifier.") {
+            var.set(&var.as_tensor().zeros_like()?)?;
         }
     }
     for i in 0..branch_layers {
@@ -138,16 +128,21 @@ pub fn trainable(
     Ok((varmap, model))
 }
 
+/// The variables of a training state by name (handles: setting one sets the model's).
+pub fn named_vars(varmap: &VarMap) -> Result<HashMap<String, Var>> {
+    let data = varmap.data().lock().map_err(|_| crate::Error::Bundle {
+        path: "ner".into(),
+        reason: "the training state is poisoned".into(),
+    })?;
+    Ok(data.clone())
+}
+
 /// Writes a trained model's tensors to `path` as f16 (half the size; loading converts back to
 /// f32, and the dev F1 of the saved file is what `vemo eval ner` reports).
 pub fn save(varmap: &VarMap, path: &std::path::Path) -> Result<()> {
-    let data = varmap.data().lock().map_err(|_| crate::Error::Bundle {
-        path: path.display().to_string(),
-        reason: "the training state is poisoned".into(),
-    })?;
-    let tensors: HashMap<String, Tensor> = data
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_dtype(DType::F16)?)))
+    let tensors: HashMap<String, Tensor> = named_vars(varmap)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.as_tensor().to_dtype(DType::F16)?)))
         .collect::<Result<_>>()?;
     candle_core::safetensors::save(&tensors, path)?;
     Ok(())

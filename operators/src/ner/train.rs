@@ -8,7 +8,7 @@ use tokenizers::Tokenizer;
 
 use super::conll::Sentence;
 use super::metrics::{Report, evaluate};
-use super::model::{CASE_FEATURES, NerModel, case_features};
+use super::model::{CASE_FEATURES, NerModel, case_features, named_vars};
 use super::tags::{tag_index, tag_name, viterbi};
 use crate::models::bert::BertEncoder;
 use crate::{Error, Result};
@@ -229,17 +229,11 @@ pub fn train(
     settings: &TrainSettings,
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<Option<EpochReport>> {
-    // The classifier starts from random weights and learns 10x faster than the branch, which
-    // starts from the pretrained layers.
-    let (classifier, branch): (Vec<_>, Vec<_>) = {
-        let data = varmap.data().lock().map_err(|_| Error::Bundle {
-            path: "ner".into(),
-            reason: "the training state is poisoned".into(),
-        })?;
-        data.iter()
-            .map(|(name, var)| (name.clone(), var.clone()))
-            .partition::<Vec<_>, _>(|(name, _)| name.starts_with("classifier"))
-    };
+    // The classifier starts at zero and learns 10x faster than the branch, which starts from
+    // the pretrained layers.
+    let (classifier, branch): (Vec<_>, Vec<_>) = named_vars(varmap)?
+        .into_iter()
+        .partition(|(name, _)| name.starts_with("classifier"));
     let adamw = |vars: Vec<(String, candle_core::Var)>, lr: f64| {
         candle_nn::AdamW::new(
             vars.into_iter().map(|(_, v)| v).collect(),
@@ -300,12 +294,9 @@ pub fn train(
     let Some((report, weights)) = best else {
         return Ok(None);
     };
-    let data = varmap.data().lock().map_err(|_| Error::Bundle {
-        path: "ner".into(),
-        reason: "the training state is poisoned".into(),
-    })?;
+    let vars = named_vars(varmap)?;
     for (name, tensor) in weights {
-        if let Some(var) = data.get(&name) {
+        if let Some(var) = vars.get(&name) {
             var.set(&tensor)?;
         }
     }
@@ -313,11 +304,8 @@ pub fn train(
 }
 
 fn snapshot(varmap: &VarMap) -> Result<Vec<(String, Tensor)>> {
-    let data = varmap.data().lock().map_err(|_| Error::Bundle {
-        path: "ner".into(),
-        reason: "the training state is poisoned".into(),
-    })?;
-    data.iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+    named_vars(varmap)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.as_tensor().copy()?)))
         .collect()
 }
