@@ -7,6 +7,8 @@ pub mod conse;
 pub mod efficientnet;
 pub mod exit_heads;
 pub mod image_encoder;
+pub mod lstm;
+pub mod recognizer;
 pub mod text_encoder;
 
 use candle_core::{D, Tensor};

@@ -1,0 +1,114 @@
+//! Parity of the english_g2 recognizer port with easyocr 1.7.2.
+//!
+//! `golden/recognizer.json` and the crops under `fixtures/recognizer/` were written by
+//! `infra/models/golden_recognizer.py`: easyocr's own recognizer (f32, not quantised, eval mode,
+//! CPU, torch 2.15.0) on seven word crops, 64 pixels high, cut from scikit-image's `page.png` or
+//! rendered with Pillow's default font. Tolerances: logits max |a - b| < 1e-3 (the golden
+//! values are rounded to 1e-4), the same strings, confidence within 1e-3.
+//!
+//! Needs `english_g2.safetensors` and `english_g2_characters.txt` in
+//! `$VEMO_HOME/models/vemo-mini/spotting/`; skips with a message when they are absent unless
+//! `VEMO_REQUIRE_BUNDLE=1`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use vemo_operators::bundle::vemo_home;
+use vemo_operators::models::recognizer::{Recognizer, read_characters};
+
+fn spotting_dir() -> PathBuf {
+    vemo_home().join("models/vemo-mini/spotting")
+}
+
+/// The english_g2 recognizer, or `None` (after saying so) when the weights are absent and not
+/// required.
+fn recognizer(test: &str) -> Option<Recognizer> {
+    let dir = spotting_dir();
+    let weights = dir.join("english_g2.safetensors");
+    if !weights.is_file() {
+        let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
+        assert!(!required, "no recognizer weights at {}", weights.display());
+        eprintln!("SKIPPED {test}: no weights at {}", weights.display());
+        return None;
+    }
+    let characters = read_characters(&dir.join("english_g2_characters.txt")).expect("characters");
+    Some(Recognizer::load(&weights, &characters, &Device::Cpu).expect("load english_g2"))
+}
+
+fn fixture(name: &str) -> image::GrayImage {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/recognizer/{name}.png"));
+    image::open(&path).expect("fixture crop").to_luma8()
+}
+
+fn golden() -> Vec<serde_json::Value> {
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("golden/recognizer.json")).expect("golden");
+    golden["crops"].as_array().expect("crops").clone()
+}
+
+#[test]
+fn logits_strings_and_confidences_match_easyocr() {
+    let Some(recognizer) = recognizer("logits_strings_and_confidences_match_easyocr") else {
+        return;
+    };
+    let crops = golden();
+    let images: Vec<_> = crops
+        .iter()
+        .map(|c| fixture(c["name"].as_str().expect("name")))
+        .collect();
+    let read = recognizer.recognize(&images).expect("recognize");
+    for ((crop, image), got) in crops.iter().zip(&images).zip(&read) {
+        let name = crop["name"].as_str().expect("name");
+        let want: Vec<f32> = serde_json::from_value(crop["logits"].clone()).expect("logits");
+        let (logits, steps) = recognizer.logits(image).expect("logits");
+        assert_eq!(
+            steps,
+            crop["steps"].as_u64().expect("steps") as usize,
+            "{name}: steps"
+        );
+        assert_eq!(logits.len(), want.len(), "{name}: logits");
+        let diff = logits
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let want_confidence = crop["confidence"].as_f64().expect("confidence") as f32;
+        println!(
+            "{name}: {:?} {:.4} (easyocr {:?} {want_confidence:.4}), logits max |diff| {diff:e}",
+            got.text, got.confidence, crop["text"]
+        );
+        assert!(diff < 1e-3, "{name}: logits differ by {diff}");
+        assert_eq!(
+            got.text,
+            crop["text"].as_str().expect("text"),
+            "{name}: text"
+        );
+        assert!(
+            (got.confidence - want_confidence).abs() < 1e-3,
+            "{name}: confidence {} vs {want_confidence}",
+            got.confidence
+        );
+    }
+}
+
+/// Throughput on CPU: 32 crops of one padded width in one batch. Run with
+/// `cargo test -p vemo-operators --test recognizer_parity -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn crops_per_second_in_batches_of_32() {
+    let Some(recognizer) = recognizer("crops_per_second_in_batches_of_32") else {
+        return;
+    };
+    let names = ["region_based", "segmentation", "open_24h"];
+    let crops: Vec<_> = (0..32).map(|i| fixture(names[i % names.len()])).collect();
+    recognizer.recognize(&crops[..2]).expect("warm-up");
+    let runs = 3;
+    let start = Instant::now();
+    for _ in 0..runs {
+        recognizer.recognize(&crops).expect("recognize");
+    }
+    let per_s = (runs * crops.len()) as f64 / start.elapsed().as_secs_f64();
+    println!("english_g2 on CPU: {per_s:.1} crops/s (batches of 32 crops padded to 320 x 64)");
+}
