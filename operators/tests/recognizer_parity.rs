@@ -112,3 +112,63 @@ fn crops_per_second_in_batches_of_32() {
     let per_s = (runs * crops.len()) as f64 / start.elapsed().as_secs_f64();
     println!("english_g2 on CPU: {per_s:.1} crops/s (batches of 32 crops padded to 320 x 64)");
 }
+
+/// Case-insensitive word accuracy on the first `VEMO_CROPS_LIMIT` (500) crops of an ICDAR 2015
+/// style `gt.txt` in `VEMO_CROPS_DIR` (lines `word_1.png, "Text"`), a sanity figure next to
+/// easyocr's on the same crops. Writes `NAME\tTEXT\tCONFIDENCE` lines to `VEMO_CROPS_OUT` if set.
+#[test]
+#[ignore = "needs VEMO_CROPS_DIR"]
+fn word_accuracy_on_icdar_crops() {
+    let Some(recognizer) = recognizer("word_accuracy_on_icdar_crops") else {
+        return;
+    };
+    let Some(dir) = std::env::var_os("VEMO_CROPS_DIR").map(PathBuf::from) else {
+        eprintln!("SKIPPED word_accuracy_on_icdar_crops: VEMO_CROPS_DIR is not set");
+        return;
+    };
+    let limit: usize = std::env::var("VEMO_CROPS_LIMIT").map_or(500, |v| v.parse().expect("limit"));
+    let gt = std::fs::read_to_string(dir.join("gt.txt")).expect("gt.txt");
+    let rows: Vec<(String, String)> = gt
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .filter_map(|line| line.split_once(", "))
+        .map(|(name, text)| {
+            let text = text
+                .trim()
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .unwrap_or(text);
+            (name.to_string(), text.replace("\\\"", "\""))
+        })
+        .take(limit)
+        .collect();
+    let crops: Vec<_> = rows
+        .iter()
+        .map(|(name, _)| {
+            let rgb = image::open(dir.join(name)).expect("crop").to_rgb8();
+            vemo_operators::models::recognizer::prepare::to_gray(&rgb)
+        })
+        .collect();
+    let start = Instant::now();
+    let read = recognizer.recognize(&crops).expect("recognize");
+    let seconds = start.elapsed().as_secs_f64();
+    let correct = rows
+        .iter()
+        .zip(&read)
+        .filter(|((_, want), got)| got.text.to_lowercase() == want.to_lowercase())
+        .count();
+    if let Some(out) = std::env::var_os("VEMO_CROPS_OUT") {
+        let lines: String = rows
+            .iter()
+            .zip(&read)
+            .map(|((name, _), got)| format!("{name}\t{}\t{:.5}\n", got.text, got.confidence))
+            .collect();
+        std::fs::write(out, lines).expect("write");
+    }
+    println!(
+        "english_g2 (vemo): {correct}/{} = {:.4} case-insensitive word accuracy, {:.1} crops/s",
+        rows.len(),
+        correct as f64 / rows.len() as f64,
+        rows.len() as f64 / seconds
+    );
+}

@@ -20,79 +20,185 @@ pub struct Prepared {
     pub padded_width: usize,
 }
 
-/// Resizes `crop` as `get_image_list` does: a wide crop (w >= h) to `int(64 * w / h)` x 64; a
-/// tall one straight to `ceil(64 * w / h)` x 64 (easyocr goes through a 64-wide intermediate
-/// and a bicubic resize: close, not exact). The padded width is `ceil(max(w/h, h/w)) * 64`.
-/// `None` for an empty crop.
+/// Resizes `crop` as easyocr does. A wide crop (w >= h): `cv2.resize` to `int(64 * w / h)` x 64
+/// in `get_image_list`. A tall one: `cv2.resize` to 64 x `int(64 * h / w)` there, then Pillow's
+/// bicubic resize to `ceil(64 * 64 / that)` x 64 in `AlignCollate`. The padded width is
+/// `ceil(max(w/h, h/w)) * 64`. `None` for an empty crop.
 pub fn prepare(crop: &GrayImage) -> Option<Prepared> {
     let (w, h) = (crop.width() as usize, crop.height() as usize);
     if w == 0 || h == 0 {
         return None;
     }
     let ratio = w as f64 / h as f64;
-    let width = if ratio >= 1.0 {
-        (HEIGHT as f64 * ratio) as usize
-    } else {
-        (HEIGHT as f64 * ratio).ceil() as usize
-    };
     let padded_width = ratio.max(1.0 / ratio).ceil() as usize * HEIGHT;
+    let image = if ratio >= 1.0 {
+        resize_bilinear(crop, (HEIGHT as f64 * ratio) as usize, HEIGHT)
+    } else {
+        let tall_height = ((HEIGHT as f64 * (1.0 / ratio)) as usize).max(1);
+        let tall = resize_bilinear(crop, HEIGHT, tall_height);
+        let width = (HEIGHT as f64 * (HEIGHT as f64 / tall_height as f64)).ceil() as usize;
+        resize_bicubic_pil(&tall, width.max(1), HEIGHT)
+    };
     Some(Prepared {
-        image: resize_bilinear(crop, width.clamp(1, padded_width), HEIGHT),
+        image,
         padded_width,
     })
 }
 
-/// Source index and fixed-point weights (of the index and the next) for each output position
-/// of OpenCV's `INTER_LINEAR` (half-pixel centres, clamped at the borders).
-fn linear_taps(src: usize, dst: usize) -> Vec<(usize, i64, i64)> {
+/// Source indices and fixed-point weights of each output position of OpenCV's `INTER_LINEAR`
+/// (half-pixel centres). Along x a position past a border takes the border pixel with weight 1;
+/// along y OpenCV keeps the unclamped weights and clamps only the row indices, which rounds
+/// differently: `clamp_weights` chooses x's behaviour.
+fn linear_taps(src: usize, dst: usize, clamp_weights: bool) -> Vec<(usize, usize, i64, i64)> {
     let scale = src as f64 / dst as f64;
+    let last = src as i64 - 1;
     (0..dst)
         .map(|d| {
             let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
-            let mut s = f.floor();
-            let mut frac = f - s;
-            if s < 0.0 {
-                s = 0.0;
-                frac = 0.0;
+            let mut s = f.floor() as i64;
+            let mut frac = f - s as f32;
+            if clamp_weights && s < 0 {
+                (s, frac) = (0, 0.0);
             }
-            if s as usize >= src - 1 {
-                s = (src - 1) as f32;
-                frac = 0.0;
+            if clamp_weights && s >= last {
+                (s, frac) = (last, 0.0);
             }
-            let w1 = (frac * COEF_SCALE as f32).round() as i64;
             let w0 = ((1.0 - frac) * COEF_SCALE as f32).round() as i64;
-            (s as usize, w0, w1)
+            let w1 = (frac * COEF_SCALE as f32).round() as i64;
+            let at = |i: i64| i.clamp(0, last) as usize;
+            (at(s), at(s + 1), w0, w1)
         })
         .collect()
 }
 
-/// `cv2.resize(img, (width, height), interpolation=INTER_LINEAR)` on 8-bit grey, with OpenCV's
-/// fixed-point arithmetic (its vectorised rounding). Matches OpenCV 5.0 on all but ~0.4% of
-/// pixels, which differ by 1 grey level in the first and last rows.
+/// `cv2.resize(img, (width, height), interpolation=INTER_LINEAR)` on 8-bit grey, in OpenCV's
+/// fixed-point arithmetic (its vectorised rounding): bit-exact with OpenCV 5.0 on the ICDAR 2015
+/// word crops.
 pub fn resize_bilinear(img: &GrayImage, width: usize, height: usize) -> GrayImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let src = img.as_raw();
-    let xs = linear_taps(w, width);
-    let ys = linear_taps(h, height);
+    let xs = linear_taps(w, width, true);
+    let ys = linear_taps(h, height, false);
     let rows: Vec<Vec<i64>> = (0..h)
         .map(|y| {
             let row = &src[y * w..(y + 1) * w];
             xs.iter()
-                .map(|&(s, w0, w1)| {
-                    let next = row[(s + 1).min(w - 1)];
-                    i64::from(row[s]) * w0 + i64::from(next) * w1
-                })
+                .map(|&(s0, s1, w0, w1)| i64::from(row[s0]) * w0 + i64::from(row[s1]) * w1)
                 .collect()
         })
         .collect();
     let mut out = Vec::with_capacity(width * height);
-    for &(s, b0, b1) in &ys {
-        let (r0, r1) = (&rows[s], &rows[(s + 1).min(h - 1)]);
-        out.extend(r0.iter().zip(r1).map(|(&a, &b)| {
+    for &(s0, s1, b0, b1) in &ys {
+        out.extend(rows[s0].iter().zip(&rows[s1]).map(|(&a, &b)| {
             let v = (((b0 * (a >> 4)) >> 16) + ((b1 * (b >> 4)) >> 16) + 2) >> 2;
             v.clamp(0, 255) as u8
         }));
     }
+    // The buffer has exactly width * height bytes.
+    GrayImage::from_raw(width as u32, height as u32, out).unwrap_or_default()
+}
+
+/// Grey levels as OpenCV's `cvtColor(RGB2GRAY)` computes them (what easyocr reads crops as):
+/// `0.299 R + 0.587 G + 0.114 B` in 14-bit fixed point, rounded.
+pub fn to_gray(image: &image::RgbImage) -> GrayImage {
+    GrayImage::from_fn(image.width(), image.height(), |x, y| {
+        let [r, g, b] = image.get_pixel(x, y).0.map(u32::from);
+        let level = (r * 4899 + g * 9617 + b * 1868 + (1 << 13)) >> 14;
+        image::Luma([level.min(255) as u8])
+    })
+}
+
+/// Bits of Pillow's fixed-point resampling weights (`PRECISION_BITS` in `Resample.c`).
+const PIL_PRECISION_BITS: u32 = 22;
+
+/// Pillow's bicubic kernel (a = -0.5), support 2.
+fn pil_bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// First source index and fixed-point weights of each output position of Pillow's
+/// antialiased resampling along one axis (`precompute_coeffs` + `normalize_coeffs_8bpc`).
+fn pil_taps(src: usize, dst: usize) -> Vec<(usize, Vec<i64>)> {
+    let scale = src as f64 / dst as f64;
+    let filter_scale = scale.max(1.0);
+    let support = 2.0 * filter_scale;
+    (0..dst)
+        .map(|i| {
+            let center = (i as f64 + 0.5) * scale;
+            let min = ((center - support + 0.5).floor().max(0.0)) as usize;
+            let max = ((center + support + 0.5).floor() as usize).min(src);
+            let weights: Vec<f64> = (min..max)
+                .map(|j| pil_bicubic((j as f64 - center + 0.5) / filter_scale))
+                .collect();
+            let total: f64 = weights.iter().sum();
+            let fixed = weights
+                .iter()
+                .map(|w| {
+                    let w = if total != 0.0 { w / total } else { 0.0 };
+                    let v = w * f64::from(1u32 << PIL_PRECISION_BITS);
+                    (if v < 0.0 { v - 0.5 } else { v + 0.5 }) as i64
+                })
+                .collect();
+            (min, fixed)
+        })
+        .collect()
+}
+
+/// One fixed-point tap sum, rounded and clipped to 8 bits as Pillow does.
+fn pil_clip(sum: i64) -> u8 {
+    ((sum + (1 << (PIL_PRECISION_BITS - 1))) >> PIL_PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// `PIL.Image.resize((width, height), Image.BICUBIC)` on 8-bit grey: Pillow's two-pass
+/// antialiased resampling, horizontal first, in its fixed-point arithmetic.
+pub fn resize_bicubic_pil(img: &GrayImage, width: usize, height: usize) -> GrayImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let src = img.as_raw();
+    let horizontal: Vec<u8> = if w == width {
+        src.clone()
+    } else {
+        let taps = pil_taps(w, width);
+        (0..h)
+            .flat_map(|y| {
+                let row = &src[y * w..(y + 1) * w];
+                taps.iter().map(move |(min, k)| {
+                    pil_clip(
+                        row[*min..]
+                            .iter()
+                            .zip(k)
+                            .map(|(&p, &k)| i64::from(p) * k)
+                            .sum(),
+                    )
+                })
+            })
+            .collect()
+    };
+    let out: Vec<u8> = if h == height {
+        horizontal
+    } else {
+        let taps = pil_taps(h, height);
+        taps.iter()
+            .flat_map(|(min, k)| {
+                let horizontal = &horizontal;
+                (0..width).map(move |x| {
+                    pil_clip(
+                        k.iter()
+                            .enumerate()
+                            .map(|(j, &k)| i64::from(horizontal[(min + j) * width + x]) * k)
+                            .sum(),
+                    )
+                })
+            })
+            .collect()
+    };
     // The buffer has exactly width * height bytes.
     GrayImage::from_raw(width as u32, height as u32, out).unwrap_or_default()
 }
