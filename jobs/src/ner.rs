@@ -77,7 +77,7 @@ pub fn train(args: TrainNerArgs) -> anyhow::Result<ExitCode> {
         epochs: args.epochs,
         learning_rate: args.learning_rate,
         batch_size: args.batch_size,
-        patience: 1,
+        patience: 2,
     };
     println!(
         "{:>6} {:>10} {:>8} {:>8} {:>8} {:>8}",

@@ -58,6 +58,7 @@ struct Layer {
     output_norm: LayerNorm,
     heads: usize,
     head_dim: usize,
+    eps: f64,
     span: tracing::Span,
 }
 
@@ -76,6 +77,7 @@ impl Layer {
             output_norm: layer_norm(h, cfg.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
+            eps: cfg.layer_norm_eps,
             span: tracing::trace_span!("bert_layer", index),
         })
     }
@@ -83,6 +85,13 @@ impl Layer {
     /// `x`: (batch, seq, hidden); `mask_bias`: (batch, 1, 1, seq), 0 for tokens, -inf-ish for
     /// padding.
     fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        self.forward_t(x, mask_bias, false)
+    }
+
+    /// [`Self::forward`]; with `train`, softmax and layer norm are built from differentiable
+    /// tensor ops (candle-nn's fused kernels for them have no backward pass, so gradients
+    /// would stop at them).
+    fn forward_t(&self, x: &Tensor, mask_bias: &Tensor, train: bool) -> Result<Tensor> {
         let _enter = self.span.enter();
         let (b, l, _) = x.dims3()?;
         let split = |t: Tensor| -> Result<Tensor> {
@@ -95,18 +104,30 @@ impl Layer {
         let v = split(self.value.forward(x)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = match train {
+            true => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            false => candle_nn::ops::softmax_last_dim(&scores)?,
+        };
         let context =
             probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .reshape((b, l, self.heads * self.head_dim))?;
-        let attended = self
-            .attention_norm
-            .forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let norm = |layer: &LayerNorm, x: &Tensor| match (train, layer.bias()) {
+            (true, Some(bias)) => {
+                candle_nn::ops::layer_norm_slow(x, layer.weight(), bias, self.eps as f32)
+            }
+            _ => layer.forward(x),
+        };
+        let attended = norm(
+            &self.attention_norm,
+            &(self.attention_out.forward(&context)? + x)?,
+        )?;
         let inner = self.intermediate.forward(&attended)?.gelu_erf()?;
-        self.output_norm
-            .forward(&(self.output.forward(&inner)? + attended)?)
+        norm(
+            &self.output_norm,
+            &(self.output.forward(&inner)? + attended)?,
+        )
     }
 }
 
@@ -180,12 +201,18 @@ impl BertLayers {
         Ok(Self { layers })
     }
 
-    /// Runs every layer over `hidden` (batch, seq, hidden) under the 0/1 `attention_mask`.
-    pub fn forward(&self, hidden: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    /// Runs every layer over `hidden` (batch, seq, hidden) under the 0/1 `attention_mask`;
+    /// `train` for a pass that gradients flow back through (slower).
+    pub fn forward_t(
+        &self,
+        hidden: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
         let mask_bias = mask_bias(attention_mask)?;
         let mut hidden = hidden.clone();
         for layer in &self.layers {
-            hidden = layer.forward(&hidden, &mask_bias)?;
+            hidden = layer.forward_t(&hidden, &mask_bias, train)?;
         }
         Ok(hidden)
     }
@@ -262,6 +289,34 @@ mod tests {
         println!("max |ours - candle-transformers| = {diff:e}");
         assert!(diff < 1e-5, "max abs diff {diff}");
         assert_eq!(exits[0].dims(), &[2, 6, 16]);
+        Ok(())
+    }
+
+    /// The training pass gives the inference pass's output, and every weight of every layer
+    /// gets a gradient (candle-nn's fused softmax and layer norm would stop them).
+    #[test]
+    fn train_pass_matches_and_reaches_every_weight() -> Result<()> {
+        let cfg = tiny_config();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let layers = BertLayers::load(vb, &cfg, 2)?;
+        let hidden = Tensor::randn(0f32, 1.0, (2, 5, 16), &Device::Cpu)?;
+        let mask = Tensor::new(&[[1u32, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &Device::Cpu)?;
+        let fast = layers.forward_t(&hidden, &mask, false)?;
+        let train = layers.forward_t(&hidden, &mask, true)?;
+        let diff = (&fast - &train)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "train and inference passes differ by {diff}");
+        let grads = train.sqr()?.sum_all()?.backward()?;
+        let data = varmap.data().lock().expect("varmap");
+        assert_eq!(data.len(), 2 * 16);
+        for (name, var) in data.iter() {
+            let grad = grads.get(var.as_tensor());
+            let norm = match grad {
+                Some(g) => g.abs()?.sum_all()?.to_scalar::<f32>()?,
+                None => 0.0,
+            };
+            assert!(norm > 0.0, "no gradient reaches {name}");
+        }
         Ok(())
     }
 

@@ -293,7 +293,7 @@ impl TextEncoder {
                         crate::ner::entities::case_tensor(encodings, captions, len, &self.device)?;
                     let log_probs = ner
                         .model
-                        .log_probs(&shared, &mask, &case)?
+                        .log_probs(&shared, &mask, &case, false)?
                         .to_vec3::<f32>()?;
                     for (i, rows) in log_probs.iter().enumerate() {
                         entities[i] = caption_entities(captions[i], encodings[i], rows);

@@ -4,8 +4,10 @@
 //! The tower's first `shared_layers` layers run once for both tasks (semantic search pools
 //! them further); the branch continues from their hidden states. The classifier reads the
 //! branch's output, the shared hidden state and the word's letter case (the tokenizer is
-//! uncased; capitals are NER's strongest cue). Its weights live in one safetensors file:
-//! `branch.{i}.*` (BERT layer names) and `classifier.{weight,bias}`.
+//! uncased; capitals are NER's strongest cue). The case also enters the branch: a learned
+//! projection of it is added to the shared state, so the tuned layers see which neighbours are
+//! capitalised. Its weights live in one safetensors file: `branch.{i}.*` (BERT layer names),
+//! `case_input.{weight,bias}` and `classifier.{weight,bias}`.
 
 use std::collections::HashMap;
 
@@ -15,8 +17,9 @@ use candle_nn::{Linear, Module, VarBuilder, VarMap, linear};
 use super::tags::NUM_TAGS;
 
 /// Letter-case features of a word: lower case, Title case, UPPER case, contains a digit, first
-/// word of the text (where a capital says little).
-pub const CASE_FEATURES: usize = 5;
+/// word of the text (where a capital says little), mixed case (`McDonald`, `iPhone`), no letter
+/// or digit at all (punctuation).
+pub const CASE_FEATURES: usize = 7;
 
 /// The case features of `word`, the `first` word of its text or not.
 pub fn case_features(word: &str, first: bool) -> [f32; CASE_FEATURES] {
@@ -25,12 +28,15 @@ pub fn case_features(word: &str, first: bool) -> [f32; CASE_FEATURES] {
     let first_upper = letters.first().is_some_and(|c| c.is_uppercase());
     let all_upper = letters.len() > 1 && upper == letters.len();
     let digit = word.chars().any(|c| c.is_ascii_digit());
+    let inner_upper = letters.iter().skip(1).any(|c| c.is_uppercase());
     [
         f32::from(u8::from(upper == 0)),
         f32::from(u8::from(first_upper && !all_upper)),
         f32::from(u8::from(all_upper)),
         f32::from(u8::from(digit)),
         f32::from(u8::from(first)),
+        f32::from(u8::from(inner_upper && !all_upper)),
+        f32::from(u8::from(!word.chars().any(char::is_alphanumeric))),
     ]
 }
 use crate::Result;
@@ -39,6 +45,7 @@ use crate::models::bert::{BertLayers, Config};
 /// Token classifier over the shared layers' hidden states.
 pub struct NerModel {
     branch: BertLayers,
+    case_input: Linear,
     classifier: Linear,
 }
 
@@ -53,6 +60,7 @@ impl NerModel {
     pub fn load(vb: VarBuilder, cfg: &Config, branch_layers: usize) -> Result<Self> {
         Ok(Self {
             branch: BertLayers::load(vb.pp("branch"), cfg, branch_layers)?,
+            case_input: linear(CASE_FEATURES, cfg.hidden_size, vb.pp("case_input"))?,
             classifier: linear(
                 2 * cfg.hidden_size + CASE_FEATURES,
                 NUM_TAGS,
@@ -77,14 +85,17 @@ impl NerModel {
     }
 
     /// Log-probabilities of the tags, (batch, seq, tags), from the shared hidden states and
-    /// each token's word case features (batch, seq, [`CASE_FEATURES`]).
+    /// each token's word case features (batch, seq, [`CASE_FEATURES`]); `train` for a pass
+    /// that gradients flow back through into the branch.
     pub fn log_probs(
         &self,
         shared: &Tensor,
         attention_mask: &Tensor,
         case: &Tensor,
+        train: bool,
     ) -> Result<Tensor> {
-        let hidden = self.branch.forward(shared, attention_mask)?;
+        let input = shared.broadcast_add(&self.case_input.forward(case)?)?;
+        let hidden = self.branch.forward_t(&input, attention_mask, train)?;
         let features = Tensor::cat(&[&hidden, shared, case], D::Minus1)?;
         let logits = self.classifier.forward(&features)?;
         Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
@@ -93,7 +104,7 @@ impl NerModel {
 
 /// A trainable model: a `VarMap` whose branch starts as copies of the tower's layers
 /// `shared_layers..shared_layers + branch_layers` (read from the tower's safetensors) and
-/// whose classifier starts at zero.
+/// whose case projection and classifier start at zero.
 pub fn trainable(
     tower_weights: &std::path::Path,
     cfg: &Config,
@@ -110,9 +121,10 @@ pub fn trainable(
     } else {
         "encoder.layer"
     };
-    // The classifier starts at zero, so training is deterministic (no random initialisation).
+    // The case projection and the classifier start at zero, so the branch starts as the
+    // pretrained layers and training is deterministic (no random initialisation).
     for (name, var) in named_vars(&varmap)? {
-        if name.starts_with("classifier.") {
+        if name.starts_with("classifier.") || name.starts_with("case_input.") {
             var.set(&var.as_tensor().zeros_like()?)?;
         }
     }
@@ -154,10 +166,13 @@ mod tests {
 
     #[test]
     fn case_features_tell_lower_title_upper_and_digits() {
-        assert_eq!(case_features("london", false), [1.0, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!(case_features("London", true), [0.0, 1.0, 0.0, 0.0, 1.0]);
-        assert_eq!(case_features("NASA", false), [0.0, 0.0, 1.0, 0.0, 0.0]);
-        assert_eq!(case_features("1996", false), [1.0, 0.0, 0.0, 1.0, 0.0]);
-        assert_eq!(case_features("Núñez", false), [0.0, 1.0, 0.0, 0.0, 0.0]);
+        let f = |w, first| case_features(w, first).map(|x| x as u8);
+        assert_eq!(f("london", false), [1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(f("London", true), [0, 1, 0, 0, 1, 0, 0]);
+        assert_eq!(f("NASA", false), [0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(f("1996", false), [1, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(f("Núñez", false), [0, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(f("McDonald", false), [0, 1, 0, 0, 0, 1, 0]);
+        assert_eq!(f("--", false), [1, 0, 0, 0, 0, 0, 1]);
     }
 }

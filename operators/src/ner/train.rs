@@ -1,6 +1,7 @@
 //! Training the NER branch: CoNLL sentences tokenized into subwords (the first subword of a
 //! word carries its tag), the frozen shared layers run once, then the branch and classifier
-//! trained with AdamW on cross-entropy, dev F1 after every epoch, the best epoch kept.
+//! trained with AdamW on cross-entropy (linear warm-up and decay), dev F1 after every epoch, the
+//! best epoch kept.
 
 use candle_core::{Device, Tensor};
 use candle_nn::{Optimizer, VarMap};
@@ -170,7 +171,7 @@ pub fn predict(
     let mut out = vec![Vec::new(); encoded.len()];
     for batch in batches {
         let log_probs = model
-            .log_probs(&batch.shared, &batch.mask, &batch.case)?
+            .log_probs(&batch.shared, &batch.mask, &batch.case, false)?
             .to_vec3::<f32>()?;
         for (row, &i) in batch.members.iter().enumerate() {
             out[i] = decode_words(&log_probs[row], &encoded[i].first_token);
@@ -229,11 +230,11 @@ pub fn train(
     settings: &TrainSettings,
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<Option<EpochReport>> {
-    // The classifier starts at zero and learns 10x faster than the branch, which starts from
-    // the pretrained layers.
-    let (classifier, branch): (Vec<_>, Vec<_>) = named_vars(varmap)?
+    // The new layers (classifier, case projection) start at zero and learn 10x faster than the
+    // branch, which starts from the pretrained layers.
+    let (fresh, branch): (Vec<_>, Vec<_>) = named_vars(varmap)?
         .into_iter()
-        .partition(|(name, _)| name.starts_with("classifier"));
+        .partition(|(name, _)| name.starts_with("classifier") || name.starts_with("case_input"));
     let adamw = |vars: Vec<(String, candle_core::Var)>, lr: f64| {
         candle_nn::AdamW::new(
             vars.into_iter().map(|(_, v)| v).collect(),
@@ -246,8 +247,11 @@ pub fn train(
     };
     let mut optimizers = [
         adamw(branch, settings.learning_rate)?,
-        adamw(classifier, settings.learning_rate * 10.0)?,
+        adamw(fresh, settings.learning_rate * 10.0)?,
     ];
+    let rates = [settings.learning_rate, settings.learning_rate * 10.0];
+    let total_steps = (settings.epochs * train.len()).max(1);
+    let mut step = 0usize;
     let mut best: Option<(EpochReport, Vec<(String, Tensor)>)> = None;
     let mut stale = 0;
     for epoch in 1..=settings.epochs {
@@ -257,8 +261,13 @@ pub fn train(
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.sort_by_key(|&i| (i * 7919 + epoch * 104_729) % train.len().max(1));
         for &b in &order {
+            let scale = learning_rate_scale(step, total_steps);
+            for (optimizer, rate) in optimizers.iter_mut().zip(rates) {
+                optimizer.set_learning_rate(rate * scale);
+            }
+            step += 1;
             let batch = &train[b];
-            let log_probs = model.log_probs(&batch.shared, &batch.mask, &batch.case)?;
+            let log_probs = model.log_probs(&batch.shared, &batch.mask, &batch.case, true)?;
             let (n, len, tags) = log_probs.dims3()?;
             let flat = log_probs.reshape((n * len, tags))?;
             let picked = flat.index_select(&batch.tagged_rows, 0)?;
@@ -303,9 +312,35 @@ pub fn train(
     Ok(Some(report))
 }
 
+/// The learning rate's share at `step` of `total`: a linear warm-up over the first 5% of the
+/// steps, then a linear decay to zero at the last epoch's end.
+pub fn learning_rate_scale(step: usize, total: usize) -> f64 {
+    let warmup = (total / 20).max(1);
+    if step < warmup {
+        (step + 1) as f64 / warmup as f64
+    } else {
+        (total - step.min(total)) as f64 / (total - warmup).max(1) as f64
+    }
+}
+
 fn snapshot(varmap: &VarMap) -> Result<Vec<(String, Tensor)>> {
     named_vars(varmap)?
         .into_iter()
         .map(|(k, v)| Ok((k, v.as_tensor().copy()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::learning_rate_scale;
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_to_zero() {
+        assert!((learning_rate_scale(0, 100) - 0.2).abs() < 1e-9);
+        assert!((learning_rate_scale(4, 100) - 1.0).abs() < 1e-9);
+        assert!((learning_rate_scale(5, 100) - 1.0).abs() < 1e-9);
+        assert!(learning_rate_scale(50, 100) < 0.6);
+        assert!(learning_rate_scale(99, 100) > 0.0);
+        assert_eq!(learning_rate_scale(100, 100), 0.0);
+    }
 }
