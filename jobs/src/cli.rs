@@ -119,13 +119,14 @@ pub struct SearchArgs {
     #[arg(long)]
     pub index: String,
     /// Find images by this sentence.
-    #[arg(long, conflicts_with_all = ["image", "entity"], required_unless_present_any = ["image", "entity"])]
+    #[arg(long, conflicts_with = "image", required_unless_present_any = ["image", "entity"])]
     pub text: Option<String>,
     /// Find images like this one (a path or URI).
-    #[arg(long, conflicts_with = "entity")]
+    #[arg(long)]
     pub image: Option<String>,
     /// Find items whose caption names this entity ("Eileen Collins"): exact match on the
-    /// normalised entity, else a case-insensitive part of an entity's text.
+    /// normalised entity, else a case-insensitive part of an entity's text. With --text or
+    /// --image, only these items are searched and ranked by similarity.
     #[arg(long)]
     pub entity: Option<String>,
     /// With --entity: only entities of this type (PER, ORG, LOC, MISC).

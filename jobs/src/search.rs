@@ -16,7 +16,7 @@ use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::store;
 use vemo_operators::vector_search::{
-    Hit, embedding_columns, find_entity, nearest, recorded_bundle,
+    Hit, embedding_columns, find_entity, match_entity, nearest, recorded_bundle,
 };
 use vemo_schemas::{EmbeddingColumn, ITEMS_DATASET};
 
@@ -43,32 +43,60 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
                 root.uri
             ))
         })?;
-    if let Some(entity) = &args.entity {
-        let label = args.entity_type.as_deref().map(str::to_uppercase);
-        if let Some(bad) = label
+    let query = match (&args.text, &args.image) {
+        (Some(text), _) => Some(Query::Text(text)),
+        (None, Some(image)) => Some(Query::Image(image)),
+        (None, None) => None,
+    };
+    let label = args.entity_type.as_deref().map(str::to_uppercase);
+    if let Some(bad) = label
+        .as_deref()
+        .filter(|l| !["PER", "ORG", "LOC", "MISC"].contains(l))
+    {
+        return Err(usage(format!(
+            "--entity-type {bad}: use PER, ORG, LOC or MISC"
+        )));
+    }
+    let Some(query) = query else {
+        let entity = args
+            .entity
             .as_deref()
-            .filter(|l| !["PER", "ORG", "LOC", "MISC"].contains(l))
-        {
-            return Err(usage(format!(
-                "--entity-type {bad}: use PER, ORG, LOC or MISC"
-            )));
-        }
+            .ok_or_else(|| usage("give --text, --image or --entity"))?;
         let hits = runtime
             .block_on(find_entity(&dataset, entity, label.as_deref(), args.k))
             .map_err(|e| usage(e.to_string()))?;
         print_hits(args.json, "entities", &hits)?;
         return Ok(ExitCode::SUCCESS);
-    }
-    let columns = embedding_columns(&dataset);
-    let query = match (&args.text, &args.image) {
-        (Some(text), _) => Query::Text(text),
-        (None, Some(image)) => Query::Image(image),
-        (None, None) => return Err(usage("give --text or --image")),
     };
-    let column = pick_column(&columns, &query, args.exit, args.captions)?;
+    // With --entity, the similarity search runs over the matching items only.
+    let filter = match &args.entity {
+        Some(entity) => match runtime
+            .block_on(match_entity(&dataset, entity, label.as_deref()))
+            .map_err(|e| usage(e.to_string()))?
+        {
+            Some(found) => Some(found.filter),
+            None => {
+                print_hits(args.json, "entities", &[])?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
+        None => None,
+    };
+    let column = pick_column(
+        &embedding_columns(&dataset),
+        &query,
+        args.exit,
+        args.captions,
+    )?;
     let bundle = open_bundle(&runtime, &dataset, args.bundle.as_deref())?;
     let vector = encode_query(&runtime, &bundle, &query, &column)?;
-    let hits = runtime.block_on(nearest(&dataset, &column.name(), &vector, args.k))?;
+    let hits = runtime.block_on(nearest(
+        &dataset,
+        &column.name(),
+        &vector,
+        args.k,
+        filter.as_deref(),
+    ))?;
     print_hits(args.json, &column.name(), &hits)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! Search over `items`: an IVF_PQ index on each embedding column once there are enough rows
 //! and k-nearest queries by cosine similarity; a LABEL_LIST index on `entity_keys` and entity
-//! lookups (exact key, then a case-insensitive substring of the entity text).
+//! lookups (exact key, then a case-insensitive substring of the entity text), alone or as a
+//! filter on a k-nearest query.
 //!
 //! Below the row threshold Lance searches exactly (flat); with an index a query probes
 //! [`NPROBES`] partitions and re-ranks [`REFINE`] x k candidates on the full vectors.
@@ -152,15 +153,23 @@ pub async fn build_entity_index(uri: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Items whose entities match `text` (of type `label` when given): first those with the exact
-/// normalised key (through the LABEL_LIST index), else those whose entity text contains `text`
-/// case-insensitively. At most `k`, score 1 for exact and 0.5 for partial matches.
-pub async fn find_entity(
+/// Which items an entity query selects: a filter on `items` and how well they match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityMatch {
+    /// A Lance SQL filter selecting the matching rows.
+    pub filter: String,
+    /// 1 when the normalised key matched exactly, 0.5 for substring matches.
+    pub score: f32,
+}
+
+/// The items whose entities match `text` (of type `label` when given): those with the exact
+/// normalised key (through the LABEL_LIST index) if there are any, else those whose entity
+/// text contains `text` case-insensitively. None when nothing matches.
+pub async fn match_entity(
     dataset: &Dataset,
     text: &str,
     label: Option<&str>,
-    k: usize,
-) -> Result<Vec<Hit>> {
+) -> Result<Option<EntityMatch>> {
     let uri = dataset.uri().to_string();
     let fail = |e| Error::lance(&uri, e);
     if dataset.schema().field(COL_ENTITY_KEYS).is_none() {
@@ -176,31 +185,32 @@ pub async fn find_entity(
     };
     let keys: Vec<String> = labels
         .iter()
-        .map(|l| format!("'{}'", entity_key(l, text).replace('\'', "''")))
+        .map(|l| sql_string(&entity_key(l, text)))
         .collect();
-    let mut scan = dataset.scan();
-    scan.filter(&format!(
-        "array_has_any({COL_ENTITY_KEYS}, [{}])",
-        keys.join(", ")
-    ))
-    .map_err(fail)?;
-    scan.project(&[COL_ID, COL_IMAGE, COL_CAPTION])
-        .map_err(fail)?;
-    scan.limit(Some(k as i64), None).map_err(fail)?;
-    let exact = hits_of(&scan.try_into_batch().await.map_err(fail)?, |_| 1.0);
-    if !exact.is_empty() {
-        return Ok(exact);
+    let exact = format!("array_has_any({COL_ENTITY_KEYS}, [{}])", keys.join(", "));
+    if dataset
+        .count_rows(Some(exact.clone()))
+        .await
+        .map_err(fail)?
+        > 0
+    {
+        return Ok(Some(EntityMatch {
+            filter: exact,
+            score: 1.0,
+        }));
     }
-    // Partial matches: scan the entity texts.
+    // Partial matches: scan the entity keys for the text.
     let needle = text.to_lowercase();
     let mut scan = dataset.scan();
-    scan.project(&[COL_ID, COL_IMAGE, COL_CAPTION, COL_ENTITY_KEYS])
-        .map_err(fail)?;
+    scan.project(&[COL_ID, COL_ENTITY_KEYS]).map_err(fail)?;
     let batch = scan.try_into_batch().await.map_err(fail)?;
-    let Some(keys) = batch.column_by_name(COL_ENTITY_KEYS) else {
-        return Ok(Vec::new());
+    let (Some(ids), Some(keys)) = (
+        batch.column_by_name(COL_ID),
+        batch.column_by_name(COL_ENTITY_KEYS),
+    ) else {
+        return Ok(None);
     };
-    let keys = keys.as_list::<i32>();
+    let (ids, keys) = (ids.as_string::<i32>(), keys.as_list::<i32>());
     let matches = |row: usize| {
         let values = keys.value(row);
         let values = values.as_string::<i32>();
@@ -209,17 +219,42 @@ pub async fn find_entity(
             labels.contains(&kind) && name.contains(&needle)
         })
     };
-    let rows: Vec<u32> = (0..batch.num_rows())
+    let matched: Vec<String> = (0..batch.num_rows())
         .filter(|&r| matches(r))
-        .take(k)
-        .map(|r| r as u32)
+        .map(|r| sql_string(ids.value(r)))
         .collect();
-    let picked = arrow::compute::take_record_batch(&batch, &arrow_array::UInt32Array::from(rows))
-        .map_err(|e| Error::Bundle {
-        path: uri.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(hits_of(&picked, |_| 0.5))
+    Ok((!matched.is_empty()).then(|| EntityMatch {
+        filter: format!("{COL_ID} IN ({})", matched.join(", ")),
+        score: 0.5,
+    }))
+}
+
+/// Up to `k` items whose entities match `text` (see [`match_entity`]), scored 1 for exact and
+/// 0.5 for partial matches.
+pub async fn find_entity(
+    dataset: &Dataset,
+    text: &str,
+    label: Option<&str>,
+    k: usize,
+) -> Result<Vec<Hit>> {
+    let Some(found) = match_entity(dataset, text, label).await? else {
+        return Ok(Vec::new());
+    };
+    let uri = dataset.uri().to_string();
+    let fail = |e| Error::lance(&uri, e);
+    let mut scan = dataset.scan();
+    scan.filter(&found.filter).map_err(fail)?;
+    scan.project(&[COL_ID, COL_IMAGE, COL_CAPTION])
+        .map_err(fail)?;
+    scan.limit(Some(k as i64), None).map_err(fail)?;
+    Ok(hits_of(&scan.try_into_batch().await.map_err(fail)?, |_| {
+        found.score
+    }))
+}
+
+/// `value` as a quoted SQL string literal.
+fn sql_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
 }
 
 fn hits_of(batch: &RecordBatch, score: impl Fn(usize) -> f32) -> Vec<Hit> {
@@ -243,11 +278,21 @@ fn hits_of(batch: &RecordBatch, score: impl Fn(usize) -> f32) -> Vec<Hit> {
         .collect()
 }
 
-/// The `k` rows of `dataset` whose `column` is nearest to `query` by cosine, best first.
-pub async fn nearest(dataset: &Dataset, column: &str, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+/// The `k` rows of `dataset` whose `column` is nearest to `query` by cosine, best first; only
+/// rows that pass `filter` (a Lance SQL filter, applied before the search) when given.
+pub async fn nearest(
+    dataset: &Dataset,
+    column: &str,
+    query: &[f32],
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<Hit>> {
     let uri = dataset.uri().to_string();
     let fail = |e| Error::lance(&uri, e);
     let mut scan = dataset.scan();
+    if let Some(filter) = filter {
+        scan.filter(filter).map_err(fail)?.prefilter(true);
+    }
     scan.nearest(column, &Float32Array::from(query.to_vec()), k)
         .map_err(fail)?
         .distance_metric(MetricType::Cosine)

@@ -87,7 +87,7 @@ async fn an_ivf_pq_index_is_built_past_the_threshold_and_queries_find_their_rows
     assert_eq!(embedding_columns(&dataset), columns.to_vec());
 
     for probe in [0usize, 77, 319] {
-        let hits = nearest(&dataset, "image_emb_e7", &vector(probe + 10_000), 5)
+        let hits = nearest(&dataset, "image_emb_e7", &vector(probe + 10_000), 5, None)
             .await
             .expect("search");
         assert_eq!(hits[0].id, format!("item-{probe:04}"), "{hits:?}");

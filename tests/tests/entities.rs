@@ -150,4 +150,35 @@ fn indexed_captions_carry_entities_and_search_finds_them() {
             .is_some_and(|a| a.iter().all(|h| h["id"] != "astronaut")),
         "a PER entity is not found as LOC: {typed}"
     );
+
+    // With a sentence, only the items naming the entity (exactly, or in part) are ranked: the
+    // cat sentence alone would rank the cat photo first.
+    for entity in ["Eileen Collins", "collins"] {
+        let out = vemo_ok(&[
+            "search",
+            "--index",
+            &output,
+            "--entity",
+            entity,
+            "--text",
+            "a tabby cat",
+            "--json",
+        ]);
+        let hits: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let ids: Vec<&str> = hits
+            .as_array()
+            .map(|a| a.iter().filter_map(|h| h["id"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(ids, ["astronaut"], "--entity {entity} --text: {hits}");
+    }
+    let out = vemo_ok(&[
+        "search",
+        "--index",
+        &output,
+        "--text",
+        "a tabby cat",
+        "--json",
+    ]);
+    let hits: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(hits[0]["id"], "chelsea", "the sentence alone: {hits}");
 }
