@@ -8,8 +8,9 @@ use arrow_array::{
 };
 use arrow_schema::{Field, SchemaRef};
 use vemo_schemas::{
-    EmbeddingColumn, Entity, ErrorRecord, ManifestEntry, embeddings_long_schema,
-    entities_long_schema, entity_struct_fields, errors_schema, items_schema_for,
+    EmbeddingColumn, Entity, ErrorRecord, ItemTasks, ManifestEntry, SpottedWord,
+    embeddings_long_schema, entities_long_schema, entity_struct_fields, errors_schema,
+    items_schema_for, spotted_long_schema, spotted_struct_fields,
 };
 
 use crate::Result;
@@ -24,8 +25,10 @@ pub struct IndexedItem {
     pub image: DecodedImage,
     /// One embedding per [`EmbeddingColumn`] of the job, in the same order.
     pub embeddings: Vec<Vec<f32>>,
-    /// The caption's entities, when the job runs the entity task.
+    /// The caption's entities (and the spotted text's), when the job runs the entity task.
     pub entities: Option<Vec<Entity>>,
+    /// The words spotted in the image, in reading order, when the job runs the spotting task.
+    pub spotted: Option<Vec<SpottedWord>>,
 }
 
 /// Values stamped on every row a run writes.
@@ -52,7 +55,7 @@ fn timestamps(value: i64, n: usize) -> ArrayRef {
 }
 
 /// Builds an `items` batch for `columns` (the schema is [`items_schema_for`] of them, with
-/// the entity columns when the items carry entities).
+/// the entity and spotting columns when the items carry entities and spotted words).
 pub fn items_batch(
     columns: &[EmbeddingColumn],
     items: &[IndexedItem],
@@ -88,9 +91,15 @@ pub fn items_batch(
             field, dim, values, None,
         )?));
     }
-    let with_entities = items.first().is_some_and(|i| i.entities.is_some());
-    if with_entities {
+    let tasks = ItemTasks {
+        entities: items.first().is_some_and(|i| i.entities.is_some()),
+        spotting: items.first().is_some_and(|i| i.spotted.is_some()),
+    };
+    if tasks.entities {
         arrays.extend(entity_columns(items)?);
+    }
+    if tasks.spotting {
+        arrays.extend(spotted_columns(items)?);
     }
     arrays.extend([
         repeated(&stamp.bundle, n),
@@ -98,7 +107,7 @@ pub fn items_batch(
         timestamps(stamp.indexed_at_us, n),
     ]);
     Ok(RecordBatch::try_new(
-        items_schema_for(columns, with_entities),
+        items_schema_for(columns, tasks),
         arrays,
     )?)
 }
@@ -149,6 +158,76 @@ fn entity_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
     let key_item = Arc::new(Field::new("item", arrow_schema::DataType::Utf8, true));
     let keys = ListArray::try_new(key_item, offsets, keys, None)?;
     Ok([Arc::new(entities), Arc::new(keys)])
+}
+
+/// The flat arrays of a list of spotted words: text, score, polygon.
+fn spotted_arrays(words: &[&SpottedWord]) -> Result<Vec<ArrayRef>> {
+    let values = Float32Array::from_iter_values(words.iter().flat_map(|w| w.polygon));
+    let item = Arc::new(Field::new("item", arrow_schema::DataType::Float32, true));
+    let polygons = ListArray::try_new(
+        item,
+        arrow::buffer::OffsetBuffer::from_lengths(words.iter().map(|w| w.polygon.len())),
+        Arc::new(values),
+        None,
+    )?;
+    Ok(vec![
+        strings(words.iter().map(|w| w.text.as_str())),
+        Arc::new(Float32Array::from_iter_values(
+            words.iter().map(|w| w.score),
+        )),
+        Arc::new(polygons),
+    ])
+}
+
+/// `spotted` (List<Struct>) and `spotted_text` (the words joined by spaces) of `items`.
+fn spotted_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
+    let per_item: Vec<&[SpottedWord]> = items
+        .iter()
+        .map(|i| i.spotted.as_deref().unwrap_or_default())
+        .collect();
+    let flat: Vec<&SpottedWord> = per_item.iter().flat_map(|w| w.iter()).collect();
+    let structs = arrow_array::StructArray::try_new(
+        spotted_struct_fields().into(),
+        spotted_arrays(&flat)?,
+        None,
+    )?;
+    let item = Arc::new(Field::new(
+        "item",
+        arrow_array::Array::data_type(&structs).clone(),
+        true,
+    ));
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(per_item.iter().map(|w| w.len()));
+    let spotted = ListArray::try_new(item, offsets, Arc::new(structs), None)?;
+    let joined: Vec<String> = per_item
+        .iter()
+        .map(|words| {
+            let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+            texts.join(" ")
+        })
+        .collect();
+    Ok([
+        Arc::new(spotted),
+        strings(joined.iter().map(String::as_str)),
+    ])
+}
+
+/// Builds a batch of the spotted-words long table: one row per word spotted in `items`.
+pub fn spotted_long_batch(items: &[IndexedItem], stamp: &RowStamp) -> Result<RecordBatch> {
+    let rows: Vec<(&str, &SpottedWord)> = items
+        .iter()
+        .flat_map(|i| {
+            i.spotted
+                .iter()
+                .flatten()
+                .map(move |w| (i.entry.id.as_str(), w))
+        })
+        .collect();
+    let n = rows.len();
+    let words: Vec<&SpottedWord> = rows.iter().map(|(_, w)| *w).collect();
+    let mut arrays = vec![strings(rows.iter().map(|(id, _)| *id))];
+    arrays.extend(spotted_arrays(&words)?);
+    arrays.extend([repeated(&stamp.bundle, n), repeated(&stamp.job_id, n)]);
+    Ok(RecordBatch::try_new(spotted_long_schema(), arrays)?)
 }
 
 /// Builds a batch of the entities long table: one row per entity of `items`.
@@ -249,6 +328,11 @@ mod tests {
                 end: 7,
                 score: 0.9,
             }]),
+            spotted: Some(vec![SpottedWord {
+                text: "OPEN".into(),
+                score: 0.8,
+                polygon: [0.0, 0.0, 4.0, 0.0, 4.0, 2.0, 0.0, 2.0],
+            }]),
         }
     }
 
@@ -278,6 +362,17 @@ mod tests {
         );
         let batch = items_batch(&columns, &items, &stamp).expect("items");
         assert!(batch.column_by_name("entity_keys").is_some());
+        let text = batch.column_by_name("spotted_text").expect("spotted_text");
+        assert_eq!(
+            arrow_array::cast::AsArray::as_string::<i32>(text).value(0),
+            "OPEN"
+        );
+        assert_eq!(
+            spotted_long_batch(&items, &stamp)
+                .expect("spotted")
+                .num_rows(),
+            2
+        );
         assert_eq!(
             entities_long_batch(&items, &stamp)
                 .expect("entities")

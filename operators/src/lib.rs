@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod models;
 pub mod ner;
 pub mod parquet_io;
+pub mod spotting;
 pub mod store;
 pub mod torch_legacy;
 pub mod vector_search;

@@ -233,7 +233,13 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
             output: shared.output.clone(),
             items_uri: shared.items_uri.clone(),
             errors_uri: shared.errors_uri.clone(),
-            items_schema: items_schema_for(&shared.columns, shared.config.entities),
+            items_schema: items_schema_for(
+                &shared.columns,
+                vemo_schemas::ItemTasks {
+                    entities: shared.config.entities,
+                    spotting: false,
+                },
+            ),
             pending: Default::default(),
             stats: CommitStats::default(),
             progress: Progress::new(shared.plan.shards.len() as u64, shared.config.progress_bar),

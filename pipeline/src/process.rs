@@ -134,6 +134,7 @@ impl ShardProcessor {
                         image,
                         embeddings,
                         entities: self.entities.then_some(found),
+                        spotted: None,
                     });
                 }
             }

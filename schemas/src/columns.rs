@@ -51,6 +51,14 @@ pub const COL_SCORE: &str = "score";
 /// Entity long table: the normalised key.
 pub const COL_KEY: &str = "key";
 
+/// Words spotted in the image (List<Struct>: `text`, `score`, `polygon`).
+pub const COL_SPOTTED: &str = "spotted";
+/// The spotted words joined by spaces, in reading order (full-text indexed).
+pub const COL_SPOTTED_TEXT: &str = "spotted_text";
+/// A spotted word's 4-point polygon in image pixels: x1, y1, ..., x4, y4, clockwise from the
+/// top left (List<Float32>).
+pub const COL_POLYGON: &str = "polygon";
+
 /// Name of the embedding column of `tower` at `exit`: `text_emb_e6` is the caption embedding
 /// taken after text layer 6.
 pub fn embedding_column(tower: &str, exit: usize) -> String {

@@ -9,6 +9,7 @@
 //!   errors.lance                     one row per input that failed (errors_schema)
 //!   parquet/embeddings/part-*.parquet  long table: one row per item and embedding column
 //!   parquet/entities/part-*.parquet    one row per entity found in a caption (entity task)
+//!   parquet/spotted_text/part-*.parquet one row per word spotted in an image (spotting task)
 //!   parquet/errors/part-*.parquet      the same rows as errors.lance
 //!   _vemo/runs/RUN.json              one summary per run (counts, Lance versions)
 //!   _vemo/staging/RUN/               Parquet parts written but not yet published
@@ -19,11 +20,11 @@ mod records;
 mod schemas;
 
 pub use columns::*;
-pub use records::{Entity, ErrorRecord, ManifestEntry, Stage, entity_key};
+pub use records::{Entity, ErrorRecord, ManifestEntry, SpottedWord, Stage, entity_key};
 pub use schemas::{
-    EmbeddingColumn, META_EXIT, META_SPACE, META_TOWER, embeddings_long_schema,
+    EmbeddingColumn, ItemTasks, META_EXIT, META_SPACE, META_TOWER, embeddings_long_schema,
     entities_long_schema, entity_struct_fields, errors_schema, items_schema, items_schema_for,
-    manifest_schema,
+    manifest_schema, spotted_long_schema, spotted_struct_fields,
 };
 
 /// Version of the output schema, stored in the Lance datasets' schema metadata under
@@ -40,6 +41,8 @@ pub const ERRORS_DATASET: &str = "errors.lance";
 pub const PARQUET_EMBEDDINGS_DIR: &str = "parquet/embeddings";
 /// Folder of the Parquet long table of entities.
 pub const PARQUET_ENTITIES_DIR: &str = "parquet/entities";
+/// Folder of the Parquet long table of spotted words.
+pub const PARQUET_SPOTTED_DIR: &str = "parquet/spotted_text";
 /// Folder of the Parquet copy of the errors table.
 pub const PARQUET_ERRORS_DIR: &str = "parquet/errors";
 /// Folder of vemo's own bookkeeping (run summaries, staging).

@@ -74,6 +74,17 @@ impl Entity {
     }
 }
 
+/// A word spotted in an image by the text detector and recognizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpottedWord {
+    /// The word as read.
+    pub text: String,
+    /// The recognizer's confidence.
+    pub score: f32,
+    /// x1, y1, ..., x4, y4 in the original image's pixels, clockwise from the top left.
+    pub polygon: [f32; 8],
+}
+
 /// `LABEL:lowercased text with single spaces`.
 pub fn entity_key(label: &str, text: &str) -> String {
     let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();

@@ -116,7 +116,29 @@ pub fn manifest_schema() -> SchemaRef {
 ///
 /// Later tasks add columns after the embeddings (entities, spotted words).
 pub fn items_schema(embeddings: &[EmbeddingColumn]) -> SchemaRef {
-    items_schema_for(embeddings, false)
+    items_schema_for(embeddings, ItemTasks::default())
+}
+
+/// The tasks beyond semantic search whose columns `items` carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemTasks {
+    /// Named entities of the caption (and of the spotted text).
+    pub entities: bool,
+    /// Words spotted in the image.
+    pub spotting: bool,
+}
+
+/// The struct of one spotted word in `items.spotted`: `text`, `score`, `polygon` (8 values).
+pub fn spotted_struct_fields() -> Vec<Field> {
+    vec![
+        Field::new(COL_TEXT, DataType::Utf8, false),
+        Field::new(COL_SCORE, DataType::Float32, false),
+        Field::new(
+            COL_POLYGON,
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            false,
+        ),
+    ]
 }
 
 /// The struct of one entity in `items.entities`: `text`, `label`, `start`, `end` (character
@@ -133,8 +155,9 @@ pub fn entity_struct_fields() -> Vec<Field> {
 
 /// [`items_schema`], with the entity columns when the job runs the entity task:
 /// `entities` (List<Struct>, see [`entity_struct_fields`]) and `entity_keys` (List<Utf8>,
-/// `PER:angela merkel`, for exact filtering).
-pub fn items_schema_for(embeddings: &[EmbeddingColumn], entities: bool) -> SchemaRef {
+/// `PER:angela merkel`, for exact filtering); and with the spotting task's `spotted`
+/// (List<Struct>, see [`spotted_struct_fields`]) and `spotted_text` (Utf8).
+pub fn items_schema_for(embeddings: &[EmbeddingColumn], tasks: ItemTasks) -> SchemaRef {
     let mut fields = vec![
         Field::new(COL_ID, DataType::Utf8, false),
         Field::new(COL_IMAGE, DataType::Utf8, false),
@@ -145,7 +168,7 @@ pub fn items_schema_for(embeddings: &[EmbeddingColumn], entities: bool) -> Schem
         Field::new(COL_CONTENT_HASH, DataType::Utf8, false),
     ];
     fields.extend(embeddings.iter().map(EmbeddingColumn::field));
-    if entities {
+    if tasks.entities {
         let item = DataType::Struct(entity_struct_fields().into());
         fields.extend([
             Field::new(
@@ -158,6 +181,17 @@ pub fn items_schema_for(embeddings: &[EmbeddingColumn], entities: bool) -> Schem
                 DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
                 false,
             ),
+        ]);
+    }
+    if tasks.spotting {
+        let item = DataType::Struct(spotted_struct_fields().into());
+        fields.extend([
+            Field::new(
+                COL_SPOTTED,
+                DataType::List(Arc::new(Field::new("item", item, true))),
+                false,
+            ),
+            Field::new(COL_SPOTTED_TEXT, DataType::Utf8, false),
         ]);
     }
     fields.extend([
@@ -198,6 +232,18 @@ pub fn embeddings_long_schema() -> SchemaRef {
         Field::new(COL_BUNDLE, DataType::Utf8, false),
         Field::new(COL_JOB_ID, DataType::Utf8, false),
     ])
+}
+
+/// The Parquet long table `parquet/spotted_text/`: one row per spotted word: `id`, `text`,
+/// `score`, `polygon`, `bundle`, `job_id`.
+pub fn spotted_long_schema() -> SchemaRef {
+    let mut fields = vec![Field::new(COL_ID, DataType::Utf8, false)];
+    fields.extend(spotted_struct_fields());
+    fields.extend([
+        Field::new(COL_BUNDLE, DataType::Utf8, false),
+        Field::new(COL_JOB_ID, DataType::Utf8, false),
+    ]);
+    versioned(fields)
 }
 
 /// The Parquet long table `parquet/entities/`: one row per entity: `id`, `text`, `label`,
