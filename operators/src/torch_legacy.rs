@@ -598,7 +598,14 @@ pub fn import_to_safetensors(
         .map(|(_, t)| t.elem_count())
         .sum();
     let count = tensors.len();
-    let map: HashMap<String, Tensor> = tensors.into_iter().collect();
+    // Checkpoints saved from `nn.DataParallel` (CRAFT) prefix every name with `module.`.
+    let map: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| match name.strip_prefix("module.") {
+            Some(rest) => (rest.to_string(), t),
+            None => (name, t),
+        })
+        .collect();
     candle_core::safetensors::save(&map, out)?;
     Ok(ImportSummary {
         tensors: count,
