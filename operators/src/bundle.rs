@@ -51,6 +51,23 @@ pub struct BundleManifest {
     /// Trained exit heads (safetensors, see `vemo train exits`), relative to the bundle folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_heads: Option<String>,
+    /// The scene-text detector and recognizer, if the bundle has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spotting: Option<SpottingSpec>,
+}
+
+/// The scene-text spotting sub-module: a CRAFT detector and a CTC recognizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpottingSpec {
+    /// CRAFT weights (safetensors), relative to the bundle folder.
+    pub detector: String,
+    /// Recognizer weights (safetensors, easyocr's `english_g2` layout).
+    pub recognizer: String,
+    /// The recognizer's classes after the CTC blank, one character each (UTF-8 text file).
+    pub characters: String,
+    /// Where the weights came from (package and version).
+    pub source: String,
 }
 
 /// The image tower of a bundle.
@@ -252,6 +269,17 @@ impl Bundle {
         {
             return Err(fail(format!("missing file {rel}")));
         }
+        if let Some(spotting) = &bundle.manifest.spotting {
+            for rel in [
+                &spotting.detector,
+                &spotting.recognizer,
+                &spotting.characters,
+            ] {
+                if !bundle.root.join(rel).is_file() {
+                    return Err(fail(format!("missing file {rel}")));
+                }
+            }
+        }
         Ok(bundle)
     }
 
@@ -273,6 +301,14 @@ impl Bundle {
         self.manifest.image.as_ref().ok_or_else(|| Error::Bundle {
             path: self.root.display().to_string(),
             reason: "the job needs an image tower and this bundle has none".into(),
+        })
+    }
+
+    /// The spotting sub-module, or a bundle error naming what is missing.
+    pub fn spotting(&self) -> Result<&SpottingSpec> {
+        self.manifest.spotting.as_ref().ok_or_else(|| Error::Bundle {
+            path: self.root.display().to_string(),
+            reason: "the job asks for spotted text and this bundle has no [spotting] section (run `vemo models pull`)".into(),
         })
     }
 

@@ -69,6 +69,7 @@ pub fn clip_manifest(id: &str, version: &str, cfg: &ClipConfig, source: &str) ->
             conse: None,
         }),
         exit_heads: None,
+        spotting: None,
         ner: None,
     }
 }

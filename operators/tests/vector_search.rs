@@ -42,6 +42,7 @@ fn item(i: usize) -> IndexedItem {
         },
         embeddings: vec![vector(i), vector(i + 10_000)],
         entities: None,
+        spotted: None,
     }
 }
 

@@ -4,4 +4,5 @@
 pub mod geometry;
 pub mod icdar;
 pub mod metrics;
+pub mod search;
 pub mod text_match;
