@@ -1,5 +1,5 @@
-//! Scene-text spotting around the detector and recognizer models: easyocr's glue between them
-//! (line grouping and crops), polygon geometry, ICDAR 2015 ground truth and figures, and
+//! Scene-text spotting around the detector and recognizer models: the [`Spotter`] that chains
+//! them, easyocr's glue between them (line grouping and crops), polygon geometry, ICDAR 2015 ground truth and figures, and
 //! matching character queries against spotted words.
 
 pub mod crops;
@@ -8,12 +8,14 @@ pub mod icdar;
 pub mod lines;
 pub mod metrics;
 pub mod search;
+mod spotter;
 pub mod text_match;
 
 use image::GrayImage;
 
 pub use crops::Polygon;
 pub use lines::GroupingConfig;
+pub use spotter::{Spotter, grey};
 
 /// One region for the recognizer: its polygon in image pixels (clockwise from the top-left,
 /// as easyocr reports it) and its upright grey crop, not yet resized.

@@ -1,0 +1,74 @@
+//! The spotting sub-module of a bundle: CRAFT finds text regions, easyocr's glue groups them
+//! into lines and cuts grey crops, the recognizer reads them. One call per image gives the
+//! words spotted in it, in easyocr `readtext`'s order, with their polygons and confidences.
+
+use candle_core::Device;
+use image::RgbImage;
+use vemo_schemas::SpottedWord;
+
+use super::crops::imread_grey;
+use super::{GroupingConfig, boxes_to_crops};
+use crate::Result;
+use crate::bundle::Bundle;
+use crate::models::craft::Craft;
+use crate::models::recognizer::{Recognizer, read_characters};
+
+/// Detector, grouping and recognizer, loaded once per worker.
+pub struct Spotter {
+    detector: Craft,
+    grouping: GroupingConfig,
+    recognizer: Recognizer,
+}
+
+impl Spotter {
+    /// Loads the bundle's `[spotting]` sub-module.
+    pub fn from_bundle(bundle: &Bundle, device: &Device) -> Result<Self> {
+        let spec = bundle.spotting()?;
+        let characters = read_characters(&bundle.file(&spec.characters))?;
+        Ok(Self {
+            detector: Craft::load(&bundle.file(&spec.detector), device)?,
+            grouping: GroupingConfig::default(),
+            recognizer: Recognizer::load(&bundle.file(&spec.recognizer), &characters, device)?,
+        })
+    }
+
+    /// The recognizer alone (for word crops).
+    pub fn recognizer(&self) -> &Recognizer {
+        &self.recognizer
+    }
+
+    /// The words spotted in `image`; regions the recognizer reads as nothing are dropped.
+    pub fn spot(&self, image: &RgbImage) -> Result<Vec<SpottedWord>> {
+        let polygons: Vec<[f32; 8]> = self
+            .detector
+            .detect(image)?
+            .iter()
+            .map(|d| {
+                let p = d.polygon;
+                [
+                    p[0][0], p[0][1], p[1][0], p[1][1], p[2][0], p[2][1], p[3][0], p[3][1],
+                ]
+            })
+            .collect();
+        let crops = boxes_to_crops(&polygons, &grey(image), &self.grouping);
+        let images: Vec<_> = crops.iter().map(|c| c.image.clone()).collect();
+        let read = self.recognizer.recognize(&images)?;
+        Ok(crops
+            .into_iter()
+            .zip(read)
+            .filter_map(|(crop, r)| {
+                let text = r.text.split_whitespace().collect::<Vec<_>>().join(" ");
+                (!text.is_empty()).then_some(SpottedWord {
+                    text,
+                    score: r.confidence,
+                    polygon: crop.polygon,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The grey levels easyocr reads for an image file (OpenCV's `IMREAD_GRAYSCALE` weights).
+pub fn grey(image: &RgbImage) -> image::GrayImage {
+    imread_grey(image)
+}
