@@ -64,9 +64,16 @@ impl Default for CraftConfig {
     }
 }
 
-/// A convolution with its batch norm (if any) folded in, and an optional ReLU after it.
+/// Floats in one band's im2col matrix on CPU (32 MiB): bounds the memory of a convolution
+/// whatever the canvas size.
+const BAND_FLOATS: usize = 1 << 23;
+
+/// A stride-1 convolution with "same" output size, its batch norm (if any) folded in, and an
+/// optional ReLU after it.
 struct Conv {
     weight: Tensor,
+    /// The weight as an (out, kh * kw * in) matrix, taps outermost (the CPU path's layout).
+    matrix: Tensor,
     bias: Tensor,
     padding: usize,
     dilation: usize,
@@ -95,8 +102,13 @@ impl Conv {
             weight = weight.broadcast_mul(&scale.reshape((out, 1, 1, 1))?)?;
             bias = ((bias - mean)? * &scale)?.add(&shift)?;
         }
+        let matrix = weight
+            .permute((0, 2, 3, 1))?
+            .flatten_from(1)?
+            .contiguous()?;
         Ok(Self {
             weight,
+            matrix,
             bias,
             padding,
             dilation,
@@ -105,16 +117,42 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// The CPU path: a matrix product per band of output rows over an im2col matrix built from
+    /// shifted views (contiguous row copies), instead of candle's per-pixel im2col; 3-6x
+    /// faster on the wide, shallow layers of a large canvas.
+    fn forward_cpu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let (out, k) = (self.weight.dim(0)?, self.weight.dim(3)?);
+        let clamp = self.relu.then_some((0f32, f32::MAX));
+        if k == 1 {
+            let y = self.matrix.broadcast_matmul(&x.reshape((b, c, h * w))?)?;
+            return vemo_kernels::bias_clamp(&y, &self.bias, clamp)?.reshape((b, out, h, w));
+        }
+        let (p, d) = (self.padding, self.dilation);
+        let x = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+        let rows = (BAND_FLOATS / (k * k * c * w)).clamp(1, h);
+        let mut bands = Vec::with_capacity(h.div_ceil(rows));
+        for top in (0..h).step_by(rows) {
+            let r = rows.min(h - top);
+            let taps = (0..k * k)
+                .map(|t| x.narrow(2, top + t / k * d, r)?.narrow(3, t % k * d, w))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let cols = Tensor::cat(&taps, 1)?.reshape((b, k * k * c, r * w))?;
+            let y = self.matrix.broadcast_matmul(&cols)?;
+            bands.push(vemo_kernels::bias_clamp(&y, &self.bias, clamp)?.reshape((b, out, r, w))?);
+        }
+        Tensor::cat(&bands, 2)
+    }
+}
+
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, 1, self.dilation, 1)?;
-        let (b, c, h, w) = y.dims4()?;
         if x.device().is_cpu() {
-            let clamp = self.relu.then_some((0f32, f32::MAX));
-            return vemo_kernels::bias_clamp(&y.reshape((b, c, h * w))?, &self.bias, clamp)?
-                .reshape((b, c, h, w));
+            return self.forward_cpu(x);
         }
-        let y = y.broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
+        let y = x.conv2d(&self.weight, self.padding, 1, self.dilation, 1)?;
+        let y = y.broadcast_add(&self.bias.reshape((1, y.dim(1)?, 1, 1))?)?;
         if self.relu { y.relu() } else { Ok(y) }
     }
 }
