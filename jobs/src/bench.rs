@@ -71,6 +71,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             image_exits: Vec::new(),
             vector_index_min_rows: usize::MAX,
             entities: false,
+            spotting: false,
             batch_size: 32,
             image_batch_size: 4,
             shard_size: 64,

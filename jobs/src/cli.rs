@@ -119,7 +119,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub index: String,
     /// Find images by this sentence.
-    #[arg(long, conflicts_with = "image", required_unless_present_any = ["image", "entity"])]
+    #[arg(long, conflicts_with = "image", required_unless_present_any = ["image", "entity", "chars"])]
     pub text: Option<String>,
     /// Find images like this one (a path or URI).
     #[arg(long)]
@@ -132,6 +132,10 @@ pub struct SearchArgs {
     /// With --entity: only entities of this type (PER, ORG, LOC, MISC).
     #[arg(long, requires = "entity")]
     pub entity_type: Option<String>,
+    /// Find images by the words written in them ("OPEN 24H"): images whose spotted words
+    /// match exactly rank first, then approximate matches (recognizer errors tolerated).
+    #[arg(long, conflicts_with_all = ["text", "image", "entity"])]
+    pub chars: Option<String>,
     /// Which exit's column to search (default: the deepest in the index). For `--text`, the
     /// image tower's exit; for `--image`, searching `image_emb_eN` instead of the 1280-d
     /// feature column.
@@ -165,6 +169,29 @@ pub enum EvalCommand {
     /// Entity-level micro and per-type precision, recall and F1 (conlleval: exact span and
     /// type) of the bundle's NER branch on a CoNLL file.
     Ner(EvalNerArgs),
+    /// Scene-text spotting on ICDAR 2015 style data: detection and end-to-end precision,
+    /// recall and H-mean (IoU > 0.5), recognition accuracy on word crops, images/s.
+    Spotting(EvalSpottingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalSpottingArgs {
+    /// Folder with images/ (img_N.jpg) and gt/ (gt_img_N.txt: x1,y1,...,x4,y4,text; ### =
+    /// don't care).
+    #[arg(long, required_unless_present = "crops")]
+    pub scenes: Option<std::path::PathBuf>,
+    /// Folder with word crops and gt.txt (`word_1.png, "text"`).
+    #[arg(long)]
+    pub crops: Option<std::path::PathBuf>,
+    /// Use only the first N scenes and the first N crops (file name order for scenes).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Bundle name under $VEMO_HOME/models, or a folder.
+    #[arg(long, default_value = "vemo-mini")]
+    pub bundle: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         image_exits: job.model.exits.image.clone(),
         vector_index_min_rows: job.run.vector_index_min_rows,
         entities: job.model.tasks.iter().any(|t| t == "entities"),
+        spotting: job.model.tasks.iter().any(|t| t == "spotting"),
         batch_size: job.run.batch_size,
         image_batch_size: job.run.image_batch_size,
         shard_size: job.run.shard_size,

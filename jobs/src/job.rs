@@ -49,7 +49,8 @@ pub struct ModelConfig {
     #[serde(default = "default_bundle")]
     pub bundle: String,
     /// Tasks: `semantic` (caption and image embeddings), `entities` (named entities of each
-    /// caption, from the bundle's NER branch). Default `["semantic"]`.
+    /// caption, from the bundle's NER branch), `spotting` (words written in each image, from
+    /// the bundle's detector and recognizer). Default `["semantic"]`.
     #[serde(default = "default_tasks")]
     pub tasks: Vec<String>,
     /// Exits per tower; default the bundle's default exit.
@@ -132,7 +133,7 @@ fn default_index_rows() -> usize {
 }
 
 /// Tasks this build can run.
-const TASKS: &[&str] = &["semantic", "entities"];
+const TASKS: &[&str] = &["semantic", "entities", "spotting"];
 
 impl JobConfig {
     /// Reads and checks a job file; every problem is a usage error naming the fix.

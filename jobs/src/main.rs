@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod corpus;
 mod eval;
+mod eval_spotting;
 mod home;
 mod index;
 mod inspect;
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
         cli::Command::Eval(args) => match args.command {
             cli::EvalCommand::Retrieval(args) => eval::run(args),
             cli::EvalCommand::Ner(args) => ner::eval(args),
+            cli::EvalCommand::Spotting(args) => eval_spotting::run(args),
         },
     };
     match result {

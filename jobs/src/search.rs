@@ -5,6 +5,9 @@
 //! searched column: a caption column `text_emb_eN` with text exit N, an image column
 //! `image_emb_eN` with the text tower's last exit (the joint space every exit maps into) for a
 //! sentence, or with image exit N for an image; `image_feat_e7` with the pooled feature.
+//! `--entity` alone lists the items that name an entity; with a sentence or an image it
+//! restricts the similarity search to them. `--chars` ranks images by the words spotted in
+//! them.
 
 use std::process::ExitCode;
 
@@ -14,6 +17,7 @@ use vemo_operators::lance_io::open_if_exists;
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_operators::spotting::search::{CharHit, find_chars};
 use vemo_operators::store;
 use vemo_operators::vector_search::{
     Hit, embedding_columns, find_entity, match_entity, nearest, recorded_bundle,
@@ -43,6 +47,13 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
                 root.uri
             ))
         })?;
+    if let Some(chars) = &args.chars {
+        let hits = runtime
+            .block_on(find_chars(&dataset, chars, args.k))
+            .map_err(|e| usage(e.to_string()))?;
+        print_char_hits(args.json, &hits)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let query = match (&args.text, &args.image) {
         (Some(text), _) => Some(Query::Text(text)),
         (None, Some(image)) => Some(Query::Image(image)),
@@ -61,7 +72,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         let entity = args
             .entity
             .as_deref()
-            .ok_or_else(|| usage("give --text, --image or --entity"))?;
+            .ok_or_else(|| usage("give --text, --image, --entity or --chars"))?;
         let hits = runtime
             .block_on(find_entity(&dataset, entity, label.as_deref(), args.k))
             .map_err(|e| usage(e.to_string()))?;
@@ -215,6 +226,37 @@ fn encode_query(
         }
     };
     vector.ok_or_else(|| anyhow::anyhow!("the encoder returned no embedding for the query"))
+}
+
+fn print_char_hits(json: bool, hits: &[CharHit]) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(hits)?);
+        return Ok(());
+    }
+    println!(
+        "{:>4} {:>7} {:>5}  {:<24} matched words",
+        "rank", "score", "exact", "id"
+    );
+    for (rank, hit) in hits.iter().enumerate() {
+        let words: Vec<String> = hit
+            .words
+            .iter()
+            .map(|w| {
+                let p = &w.polygon;
+                let corner = |i: usize| p.get(i).copied().unwrap_or_default();
+                format!("{:?} at ({:.0},{:.0})", w.text, corner(0), corner(1))
+            })
+            .collect();
+        println!(
+            "{:>4} {:>7.4} {:>5}  {:<24} {}",
+            rank + 1,
+            hit.score,
+            hit.exact,
+            hit.id,
+            words.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn print_table(column: &str, hits: &[Hit]) {

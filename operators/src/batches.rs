@@ -319,6 +319,7 @@ mod tests {
                 height: 3,
                 content_hash: "ab".into(),
                 crop: None,
+                full: None,
             },
             embeddings: vec![vec![0.6, 0.8], vec![1.0, 0.0]],
             entities: Some(vec![Entity {

@@ -27,6 +27,8 @@ pub struct DecodedImage {
     pub content_hash: String,
     /// The image tower's input (see [`classifier_crop`]) when the job runs the image tower.
     pub crop: Option<Arc<image::RgbImage>>,
+    /// The whole image, when the job spots text in it.
+    pub full: Option<Arc<image::RgbImage>>,
 }
 
 /// Reads images through a cache of object stores (one client per scheme and bucket).
@@ -35,6 +37,8 @@ pub struct ImageReader {
     stores: Mutex<HashMap<String, Location>>,
     /// (resize, crop) of the image tower's input, when it runs.
     crop: Option<(u32, u32)>,
+    /// Keep the whole decoded image (for text spotting).
+    keep_full: bool,
 }
 
 impl std::fmt::Debug for ImageReader {
@@ -51,6 +55,12 @@ impl ImageReader {
             crop: Some((resize, crop)),
             ..Default::default()
         }
+    }
+
+    /// The same reader, also keeping each whole decoded image (for text spotting).
+    pub fn keeping_full(mut self) -> Self {
+        self.keep_full = true;
+        self
     }
 
     /// Fetches and decodes the images of `entries`, `concurrency` requests at a time; the
@@ -94,6 +104,9 @@ impl ImageReader {
         let (mut decoded, image) = decode_image(&bytes).map_err(|r| failed(Stage::Decode, r))?;
         if let Some((resize, crop)) = self.crop {
             decoded.crop = Some(Arc::new(classifier_crop(&image, resize, crop)));
+        }
+        if self.keep_full {
+            decoded.full = Some(Arc::new(image.to_rgb8()));
         }
         Ok(decoded)
     }
@@ -144,6 +157,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<(DecodedImage, image::DynamicImage),
         height: image.height(),
         content_hash,
         crop: None,
+        full: None,
     };
     Ok((decoded, image))
 }

@@ -21,6 +21,7 @@ fn item(id: &str, words: &[&str]) -> IndexedItem {
             height: 50,
             content_hash: "00".into(),
             crop: None,
+            full: None,
         },
         embeddings: vec![vec![1.0, 0.0]],
         entities: None,

@@ -39,6 +39,7 @@ fn item(i: usize) -> IndexedItem {
             height: 1,
             content_hash: "00".into(),
             crop: None,
+            full: None,
         },
         embeddings: vec![vector(i), vector(i + 10_000)],
         entities: None,

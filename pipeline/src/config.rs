@@ -23,6 +23,9 @@ pub struct IndexConfig {
     pub image_exits: Vec<usize>,
     /// Run the entity task: the bundle's NER branch tags every caption.
     pub entities: bool,
+    /// Run the spotting task: the bundle's detector and recognizer read the words in every
+    /// image.
+    pub spotting: bool,
     /// Build a vector index on each embedding column once `items` has at least this many rows.
     pub vector_index_min_rows: usize,
     /// Captions per encoder batch.

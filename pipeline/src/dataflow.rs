@@ -28,6 +28,7 @@ use vemo_operators::manifest::read_manifest;
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_operators::spotting::Spotter;
 use vemo_operators::store::{self, Location};
 use vemo_schemas::{
     COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema_for,
@@ -71,6 +72,7 @@ struct Shared {
     runtime: Arc<Runtime>,
     encoder: Arc<TextEncoder>,
     images: Option<Arc<ImageEncoder>>,
+    spotter: Option<Arc<Spotter>>,
     bundle_id: String,
     columns: Vec<EmbeddingColumn>,
     plan: Plan,
@@ -103,6 +105,10 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         )?)),
         None => None,
     };
+    let spotter = match config.spotting {
+        true => Some(Arc::new(Spotter::from_bundle(&bundle, &default_device())?)),
+        false => None,
+    };
     let mut columns: Vec<EmbeddingColumn> = encoder
         .exits()
         .iter()
@@ -131,6 +137,7 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         runtime,
         encoder,
         images,
+        spotter,
         columns,
         plan,
         output,
@@ -198,6 +205,19 @@ fn index_columns(runtime: &Runtime, items_uri: &str, min_rows: usize, summary: &
             .failures
             .push(format!("building the entity index: {e}")),
     }
+    match runtime.block_on(vemo_operators::spotting::search::build_text_index(
+        items_uri,
+    )) {
+        Ok(true) => {
+            let line = "spotted_text: INVERTED (full-text) index".to_string();
+            tracing::info!("Scalar index: {line}");
+            summary.vector_indexes.push(line);
+        }
+        Ok(false) => {}
+        Err(e) => summary
+            .failures
+            .push(format!("building the spotted-text index: {e}")),
+    }
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<RunSummary>> {
@@ -207,12 +227,19 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         encoder: shared.encoder.clone(),
         images: shared.images.clone(),
         entities: shared.config.entities,
-        reader: match &shared.images {
-            Some(images) => {
-                let (resize, crop) = images.input_geometry();
-                ImageReader::with_crop(resize, crop)
+        spotter: shared.spotter.clone(),
+        reader: {
+            let reader = match &shared.images {
+                Some(images) => {
+                    let (resize, crop) = images.input_geometry();
+                    ImageReader::with_crop(resize, crop)
+                }
+                None => ImageReader::default(),
+            };
+            match shared.spotter {
+                Some(_) => reader.keeping_full(),
+                None => reader,
             }
-            None => ImageReader::default(),
         },
         columns: shared.columns.clone(),
         stamp: RowStamp {
@@ -237,7 +264,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
                 &shared.columns,
                 vemo_schemas::ItemTasks {
                     entities: shared.config.entities,
-                    spotting: false,
+                    spotting: shared.config.spotting,
                 },
             ),
             pending: Default::default(),
@@ -251,7 +278,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
     let probe = ProbeHandle::new();
     worker.dataflow::<u64, _, _>(|scope| {
         let shards = input.to_stream(scope);
-        let (read, captions, images, write) = (
+        let (read, captions, images, spot, write) = (
+            processor.clone(),
             processor.clone(),
             processor.clone(),
             processor.clone(),
@@ -262,6 +290,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
             captions.encode_captions(s)
         });
         let written = stage(written, "EncodeImages", move |s| images.encode_images(s));
+        let written = stage(written, "SpotText", move |s| spot.spot_text(s));
         let written = stage(written, "WriteShard", move |s| write.write_shard(s));
         commit_epochs(written, committer.clone()).probe_with(&probe);
     });

@@ -1,5 +1,5 @@
 //! The per-shard stages a worker runs: ReadImages -> EncodeCaptions -> EncodeImages ->
-//! WriteShard.
+//! SpotText -> WriteShard.
 //!
 //! Each stage takes and returns plain values, so the dataflow only wires them. Bad items leave
 //! the shard as [`ErrorRecord`]s; a failure of the stage itself (a model or a Lance write)
@@ -11,16 +11,18 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use vemo_operators::batches::{
     IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, errors_batch, items_batch,
+    spotted_long_batch,
 };
 use vemo_operators::images::{DecodedImage, ImageReader, RgbImage};
 use vemo_operators::lance_io::{fragments_to_json, write_fragments_uncommitted};
 use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
+use vemo_operators::spotting::Spotter;
 use vemo_operators::store::Location;
 use vemo_schemas::{
     EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
-    PARQUET_ERRORS_DIR, Stage, VEMO_DIR,
+    PARQUET_ERRORS_DIR, PARQUET_SPOTTED_DIR, Stage, VEMO_DIR,
 };
 
 use crate::plan::Shard;
@@ -63,6 +65,8 @@ pub struct ShardProcessor {
     pub images: Option<Arc<ImageEncoder>>,
     /// Whether the entity task runs (the text encoder then carries the NER branch).
     pub entities: bool,
+    /// The spotting task's detector and recognizer, when it runs.
+    pub spotter: Option<Arc<Spotter>>,
     pub reader: ImageReader,
     pub columns: Vec<EmbeddingColumn>,
     pub stamp: RowStamp,
@@ -179,6 +183,32 @@ impl ShardProcessor {
         shard
     }
 
+    /// SpotText: the words written in each image, read by the detector and recognizer; the
+    /// whole images are dropped once read.
+    pub fn spot_text(&self, mut shard: ShardEncoded) -> ShardEncoded {
+        let _span = tracing::debug_span!("spot_text", shard = shard.shard).entered();
+        let Some(spotter) = &self.spotter else {
+            return shard;
+        };
+        if shard.failure.is_some() {
+            return shard;
+        }
+        for item in &mut shard.items {
+            let Some(image) = item.image.full.take() else {
+                shard.failure = Some(format!("shard {}: an image was not kept", shard.shard));
+                return shard;
+            };
+            match spotter.spot(&image) {
+                Ok(words) => item.spotted = Some(words),
+                Err(e) => {
+                    shard.failure = Some(format!("shard {}: text spotting: {e}", shard.shard));
+                    return shard;
+                }
+            }
+        }
+        shard
+    }
+
     /// WriteShard: Lance fragments (uncommitted) and staged Parquet parts.
     pub fn write_shard(&self, shard: ShardEncoded) -> ShardWritten {
         let _span = tracing::debug_span!("write_shard", shard = shard.shard).entered();
@@ -220,6 +250,13 @@ impl ShardProcessor {
                 let entities = entities_long_batch(&shard.items, &self.stamp)?;
                 out.staged_parts.push(
                     self.stage_part(&entities, PARQUET_ENTITIES_DIR, &part)
+                        .await?,
+                );
+            }
+            if self.spotter.is_some() {
+                let spotted = spotted_long_batch(&shard.items, &self.stamp)?;
+                out.staged_parts.push(
+                    self.stage_part(&spotted, PARQUET_SPOTTED_DIR, &part)
                         .await?,
                 );
             }

@@ -49,6 +49,7 @@ fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
         image_exits: vec![7],
         vector_index_min_rows: usize::MAX,
         entities: false,
+        spotting: false,
         batch_size: 4,
         image_batch_size: 4,
         shard_size: 2,

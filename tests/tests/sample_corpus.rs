@@ -1,5 +1,6 @@
 //! The README's main job: the embedded sample corpus indexed with `jobs/examples/sample.toml`,
-//! searched with `vemo search` (by sentence and by image, at both image exits), then opened
+//! searched with `vemo search` (by sentence and by image, at both image exits, and by the words
+//! spotted in the images), then opened
 //! from Python with pylance (`infra/check_output.py`), as a notebook user would.
 
 use std::path::Path;
@@ -96,6 +97,30 @@ fn vemo_search_finds_the_photos(output: &str) {
     );
 }
 
+/// The spotting task read the printed page (skimage's `page.png`): `--chars` finds it first,
+/// exactly and with a recognizer-style typo, with the matched words' polygons; the spotted
+/// words are in Parquet too.
+fn the_printed_page_is_found_by_its_words(output: &str) {
+    for query in ["segmentation", "segmentatoin", "Region-based segmentation"] {
+        let out = vemo_ok(&["search", "--index", output, "--chars", query, "--json"]);
+        let hits: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(hits[0]["id"], "page", "--chars {query:?}: {hits}");
+        let words = hits[0]["words"].as_array().expect("matched words");
+        assert!(
+            words
+                .iter()
+                .all(|w| w["polygon"].as_array().map(Vec::len) == Some(8)),
+            "polygons of 8 values: {hits}"
+        );
+    }
+    let parts = Path::new(output).join("parquet/spotted_text");
+    assert!(
+        std::fs::read_dir(&parts).map(|d| d.count()).unwrap_or(0) > 0,
+        "spotted-text parts in {}",
+        parts.display()
+    );
+}
+
 #[test]
 fn sample_job_output_opens_in_pylance_and_finds_each_caption_first() {
     let Some(bundle) = bundle_or_skip("sample_job_output_opens_in_pylance") else {
@@ -119,6 +144,7 @@ fn sample_job_output_opens_in_pylance_and_finds_each_caption_first() {
     vemo_ok(&["index", "--job", &job, "--output", &output, "-w", "2"]);
     text_queries_find_their_images(&bundle, &format!("{output}/items.lance"));
     vemo_search_finds_the_photos(&output);
+    the_printed_page_is_found_by_its_words(&output);
 
     let has_lance = std::process::Command::new("python3")
         .args(["-c", "import lance, pyarrow"])

@@ -92,7 +92,8 @@ pub async fn find_chars(dataset: &Dataset, query: &str, k: usize) -> Result<Vec<
     let query = FtsQuery::Boolean(BooleanQuery::new(clauses));
     let mut scan = dataset.scan();
     scan.full_text_search(FullTextSearchQuery::new_query(query))
-        .map_err(fail)?;
+        .map_err(fail)?
+        .disable_scoring_autoprojection();
     scan.project(&[COL_ID, COL_IMAGE, COL_CAPTION, COL_SPOTTED])
         .map_err(fail)?;
     scan.limit(Some((k * CANDIDATES_PER_HIT).max(k) as i64), None)

@@ -64,24 +64,30 @@ impl CharMatch {
     }
 }
 
-/// Matches the normalised `query` words against an image's `spotted` texts (as recognised);
-/// None when no query word is found, exactly or approximately.
+/// Matches the normalised `query` words against an image's `spotted` texts (as recognised; a
+/// text may be a line of several words); None when no query word is found, exactly or
+/// approximately. `matched` holds indices into `spotted`, each once.
 pub fn match_words(query: &[String], spotted: &[&str]) -> Option<CharMatch> {
     if query.is_empty() {
         return None;
     }
-    let spotted: Vec<String> = spotted.iter().map(|w| normalize(w)).collect();
+    let spotted_words: Vec<(usize, String)> = spotted
+        .iter()
+        .enumerate()
+        .flat_map(|(i, text)| words(text).into_iter().map(move |w| (i, w)))
+        .collect();
     let (mut exact, mut total, mut matched) = (0, 0.0f32, Vec::new());
     for q in query {
-        let best = spotted
+        let best = spotted_words
             .iter()
-            .enumerate()
-            .map(|(i, w)| (i, similarity(q, w)))
+            .map(|(i, w)| (*i, similarity(q, w)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
         if let Some((i, s)) = best.filter(|(_, s)| *s >= MIN_SIMILARITY) {
             exact += usize::from(s >= 1.0);
             total += s;
-            matched.push(i);
+            if !matched.contains(&i) {
+                matched.push(i);
+            }
         }
     }
     (!matched.is_empty()).then(|| CharMatch {

@@ -1,0 +1,165 @@
+//! `vemo eval spotting`: the bundle's scene-text spotter on ICDAR 2015 style data: detection
+//! and end-to-end figures on scenes, recognition accuracy on word crops.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use serde::Serialize;
+use vemo_operators::bundle::Bundle;
+use vemo_operators::models::bert::default_device;
+use vemo_operators::spotting::Spotter;
+use vemo_operators::spotting::geometry::Point;
+use vemo_operators::spotting::icdar::{read_crops_gt, read_scene_gt};
+use vemo_operators::spotting::metrics::{Prf, SceneCounts, Spotted, recognition_accuracy};
+
+use crate::cli::EvalSpottingArgs;
+use crate::home::{bundle_dir, expand};
+use crate::usage;
+
+#[derive(Debug, Serialize)]
+struct Recognition {
+    accuracy: f64,
+    crops: usize,
+    crops_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detection: Option<Prf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_to_end: Option<Prf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recognition: Option<Recognition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scenes: Option<usize>,
+}
+
+/// The scenes of `dir`: (image, its ground-truth file), `img_N` in numeric order.
+fn scenes(dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let images = dir.join("images");
+    let entries = std::fs::read_dir(&images)
+        .map_err(|e| usage(format!("--scenes {}: no images/ ({e})", dir.display())))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let gt = dir.join("gt").join(format!("gt_{stem}.txt"));
+        if gt.is_file() {
+            out.push((path, gt));
+        }
+    }
+    let number = |p: &Path| {
+        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let digits: String = stem.chars().filter(char::is_ascii_digit).collect();
+        (digits.parse::<u64>().unwrap_or(u64::MAX), stem.to_string())
+    };
+    out.sort_by_key(|(image, _)| number(image));
+    if out.is_empty() {
+        return Err(usage(format!(
+            "--scenes {}: no image in images/ has a gt/gt_<name>.txt",
+            dir.display()
+        )));
+    }
+    Ok(out)
+}
+
+fn polygon(values: &[f32; 8]) -> Vec<Point> {
+    values.chunks(2).map(|p| [p[0], p[1]]).collect()
+}
+
+/// Runs `vemo eval spotting`.
+pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
+    let bundle = Bundle::open(&bundle_dir(&expand(&args.bundle)))?;
+    let spotter = Spotter::from_bundle(&bundle, &default_device())?;
+    let limit = args.limit.unwrap_or(usize::MAX);
+    let mut report = Report {
+        detection: None,
+        end_to_end: None,
+        recognition: None,
+        images_per_s: None,
+        scenes: None,
+    };
+    if let Some(dir) = &args.scenes {
+        let list = scenes(dir)?;
+        let mut counts = SceneCounts::default();
+        let start = Instant::now();
+        let mut seen = 0;
+        for (image_path, gt_path) in list.into_iter().take(limit) {
+            let gt = read_scene_gt(&gt_path).map_err(|e| usage(e.to_string()))?;
+            let image = image::open(&image_path)
+                .map_err(|e| usage(format!("{}: {e}", image_path.display())))?
+                .to_rgb8();
+            let found: Vec<Spotted> = spotter
+                .spot(&image)?
+                .into_iter()
+                .map(|w| Spotted {
+                    polygon: polygon(&w.polygon),
+                    text: w.text,
+                })
+                .collect();
+            counts.add(&gt, &found);
+            seen += 1;
+        }
+        report.detection = Some(counts.detection());
+        report.end_to_end = Some(counts.end_to_end());
+        report.images_per_s = Some(seen as f64 / start.elapsed().as_secs_f64().max(1e-9));
+        report.scenes = Some(seen);
+    }
+    if let Some(dir) = &args.crops {
+        let crops = read_crops_gt(dir).map_err(|e| usage(e.to_string()))?;
+        let crops: Vec<_> = crops.into_iter().take(limit).collect();
+        let mut images = Vec::with_capacity(crops.len());
+        for (path, _) in &crops {
+            let image = image::open(path)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?
+                .to_rgb8();
+            images.push(vemo_operators::spotting::grey(&image));
+        }
+        let start = Instant::now();
+        let read = spotter.recognizer().recognize(&images)?;
+        let seconds = start.elapsed().as_secs_f64().max(1e-9);
+        let pairs: Vec<(String, String)> = crops
+            .iter()
+            .zip(&read)
+            .map(|((_, gold), r)| (gold.clone(), r.text.clone()))
+            .collect();
+        report.recognition = Some(Recognition {
+            accuracy: recognition_accuracy(&pairs),
+            crops: pairs.len(),
+            crops_per_s: pairs.len() as f64 / seconds,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Spotting with {}", bundle.id());
+    let row = |name: &str, p: &Prf| {
+        println!(
+            "{name:<12} precision {:.4}  recall {:.4}  H-mean {:.4}",
+            p.precision, p.recall, p.hmean
+        );
+    };
+    if let (Some(d), Some(e)) = (&report.detection, &report.end_to_end) {
+        row("detection", d);
+        row("end-to-end", e);
+        println!(
+            "{} scenes, {:.2} images/s",
+            report.scenes.unwrap_or(0),
+            report.images_per_s.unwrap_or(0.0)
+        );
+    }
+    if let Some(r) = &report.recognition {
+        println!(
+            "recognition  accuracy {:.4} on {} crops (case ignored), {:.1} crops/s",
+            r.accuracy, r.crops, r.crops_per_s
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
