@@ -186,6 +186,11 @@ pub struct EvalSpottingArgs {
     /// Use only the first N scenes and the first N crops (file name order for scenes).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Score another system's predictions instead of running the bundle: a JSON file
+    /// {"scenes": {"img_1": [{"polygon": [8 numbers], "text": ".."}]}, "crops":
+    /// {"word_1.png": ".."}} (`infra/eval/easyocr_reference.py` writes one).
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
     /// Bundle name under $VEMO_HOME/models, or a folder.
     #[arg(long, default_value = "vemo-mini")]
     pub bundle: String,

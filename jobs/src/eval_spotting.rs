@@ -1,6 +1,8 @@
 //! `vemo eval spotting`: the bundle's scene-text spotter on ICDAR 2015 style data: detection
-//! and end-to-end figures on scenes, recognition accuracy on word crops.
+//! and end-to-end figures on scenes, recognition accuracy on word crops. With
+//! `--predictions`, another system's output is scored by the same code instead.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -21,7 +23,8 @@ use crate::usage;
 struct Recognition {
     accuracy: f64,
     crops: usize,
-    crops_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crops_per_s: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,14 +72,111 @@ fn scenes(dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     Ok(out)
 }
 
-fn polygon(values: &[f32; 8]) -> Vec<Point> {
-    values.chunks(2).map(|p| [p[0], p[1]]).collect()
+fn polygon(values: &[f32]) -> Vec<Point> {
+    values.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
+}
+
+/// Another system's output (see `--predictions`).
+#[derive(Debug, Default, serde::Deserialize)]
+struct Predictions {
+    #[serde(default)]
+    scenes: HashMap<String, Vec<PredictedWord>>,
+    #[serde(default)]
+    crops: HashMap<String, String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PredictedWord {
+    polygon: Vec<f32>,
+    text: String,
+}
+
+/// Where the words of a scene or a crop come from: the bundle or a predictions file.
+enum Source {
+    Bundle(Box<Spotter>),
+    File(Predictions),
+}
+
+impl Source {
+    fn scene(&self, path: &Path) -> anyhow::Result<Vec<Spotted>> {
+        match self {
+            Source::Bundle(spotter) => {
+                let image = image::open(path)
+                    .map_err(|e| usage(format!("{}: {e}", path.display())))?
+                    .to_rgb8();
+                Ok(spotter
+                    .spot(&image)?
+                    .into_iter()
+                    .map(|w| Spotted {
+                        polygon: polygon(&w.polygon),
+                        text: w.text,
+                    })
+                    .collect())
+            }
+            Source::File(p) => {
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                Ok(p.scenes
+                    .get(stem)
+                    .map(|words| {
+                        words
+                            .iter()
+                            .map(|w| Spotted {
+                                polygon: polygon(&w.polygon),
+                                text: w.text.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            }
+        }
+    }
+
+    fn crops(&self, paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+        match self {
+            Source::Bundle(spotter) => {
+                let mut images = Vec::with_capacity(paths.len());
+                for path in paths {
+                    let image = image::open(path)
+                        .map_err(|e| usage(format!("{}: {e}", path.display())))?
+                        .to_rgb8();
+                    images.push(vemo_operators::spotting::grey(&image));
+                }
+                let read = spotter.recognizer().recognize(&images)?;
+                Ok(read.into_iter().map(|r| r.text).collect())
+            }
+            Source::File(p) => Ok(paths
+                .iter()
+                .map(|path| {
+                    let name = path
+                        .file_name()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or_default();
+                    p.crops.get(name).cloned().unwrap_or_default()
+                })
+                .collect()),
+        }
+    }
 }
 
 /// Runs `vemo eval spotting`.
 pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
-    let bundle = Bundle::open(&bundle_dir(&expand(&args.bundle)))?;
-    let spotter = Spotter::from_bundle(&bundle, &default_device())?;
+    let (source, system) = match &args.predictions {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("--predictions {}: {e}", path.display())))?;
+            let predictions: Predictions = serde_json::from_str(&text)
+                .map_err(|e| usage(format!("--predictions {}: {e}", path.display())))?;
+            (Source::File(predictions), path.display().to_string())
+        }
+        None => {
+            let bundle = Bundle::open(&bundle_dir(&expand(&args.bundle)))?;
+            let spotter = Spotter::from_bundle(&bundle, &default_device())?;
+            (Source::Bundle(Box::new(spotter)), bundle.id())
+        }
+    };
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut report = Report {
         detection: None,
@@ -92,54 +192,39 @@ pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
         let mut seen = 0;
         for (image_path, gt_path) in list.into_iter().take(limit) {
             let gt = read_scene_gt(&gt_path).map_err(|e| usage(e.to_string()))?;
-            let image = image::open(&image_path)
-                .map_err(|e| usage(format!("{}: {e}", image_path.display())))?
-                .to_rgb8();
-            let found: Vec<Spotted> = spotter
-                .spot(&image)?
-                .into_iter()
-                .map(|w| Spotted {
-                    polygon: polygon(&w.polygon),
-                    text: w.text,
-                })
-                .collect();
-            counts.add(&gt, &found);
+            counts.add(&gt, &source.scene(&image_path)?);
             seen += 1;
         }
         report.detection = Some(counts.detection());
         report.end_to_end = Some(counts.end_to_end());
-        report.images_per_s = Some(seen as f64 / start.elapsed().as_secs_f64().max(1e-9));
+        if matches!(source, Source::Bundle(_)) {
+            report.images_per_s = Some(seen as f64 / start.elapsed().as_secs_f64().max(1e-9));
+        }
         report.scenes = Some(seen);
     }
     if let Some(dir) = &args.crops {
         let crops = read_crops_gt(dir).map_err(|e| usage(e.to_string()))?;
         let crops: Vec<_> = crops.into_iter().take(limit).collect();
-        let mut images = Vec::with_capacity(crops.len());
-        for (path, _) in &crops {
-            let image = image::open(path)
-                .map_err(|e| usage(format!("{}: {e}", path.display())))?
-                .to_rgb8();
-            images.push(vemo_operators::spotting::grey(&image));
-        }
+        let paths: Vec<PathBuf> = crops.iter().map(|(p, _)| p.clone()).collect();
         let start = Instant::now();
-        let read = spotter.recognizer().recognize(&images)?;
+        let read = source.crops(&paths)?;
         let seconds = start.elapsed().as_secs_f64().max(1e-9);
         let pairs: Vec<(String, String)> = crops
             .iter()
-            .zip(&read)
-            .map(|((_, gold), r)| (gold.clone(), r.text.clone()))
+            .zip(read)
+            .map(|((_, gold), text)| (gold.clone(), text))
             .collect();
         report.recognition = Some(Recognition {
             accuracy: recognition_accuracy(&pairs),
             crops: pairs.len(),
-            crops_per_s: pairs.len() as f64 / seconds,
+            crops_per_s: matches!(source, Source::Bundle(_)).then(|| pairs.len() as f64 / seconds),
         });
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Spotting with {}", bundle.id());
+    println!("Spotting by {system}");
     let row = |name: &str, p: &Prf| {
         println!(
             "{name:<12} precision {:.4}  recall {:.4}  H-mean {:.4}",
@@ -150,15 +235,22 @@ pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
         row("detection", d);
         row("end-to-end", e);
         println!(
-            "{} scenes, {:.2} images/s",
+            "{} scenes{}",
             report.scenes.unwrap_or(0),
-            report.images_per_s.unwrap_or(0.0)
+            report
+                .images_per_s
+                .map(|s| format!(", {s:.2} images/s"))
+                .unwrap_or_default()
         );
     }
     if let Some(r) = &report.recognition {
         println!(
-            "recognition  accuracy {:.4} on {} crops (case ignored), {:.1} crops/s",
-            r.accuracy, r.crops, r.crops_per_s
+            "recognition  accuracy {:.4} on {} crops (case ignored){}",
+            r.accuracy,
+            r.crops,
+            r.crops_per_s
+                .map(|s| format!(", {s:.1} crops/s"))
+                .unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)
