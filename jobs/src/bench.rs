@@ -47,6 +47,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(image) = &bundle.manifest.image {
         bench_image_tower(&bundle, image)?;
     }
+    if bundle.manifest.spotting.is_some() {
+        bench_spotting(&bundle)?;
+    }
 
     println!(
         "\nend to end: vemo index on a synthetic corpus of {} items (256x256 JPEGs, the default exits, batch 32, shards of 64)",
@@ -90,6 +93,55 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Detection images/s (CRAFT on 640x480 and 1280x720 images, ICDAR 2015's size) and
+/// recognition crops/s (batches of 32 word crops, 64 px high once prepared).
+fn bench_spotting(bundle: &Bundle) -> anyhow::Result<()> {
+    use vemo_operators::images::RgbImage;
+    use vemo_operators::models::craft::Craft;
+    use vemo_operators::models::recognizer::{Recognizer, read_characters};
+    let spec = bundle.spotting()?;
+    let device = default_device();
+    let detector = Craft::load(&bundle.file(&spec.detector), &device)?;
+    println!(
+        "
+scene text: CRAFT detection"
+    );
+    println!("{:>12} {:>10}", "image", "images/s");
+    for (w, h) in [(640u32, 480u32), (1280, 720)] {
+        let image = RgbImage::from_fn(w, h, |x, y| {
+            let stripe = ((y / 24) % 2 == 0 && (x / 6) % 3 != 0) as u8;
+            image::Rgb([200 - 150 * stripe, 190 - 150 * stripe, 180 - 150 * stripe])
+        });
+        detector.detect(&image)?; // warm-up
+        let rounds = 2;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            detector.detect(&image)?;
+        }
+        let rate = rounds as f64 / start.elapsed().as_secs_f64();
+        println!("{:>12} {rate:>10.2}", format!("{w}x{h}"));
+    }
+    let characters = read_characters(&bundle.file(&spec.characters))?;
+    let recognizer = Recognizer::load(&bundle.file(&spec.recognizer), &characters, &device)?;
+    let crops: Vec<image::GrayImage> = (0..32u32)
+        .map(|i| {
+            image::GrayImage::from_fn(120 + i, 32, |x, y| {
+                image::Luma([((x * 13 + y * 7 + i) % 255) as u8])
+            })
+        })
+        .collect();
+    recognizer.recognize(&crops)?; // warm-up
+    let start = Instant::now();
+    recognizer.recognize(&crops)?;
+    let rate = crops.len() as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "
+scene text: english_g2 recognition, {} crops: {rate:.1} crops/s",
+        crops.len()
+    );
+    Ok(())
 }
 
 /// Image embeddings/s of the image tower per exit (224x224 crops, batches of 1, 4, 16): the

@@ -1,0 +1,134 @@
+//! `vemo eval spotting` end to end on a one-scene ICDAR 2015 style set: the drawn scene of
+//! `operators/tests/fixtures/spotting/rotated.png` (signs, two of them rotated), its ground
+//! truth taken from easyocr 1.7.2's `readtext` (`operators/tests/golden/spotting_glue.json`),
+//! plus a don't-care box. Scored from a predictions file (the protocol alone), then with the
+//! bundle's detector, grouping and recognizer, which must find every word as easyocr did.
+
+use std::path::Path;
+
+use vemo_tests::{bundle_or_skip, vemo_ok};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+}
+
+/// easyocr's words for the scene: (8 coordinates, text).
+fn reference_words() -> Vec<(Vec<f64>, String)> {
+    let golden = root().join("operators/tests/golden/spotting_glue.json");
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(golden).expect("golden")).expect("JSON");
+    let image = golden["images"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == "rotated"))
+        .expect("the rotated scene");
+    image["readtext"]
+        .as_array()
+        .expect("readtext")
+        .iter()
+        .map(|word| {
+            let corners: Vec<f64> = word["box"]
+                .as_array()
+                .expect("box")
+                .iter()
+                .flat_map(|p| {
+                    p.as_array()
+                        .expect("point")
+                        .iter()
+                        .map(|v| v.as_f64().expect("number"))
+                })
+                .collect();
+            (corners, word["text"].as_str().expect("text").to_string())
+        })
+        .collect()
+}
+
+/// A scenes folder with the drawn scene and its ground truth.
+fn scene_set(dir: &Path, words: &[(Vec<f64>, String)]) {
+    std::fs::create_dir_all(dir.join("images")).expect("images/");
+    std::fs::create_dir_all(dir.join("gt")).expect("gt/");
+    std::fs::copy(
+        root().join("operators/tests/fixtures/spotting/rotated.png"),
+        dir.join("images/img_1.png"),
+    )
+    .expect("scene");
+    let mut gt = String::from("\u{feff}");
+    for (corners, text) in words {
+        let ints: Vec<String> = corners.iter().map(|v| format!("{}", v.round())).collect();
+        gt.push_str(&format!("{},{text}\r\n", ints.join(",")));
+    }
+    gt.push_str("600,380,630,380,630,395,600,395,###\r\n");
+    std::fs::write(dir.join("gt/gt_img_1.txt"), gt).expect("gt");
+}
+
+fn figures(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).expect("eval JSON")
+}
+
+#[test]
+fn predictions_are_scored_by_the_icdar_protocol() {
+    let words = reference_words();
+    assert_eq!(words.len(), 6, "{words:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    scene_set(dir.path(), &words);
+    // Every box found, one word misread, one false positive, one box inside the don't care.
+    let mut predicted: Vec<serde_json::Value> = words
+        .iter()
+        .map(|(corners, text)| serde_json::json!({"polygon": corners, "text": text}))
+        .collect();
+    predicted[0]["text"] = "0PEN 24H".into();
+    predicted.push(
+        serde_json::json!({"polygon": [500, 300, 560, 300, 560, 320, 500, 320], "text": "x"}),
+    );
+    predicted.push(
+        serde_json::json!({"polygon": [601, 381, 629, 381, 629, 394, 601, 394], "text": "y"}),
+    );
+    let file = dir.path().join("predictions.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"scenes": {"img_1": predicted}}).to_string(),
+    )
+    .expect("predictions");
+    let scenes = dir.path().display().to_string();
+    let out = vemo_ok(&[
+        "eval",
+        "spotting",
+        "--scenes",
+        &scenes,
+        "--predictions",
+        &file.display().to_string(),
+        "--json",
+    ]);
+    let report = figures(&out);
+    let close =
+        |v: &serde_json::Value, want: f64| (v.as_f64().expect("number") - want).abs() < 1e-9;
+    assert!(close(&report["detection"]["recall"], 1.0), "{report}");
+    assert!(
+        close(&report["detection"]["precision"], 6.0 / 7.0),
+        "{report}"
+    );
+    assert!(
+        close(&report["end_to_end"]["recall"], 5.0 / 6.0),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_bundle_spots_every_word_easyocr_spots() {
+    if bundle_or_skip("the_bundle_spots_every_word_easyocr_spots").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    scene_set(dir.path(), &reference_words());
+    let scenes = dir.path().display().to_string();
+    let report = figures(&vemo_ok(&[
+        "eval", "spotting", "--scenes", &scenes, "--json",
+    ]));
+    assert_eq!(report["detection"]["hmean"], 1.0, "{report}");
+    assert_eq!(report["end_to_end"]["hmean"], 1.0, "{report}");
+    assert!(
+        report["images_per_s"].as_f64().is_some_and(|v| v > 0.0),
+        "{report}"
+    );
+}
