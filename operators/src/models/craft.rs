@@ -19,7 +19,8 @@ use candle_nn::VarBuilder;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::craft_postprocess::{Detection, ScoreMaps, detections};
+use super::craft_postprocess::detections;
+pub use super::craft_postprocess::{Detection, ScoreMaps};
 
 /// Batch-norm epsilon of torchvision's `BatchNorm2d`.
 const BN_EPS: f64 = 1e-5;
