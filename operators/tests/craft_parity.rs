@@ -19,8 +19,8 @@ use image::RgbImage;
 use serde::Deserialize;
 use vemo_operators::bundle::vemo_home;
 use vemo_operators::models::craft::Craft;
+use vemo_operators::models::craft::Detection;
 use vemo_operators::models::craft_geometry::{Point, convex_iou};
-use vemo_operators::models::craft_postprocess::Detection;
 
 #[derive(Deserialize)]
 struct Golden {

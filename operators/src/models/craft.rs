@@ -19,7 +19,8 @@ use candle_nn::VarBuilder;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::craft_postprocess::{Detection, ScoreMaps, detections};
+use super::craft_postprocess::detections;
+pub use super::craft_postprocess::{Detection, ScoreMaps};
 
 /// Batch-norm epsilon of torchvision's `BatchNorm2d`.
 const BN_EPS: f64 = 1e-5;
@@ -131,7 +132,7 @@ impl Conv {
         }
         let (p, d) = (self.padding, self.dilation);
         let x = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
-        let rows = (BAND_FLOATS / (k * k * c * w)).clamp(1, h);
+        let rows = (BAND_FLOATS / (b * k * k * c * w)).clamp(1, h);
         let mut bands = Vec::with_capacity(h.div_ceil(rows));
         for top in (0..h).step_by(rows) {
             let r = rows.min(h - top);
@@ -418,7 +419,8 @@ impl Canvas {
             ((h as f64 * ratio) as usize).max(1),
         );
         let resized;
-        let source = if (tw, th) == (w, h) {
+        // An empty image gives a blank 32x32 canvas (and no boxes).
+        let source = if (tw, th) == (w, h) || w == 0 || h == 0 {
             image
         } else {
             resized = resize_linear(image, tw, th);
@@ -534,6 +536,13 @@ mod tests {
         assert_eq!(canvas.pixels[0], 10.0);
         assert_eq!(canvas.pixels[64 * 128 + 99], 20.0);
         assert_eq!(canvas.pixels[64 * 128 + 100], 0.0);
+    }
+
+    #[test]
+    fn an_empty_image_gives_a_blank_canvas() {
+        let canvas = Canvas::new(&RgbImage::new(0, 0), &CraftConfig::default());
+        assert_eq!((canvas.height, canvas.width), (32, 32));
+        assert!(canvas.pixels.iter().all(|&v| v == 0.0));
     }
 
     #[test]
