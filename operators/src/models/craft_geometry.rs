@@ -130,13 +130,14 @@ fn row_extremes(points: &[Point]) -> Vec<Point> {
 /// Intersection over union of two convex polygons (either orientation); 0 when both are empty.
 pub fn convex_iou(a: &[Point], b: &[Point]) -> f64 {
     let (area_a, area_b) = (signed_area(a).abs(), signed_area(b).abs());
-    let inter = signed_area(&clip(a, b)).abs();
+    let inter = signed_area(&convex_intersection(a, b)).abs();
     let union = area_a + area_b - inter;
     if union <= 0.0 { 0.0 } else { inter / union }
 }
 
-/// Sutherland-Hodgman: the part of `subject` inside the convex polygon `window`.
-fn clip(subject: &[Point], window: &[Point]) -> Vec<Point> {
+/// Sutherland-Hodgman: the part of `subject` inside the convex polygon `window` (either
+/// orientation).
+pub fn convex_intersection(subject: &[Point], window: &[Point]) -> Vec<Point> {
     let orientation = signed_area(window).signum();
     let mut out = subject.to_vec();
     for i in 0..window.len() {

@@ -19,7 +19,8 @@ pub struct Scores {
 }
 
 impl Scores {
-    fn from_counts(correct: usize, predicted: usize, gold: usize) -> Self {
+    /// The scores of `correct` matches among `predicted` items against `gold` ones.
+    pub fn from_counts(correct: usize, predicted: usize, gold: usize) -> Self {
         let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let (precision, recall) = (ratio(correct, predicted), ratio(correct, gold));
         let f1 = if precision + recall == 0.0 {

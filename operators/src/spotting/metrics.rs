@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::geometry::{Point, area, intersection_area, iou};
 use super::icdar::GtWord;
+use crate::ner::metrics::Scores;
 
 /// IoU above which a detection matches a ground-truth box.
 pub const IOU_MATCH: f32 = 0.5;
@@ -30,17 +31,11 @@ pub struct Prf {
 
 impl Prf {
     fn of(matched: usize, predicted: usize, gold: usize) -> Self {
-        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let (precision, recall) = (ratio(matched, predicted), ratio(matched, gold));
-        let hmean = if precision + recall == 0.0 {
-            0.0
-        } else {
-            2.0 * precision * recall / (precision + recall)
-        };
+        let scores = Scores::from_counts(matched, predicted, gold);
         Self {
-            precision,
-            recall,
-            hmean,
+            precision: scores.precision,
+            recall: scores.recall,
+            hmean: scores.f1,
         }
     }
 }
