@@ -15,6 +15,7 @@ use vemo_schemas::{
 
 use crate::Result;
 use crate::images::DecodedImage;
+use crate::spotting::spotted_text;
 
 /// One successfully processed item, ready to become an `items` row.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct IndexedItem {
     pub entities: Option<Vec<Entity>>,
     /// The words spotted in the image, in reading order, when the job runs the spotting task.
     pub spotted: Option<Vec<SpottedWord>>,
+    /// The entities of the spotted text, when the job runs both tasks.
+    pub spotted_entities: Option<Vec<Entity>>,
 }
 
 /// Values stamped on every row a run writes.
@@ -100,6 +103,13 @@ pub fn items_batch(
     }
     if tasks.spotting {
         arrays.extend(spotted_columns(items)?);
+        if tasks.entities {
+            let per_item: Vec<&[Entity]> = items
+                .iter()
+                .map(|i| i.spotted_entities.as_deref().unwrap_or_default())
+                .collect();
+            arrays.push(entity_list(&per_item)?);
+        }
     }
     arrays.extend([
         repeated(&stamp.bundle, n),
@@ -129,12 +139,8 @@ fn entity_arrays(entities: &[&Entity]) -> Vec<ArrayRef> {
     ]
 }
 
-/// `entities` (List<Struct>) and `entity_keys` (List<Utf8>) of `items`.
-fn entity_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
-    let per_item: Vec<&[Entity]> = items
-        .iter()
-        .map(|i| i.entities.as_deref().unwrap_or_default())
-        .collect();
+/// A list<struct> column of each item's entities.
+fn entity_list(per_item: &[&[Entity]]) -> Result<ArrayRef> {
     let flat: Vec<&Entity> = per_item.iter().flat_map(|e| e.iter()).collect();
     let offsets = arrow::buffer::OffsetBuffer::from_lengths(per_item.iter().map(|e| e.len()));
     let structs = arrow_array::StructArray::try_new(
@@ -147,17 +153,41 @@ fn entity_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
         arrow_array::Array::data_type(&structs).clone(),
         true,
     ));
-    let entities = ListArray::try_new(item, offsets.clone(), Arc::new(structs), None)?;
-    let keys = strings(
-        flat.iter()
-            .map(|e| e.key())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-    );
+    Ok(Arc::new(ListArray::try_new(
+        item,
+        offsets,
+        Arc::new(structs),
+        None,
+    )?))
+}
+
+/// `entities` (List<Struct>) and `entity_keys` (List<Utf8>: the keys of the caption's and the
+/// spotted text's entities, each once) of `items`.
+fn entity_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
+    let per_item: Vec<&[Entity]> = items
+        .iter()
+        .map(|i| i.entities.as_deref().unwrap_or_default())
+        .collect();
+    let keys_per_item: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            let mut keys: Vec<String> = Vec::new();
+            let both = [&i.entities, &i.spotted_entities];
+            for entity in both.into_iter().flatten().flatten() {
+                let key = entity.key();
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            keys
+        })
+        .collect();
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(keys_per_item.iter().map(Vec::len));
+    let flat_keys: Vec<&str> = keys_per_item.iter().flatten().map(String::as_str).collect();
+    let keys = strings(flat_keys.into_iter());
     let key_item = Arc::new(Field::new("item", arrow_schema::DataType::Utf8, true));
     let keys = ListArray::try_new(key_item, offsets, keys, None)?;
-    Ok([Arc::new(entities), Arc::new(keys)])
+    Ok([entity_list(&per_item)?, Arc::new(keys)])
 }
 
 /// The flat arrays of a list of spotted words: text, score, polygon.
@@ -198,13 +228,7 @@ fn spotted_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
     ));
     let offsets = arrow::buffer::OffsetBuffer::from_lengths(per_item.iter().map(|w| w.len()));
     let spotted = ListArray::try_new(item, offsets, Arc::new(structs), None)?;
-    let joined: Vec<String> = per_item
-        .iter()
-        .map(|words| {
-            let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
-            texts.join(" ")
-        })
-        .collect();
+    let joined: Vec<String> = per_item.iter().map(|w| spotted_text(w)).collect();
     Ok([
         Arc::new(spotted),
         strings(joined.iter().map(String::as_str)),
@@ -232,22 +256,27 @@ pub fn spotted_long_batch(items: &[IndexedItem], stamp: &RowStamp) -> Result<Rec
 
 /// Builds a batch of the entities long table: one row per entity of `items`.
 pub fn entities_long_batch(items: &[IndexedItem], stamp: &RowStamp) -> Result<RecordBatch> {
-    let rows: Vec<(&str, &Entity)> = items
+    let rows: Vec<(&str, &str, &Entity)> = items
         .iter()
         .flat_map(|i| {
-            i.entities
+            let id = i.entry.id.as_str();
+            let caption = i.entities.iter().flatten().map(move |e| (id, "caption", e));
+            let spotted = i
+                .spotted_entities
                 .iter()
                 .flatten()
-                .map(move |e| (i.entry.id.as_str(), e))
+                .map(move |e| (id, "spotted_text", e));
+            caption.chain(spotted)
         })
         .collect();
     let n = rows.len();
-    let entities: Vec<&Entity> = rows.iter().map(|(_, e)| *e).collect();
-    let mut arrays = vec![strings(rows.iter().map(|(id, _)| *id))];
+    let entities: Vec<&Entity> = rows.iter().map(|(_, _, e)| *e).collect();
+    let mut arrays = vec![strings(rows.iter().map(|(id, _, _)| *id))];
     arrays.extend(entity_arrays(&entities));
     let keys: Vec<String> = entities.iter().map(|e| e.key()).collect();
     arrays.extend([
         strings(keys.iter().map(String::as_str)),
+        strings(rows.iter().map(|(_, source, _)| *source)),
         repeated(&stamp.bundle, n),
         repeated(&stamp.job_id, n),
     ]);
@@ -334,6 +363,13 @@ mod tests {
                 score: 0.8,
                 polygon: [0.0, 0.0, 4.0, 0.0, 4.0, 2.0, 0.0, 2.0],
             }]),
+            spotted_entities: Some(vec![Entity {
+                text: "OPEN".into(),
+                label: "MISC".into(),
+                start: 0,
+                end: 4,
+                score: 0.5,
+            }]),
         }
     }
 
@@ -378,8 +414,12 @@ mod tests {
             entities_long_batch(&items, &stamp)
                 .expect("entities")
                 .num_rows(),
-            2
+            4,
+            "caption and spotted-text entities"
         );
+        let keys = batch.column_by_name("entity_keys").expect("keys");
+        let keys = arrow_array::cast::AsArray::as_list::<i32>(keys).value(0);
+        assert_eq!(keys.len(), 2, "PER:chelsea and MISC:open");
         let error = ErrorRecord {
             id: "c".into(),
             image: "file:///x/c.png".into(),

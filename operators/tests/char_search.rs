@@ -25,6 +25,7 @@ fn item(id: &str, words: &[&str]) -> IndexedItem {
         },
         embeddings: vec![vec![1.0, 0.0]],
         entities: None,
+        spotted_entities: None,
         spotted: Some(
             words
                 .iter()

@@ -44,6 +44,7 @@ fn item(i: usize) -> IndexedItem {
         embeddings: vec![vector(i), vector(i + 10_000)],
         entities: None,
         spotted: None,
+        spotted_entities: None,
     }
 }
 

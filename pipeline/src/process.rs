@@ -18,7 +18,7 @@ use vemo_operators::lance_io::{fragments_to_json, write_fragments_uncommitted};
 use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
-use vemo_operators::spotting::Spotter;
+use vemo_operators::spotting::{Spotter, spotted_text};
 use vemo_operators::store::Location;
 use vemo_schemas::{
     EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
@@ -139,6 +139,7 @@ impl ShardProcessor {
                         embeddings,
                         entities: self.entities.then_some(found),
                         spotted: None,
+                        spotted_entities: None,
                     });
                 }
             }
@@ -183,8 +184,9 @@ impl ShardProcessor {
         shard
     }
 
-    /// SpotText: the words written in each image, read by the detector and recognizer; the
-    /// whole images are dropped once read.
+    /// SpotText: the words written in each image, read by the detector and recognizer (and,
+    /// with the entity task, the entities of that text); the whole images are dropped once
+    /// read.
     pub fn spot_text(&self, mut shard: ShardEncoded) -> ShardEncoded {
         let _span = tracing::debug_span!("spot_text", shard = shard.shard).entered();
         let Some(spotter) = &self.spotter else {
@@ -203,6 +205,25 @@ impl ShardProcessor {
                 Err(e) => {
                     shard.failure = Some(format!("shard {}: text spotting: {e}", shard.shard));
                     return shard;
+                }
+            }
+        }
+        if self.entities {
+            let texts: Vec<String> = shard
+                .items
+                .iter()
+                .map(|item| spotted_text(item.spotted.as_deref().unwrap_or_default()))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            match self.encoder.entities_of(&refs, self.batch_size) {
+                Ok(found) => {
+                    for (item, entities) in shard.items.iter_mut().zip(found) {
+                        item.spotted_entities = Some(entities);
+                    }
+                }
+                Err(e) => {
+                    shard.failure =
+                        Some(format!("shard {}: spotted-text entities: {e}", shard.shard));
                 }
             }
         }

@@ -55,6 +55,10 @@ pub const COL_KEY: &str = "key";
 pub const COL_SPOTTED: &str = "spotted";
 /// The spotted words joined by spaces, in reading order (full-text indexed).
 pub const COL_SPOTTED_TEXT: &str = "spotted_text";
+/// Entities found in the spotted text (List<Struct>, offsets into `spotted_text`).
+pub const COL_SPOTTED_ENTITIES: &str = "spotted_entities";
+/// Entity long table: where the entity was found (`caption` or `spotted_text`).
+pub const COL_SOURCE: &str = "source";
 /// A spotted word's 4-point polygon in image pixels: x1, y1, ..., x4, y4, clockwise from the
 /// top left (List<Float32>).
 pub const COL_POLYGON: &str = "polygon";

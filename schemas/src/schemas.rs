@@ -156,7 +156,8 @@ pub fn entity_struct_fields() -> Vec<Field> {
 /// [`items_schema`], with the entity columns when the job runs the entity task:
 /// `entities` (List<Struct>, see [`entity_struct_fields`]) and `entity_keys` (List<Utf8>,
 /// `PER:angela merkel`, for exact filtering); and with the spotting task's `spotted`
-/// (List<Struct>, see [`spotted_struct_fields`]) and `spotted_text` (Utf8).
+/// (List<Struct>, see [`spotted_struct_fields`]) and `spotted_text` (Utf8); with both, the
+/// entities of the spotted text (`spotted_entities`, their keys also in `entity_keys`).
 pub fn items_schema_for(embeddings: &[EmbeddingColumn], tasks: ItemTasks) -> SchemaRef {
     let mut fields = vec![
         Field::new(COL_ID, DataType::Utf8, false),
@@ -193,6 +194,14 @@ pub fn items_schema_for(embeddings: &[EmbeddingColumn], tasks: ItemTasks) -> Sch
             ),
             Field::new(COL_SPOTTED_TEXT, DataType::Utf8, false),
         ]);
+        if tasks.entities {
+            let item = DataType::Struct(entity_struct_fields().into());
+            fields.push(Field::new(
+                COL_SPOTTED_ENTITIES,
+                DataType::List(Arc::new(Field::new("item", item, true))),
+                false,
+            ));
+        }
     }
     fields.extend([
         Field::new(COL_BUNDLE, DataType::Utf8, false),
@@ -247,12 +256,14 @@ pub fn spotted_long_schema() -> SchemaRef {
 }
 
 /// The Parquet long table `parquet/entities/`: one row per entity: `id`, `text`, `label`,
-/// `start`, `end`, `score`, `key`, `bundle`, `job_id`.
+/// `start`, `end`, `score`, `key`, `source` (`caption` or `spotted_text`: what the offsets
+/// refer to), `bundle`, `job_id`.
 pub fn entities_long_schema() -> SchemaRef {
     let mut fields = vec![Field::new(COL_ID, DataType::Utf8, false)];
     fields.extend(entity_struct_fields());
     fields.extend([
         Field::new(COL_KEY, DataType::Utf8, false),
+        Field::new(COL_SOURCE, DataType::Utf8, false),
         Field::new(COL_BUNDLE, DataType::Utf8, false),
         Field::new(COL_JOB_ID, DataType::Utf8, false),
     ]);

@@ -99,7 +99,7 @@ fn vemo_search_finds_the_photos(output: &str) {
 
 /// The spotting task read the printed page (skimage's `page.png`): `--chars` finds it first,
 /// exactly and with a recognizer-style typo, with the matched words' polygons; the spotted
-/// words are in Parquet too.
+/// words are in Parquet too, and their entities in `items`.
 fn the_printed_page_is_found_by_its_words(output: &str) {
     for query in ["segmentation", "segmentatoin", "Region-based segmentation"] {
         let out = vemo_ok(&["search", "--index", output, "--chars", query, "--json"]);
@@ -111,6 +111,14 @@ fn the_printed_page_is_found_by_its_words(output: &str) {
                 .iter()
                 .all(|w| w["polygon"].as_array().map(Vec::len) == Some(8)),
             "polygons of 8 values: {hits}"
+        );
+    }
+    // Both tasks on: the spotted text's entities have a column of their own.
+    let batches = vemo_tests::read_lance(&format!("{output}/items.lance"));
+    for column in ["spotted", "spotted_text", "spotted_entities", "entity_keys"] {
+        assert!(
+            batches[0].column_by_name(column).is_some(),
+            "items lacks {column}"
         );
     }
     let parts = Path::new(output).join("parquet/spotted_text");

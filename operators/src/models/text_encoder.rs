@@ -333,6 +333,23 @@ impl TextEncoder {
         Ok(self.encode_all_with_entities(captions, batch_size)?.0)
     }
 
+    /// The entities of each text (any text: captions, spotted words), in batches of
+    /// `batch_size`; empty texts have none. Needs the NER branch ([`Self::load_with_ner`]).
+    pub fn entities_of(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<Entity>>> {
+        let mut out = vec![Vec::new(); texts.len()];
+        let (idx, kept): (Vec<usize>, Vec<&str>) = texts
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.trim().is_empty())
+            .map(|(i, t)| (i, *t))
+            .unzip();
+        let (_, entities) = self.encode_all_with_entities(&kept, batch_size)?;
+        for (i, found) in idx.into_iter().zip(entities) {
+            out[i] = found;
+        }
+        Ok(out)
+    }
+
     /// [`Self::encode_all`], and each caption's entities (empty unless loaded with the NER
     /// branch, [`Self::load_with_ner`]), from the same pass over the shared layers.
     pub fn encode_all_with_entities(

@@ -17,6 +17,12 @@ pub use crops::Polygon;
 pub use lines::GroupingConfig;
 pub use spotter::{Spotter, grey};
 
+/// The `spotted_text` of an image: its regions' texts joined by spaces, in reading order.
+pub fn spotted_text(words: &[vemo_schemas::SpottedWord]) -> String {
+    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    texts.join(" ")
+}
+
 /// One region for the recognizer: its polygon in image pixels (clockwise from the top-left,
 /// as easyocr reports it) and its upright grey crop, not yet resized.
 #[derive(Debug, Clone)]
