@@ -70,6 +70,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             p.separate_uni_task_models,
             p.total as f64 / p.separate_uni_task_models.max(1) as f64
         );
+        if p.spotting > 0 {
+            println!(
+                "spotting modules: {} parameters (CRAFT + english_g2; image-only, not shared)",
+                p.spotting
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -408,8 +408,12 @@ pub struct BundleParameters {
     pub conse_table: usize,
     /// The NER branch (tuned copies of the tower's top layers + classifier), if any.
     pub ner_branch: usize,
-    /// Everything the bundle's tasks load: both towers, heads, ConSE table, NER branch.
+    /// Everything the bundle's semantic and entity tasks load: both towers, heads, ConSE
+    /// table, NER branch.
     pub total: usize,
+    /// The spotting sub-module (detector + recognizer), if any: image-only models that share
+    /// nothing with the towers, so it is outside `total` and the ratio.
+    pub spotting: usize,
     /// The same searches from separate uni-task models: a caption encoder and an image encoder
     /// for semantic search, plus a whole NER model (its own text tower: the tower's layers
     /// below the branch, the branch and the classifier) for entity search.
@@ -466,6 +470,17 @@ pub fn bundle_parameters(bundle: &Bundle) -> anyhow::Result<BundleParameters> {
         _ => (0, 0),
     };
     let total = text_tower + image_tower + exit_heads + conse_table + ner_branch;
+    let spotting = match &bundle.manifest.spotting {
+        Some(spec) => [&spec.detector, &spec.recognizer]
+            .into_iter()
+            .map(|rel| {
+                parameter_count(&bundle.file(rel), |name| {
+                    !name.ends_with("num_batches_tracked")
+                })
+            })
+            .sum::<anyhow::Result<usize>>()?,
+        None => 0,
+    };
     Ok(BundleParameters {
         bundle: bundle.id(),
         text_tower,
@@ -474,6 +489,7 @@ pub fn bundle_parameters(bundle: &Bundle) -> anyhow::Result<BundleParameters> {
         conse_table,
         ner_branch,
         total,
+        spotting,
         separate_uni_task_models: text_tower
             + image_tower
             + conse_table
@@ -560,6 +576,12 @@ fn check(name: &str) -> anyhow::Result<()> {
         );
     }
     println!("  total: {} parameters", params.total);
+    if params.spotting > 0 {
+        println!(
+            "  spotting (CRAFT + english_g2, not shared): {} parameters",
+            params.spotting
+        );
+    }
     Ok(())
 }
 
