@@ -139,26 +139,36 @@ fn entity_arrays(entities: &[&Entity]) -> Vec<ArrayRef> {
     ]
 }
 
-/// A list<struct> column of each item's entities.
-fn entity_list(per_item: &[&[Entity]]) -> Result<ArrayRef> {
-    let flat: Vec<&Entity> = per_item.iter().flat_map(|e| e.iter()).collect();
-    let offsets = arrow::buffer::OffsetBuffer::from_lengths(per_item.iter().map(|e| e.len()));
-    let structs = arrow_array::StructArray::try_new(
-        entity_struct_fields().into(),
-        entity_arrays(&flat),
-        None,
-    )?;
+/// A list<struct> column: item `i` holds `lengths[i]` rows of the struct arrays `columns`
+/// (fields `fields`).
+fn struct_list(
+    fields: Vec<Field>,
+    columns: Vec<ArrayRef>,
+    lengths: impl Iterator<Item = usize>,
+) -> Result<ArrayRef> {
+    let structs = arrow_array::StructArray::try_new(fields.into(), columns, None)?;
     let item = Arc::new(Field::new(
         "item",
         arrow_array::Array::data_type(&structs).clone(),
         true,
     ));
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(lengths);
     Ok(Arc::new(ListArray::try_new(
         item,
         offsets,
         Arc::new(structs),
         None,
     )?))
+}
+
+/// A list<struct> column of each item's entities.
+fn entity_list(per_item: &[&[Entity]]) -> Result<ArrayRef> {
+    let flat: Vec<&Entity> = per_item.iter().flat_map(|e| e.iter()).collect();
+    struct_list(
+        entity_struct_fields(),
+        entity_arrays(&flat),
+        per_item.iter().map(|e| e.len()),
+    )
 }
 
 /// `entities` (List<Struct>) and `entity_keys` (List<Utf8>: the keys of the caption's and the
@@ -216,23 +226,13 @@ fn spotted_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
         .map(|i| i.spotted.as_deref().unwrap_or_default())
         .collect();
     let flat: Vec<&SpottedWord> = per_item.iter().flat_map(|w| w.iter()).collect();
-    let structs = arrow_array::StructArray::try_new(
-        spotted_struct_fields().into(),
+    let spotted = struct_list(
+        spotted_struct_fields(),
         spotted_arrays(&flat)?,
-        None,
+        per_item.iter().map(|w| w.len()),
     )?;
-    let item = Arc::new(Field::new(
-        "item",
-        arrow_array::Array::data_type(&structs).clone(),
-        true,
-    ));
-    let offsets = arrow::buffer::OffsetBuffer::from_lengths(per_item.iter().map(|w| w.len()));
-    let spotted = ListArray::try_new(item, offsets, Arc::new(structs), None)?;
     let joined: Vec<String> = per_item.iter().map(|w| spotted_text(w)).collect();
-    Ok([
-        Arc::new(spotted),
-        strings(joined.iter().map(String::as_str)),
-    ])
+    Ok([spotted, strings(joined.iter().map(String::as_str))])
 }
 
 /// Builds a batch of the spotted-words long table: one row per word spotted in `items`.
