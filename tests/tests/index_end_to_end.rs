@@ -337,7 +337,7 @@ fn a_lower_image_exit_without_a_trained_head_exits_2_with_a_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let headless = dir.path().join("headless");
     std::fs::create_dir_all(&headless).expect("mkdir");
-    for part in ["text", "image", "ner"] {
+    for part in ["text", "image", "ner", "spotting"] {
         if bundle.join(part).exists() {
             std::os::unix::fs::symlink(bundle.join(part), headless.join(part)).expect("link");
         }
