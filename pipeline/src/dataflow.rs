@@ -194,29 +194,30 @@ fn index_columns(runtime: &Runtime, items_uri: &str, min_rows: usize, summary: &
             .failures
             .push(format!("building the vector indexes: {e}")),
     }
-    match runtime.block_on(vemo_operators::vector_search::build_entity_index(items_uri)) {
-        Ok(true) => {
-            let line = "entity_keys: LABEL_LIST index".to_string();
-            tracing::info!("Scalar index: {line}");
-            summary.vector_indexes.push(line);
+    let scalar = [
+        (
+            runtime.block_on(vemo_operators::vector_search::build_entity_index(items_uri)),
+            "entity_keys: LABEL_LIST index",
+            "the entity index",
+        ),
+        (
+            runtime.block_on(vemo_operators::spotting::search::build_text_index(
+                items_uri,
+            )),
+            "spotted_text: INVERTED (full-text) index",
+            "the spotted-text index",
+        ),
+    ];
+    // Each built only when the dataset has its column (Ok(false) otherwise).
+    for (outcome, line, what) in scalar {
+        match outcome {
+            Ok(true) => {
+                tracing::info!("Scalar index: {line}");
+                summary.vector_indexes.push(line.to_string());
+            }
+            Ok(false) => {}
+            Err(e) => summary.failures.push(format!("building {what}: {e}")),
         }
-        Ok(false) => {}
-        Err(e) => summary
-            .failures
-            .push(format!("building the entity index: {e}")),
-    }
-    match runtime.block_on(vemo_operators::spotting::search::build_text_index(
-        items_uri,
-    )) {
-        Ok(true) => {
-            let line = "spotted_text: INVERTED (full-text) index".to_string();
-            tracing::info!("Scalar index: {line}");
-            summary.vector_indexes.push(line);
-        }
-        Ok(false) => {}
-        Err(e) => summary
-            .failures
-            .push(format!("building the spotted-text index: {e}")),
     }
 }
 
