@@ -142,7 +142,7 @@ impl Source {
                     let image = image::open(path)
                         .map_err(|e| usage(format!("{}: {e}", path.display())))?
                         .to_rgb8();
-                    images.push(vemo_operators::spotting::grey(&image));
+                    images.push(vemo_operators::spotting::crops::imread_grey(&image));
                 }
                 let read = spotter.recognizer().recognize(&images)?;
                 Ok(read.into_iter().map(|r| r.text).collect())

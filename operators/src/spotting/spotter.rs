@@ -50,25 +50,23 @@ impl Spotter {
                 ]
             })
             .collect();
-        let crops = boxes_to_crops(&polygons, &grey(image), &self.grouping);
-        let images: Vec<_> = crops.iter().map(|c| c.image.clone()).collect();
+        let (regions, images): (Vec<_>, Vec<_>) =
+            boxes_to_crops(&polygons, &imread_grey(image), &self.grouping)
+                .into_iter()
+                .map(|c| (c.polygon, c.image))
+                .unzip();
         let read = self.recognizer.recognize(&images)?;
-        Ok(crops
+        Ok(regions
             .into_iter()
             .zip(read)
-            .filter_map(|(crop, r)| {
+            .filter_map(|(polygon, r)| {
                 let text = r.text.split_whitespace().collect::<Vec<_>>().join(" ");
                 (!text.is_empty()).then_some(SpottedWord {
                     text,
                     score: r.confidence,
-                    polygon: crop.polygon,
+                    polygon,
                 })
             })
             .collect())
     }
-}
-
-/// The grey levels easyocr reads for an image file (OpenCV's `IMREAD_GRAYSCALE` weights).
-pub fn grey(image: &RgbImage) -> image::GrayImage {
-    imread_grey(image)
 }
