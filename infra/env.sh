@@ -4,13 +4,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vemo-target}"
 export VEMO_HOME="${VEMO_HOME:-$HOME/.cache/vemo}"
 VEMO="$CARGO_TARGET_DIR/debug/vemo"
 
-# Installs what a fresh Debian machine lacks: protoc (lance's build runs it) and, for the
-# Python checks, pylance + pyarrow.
+# Installs what a fresh Debian machine lacks: protoc (lance's build runs it), moto's S3 server
+# (the S3 tests) and, for the Python checks, pylance + pyarrow.
 ensure_system_deps() {
   if ! command -v protoc >/dev/null; then
     echo "== installing protobuf-compiler"
     if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler
     else sudo apt-get update -qq && sudo apt-get install -y -qq protobuf-compiler; fi
+  fi
+  if ! python3 -c "import moto.server, boto3" 2>/dev/null; then
+    echo "== installing moto[server] (the loopback S3 server of the tests)"
+    python3 -m pip install --quiet "moto[server]==5.2.1"
   fi
   if ! python3 -c "import lance, pyarrow" 2>/dev/null; then
     echo "== installing pylance and pyarrow (pip)"

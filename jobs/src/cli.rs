@@ -38,6 +38,9 @@ pub enum Command {
     Corpus(CorpusArgs),
     /// Print what an output folder holds: rows, columns, versions, Parquet parts, runs.
     Inspect(InspectArgs),
+    /// A job's progress from the output's ledger: shards committed of the plan, items, errors,
+    /// and which processes and workers wrote them. Works while the job runs and after a crash.
+    Status(StatusArgs),
     /// Measure throughput: the caption encoder per batch size, the image tower per exit, and
     /// `vemo index` end to end on a synthetic corpus per worker count.
     Bench(BenchArgs),
@@ -370,6 +373,16 @@ pub enum CorpusCommand {
         #[arg(long, default_value_t = 256)]
         size: u32,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output root (local path or URI) written by `vemo index`.
+    #[arg(long)]
+    pub output: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ mod job;
 mod models;
 mod ner;
 mod search;
+mod status;
 mod train;
 
 use std::process::ExitCode;
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
         cli::Command::Models(args) => models::run(args),
         cli::Command::Corpus(args) => corpus::run(args),
         cli::Command::Inspect(args) => inspect::run(args),
+        cli::Command::Status(args) => status::run(args),
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Train(args) => match args.command {
             cli::TrainCommand::Exits(args) => train::run(args),

@@ -6,17 +6,35 @@
 //! committed are invisible to readers (Lance's cleanup removes their files).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::{RecordBatch, cast::AsArray};
 use arrow_schema::SchemaRef;
 use futures::TryStreamExt;
 use lance::Dataset;
+use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::transaction::{Operation, Transaction};
 use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
+use lance::io::{ObjectStoreParams, WrappingObjectStore};
 use lance::table::format::Fragment;
 
 use crate::{Error, Result};
+
+static STORE_WRAPPER: OnceLock<Arc<dyn WrappingObjectStore>> = OnceLock::new();
+
+/// Routes every Lance read and write of this process through `wrapper` (the fault-injecting
+/// store of the crash tests). Set once, before the first dataset is opened.
+pub fn wrap_lance_stores(wrapper: Arc<dyn WrappingObjectStore>) {
+    let _ = STORE_WRAPPER.set(wrapper);
+}
+
+/// The object-store parameters of vemo's Lance calls: `None` unless a wrapper is set.
+pub fn store_params() -> Option<ObjectStoreParams> {
+    STORE_WRAPPER.get().map(|wrapper| ObjectStoreParams {
+        object_store_wrapper: Some(wrapper.clone()),
+        ..Default::default()
+    })
+}
 
 /// Writes `batches` as data files of the dataset at `uri` without committing them, and
 /// returns the fragments to commit.
@@ -29,6 +47,7 @@ pub async fn write_fragments_uncommitted(
     }
     let params = WriteParams {
         mode: WriteMode::Append,
+        store_params: store_params(),
         ..Default::default()
     };
     let transaction = InsertBuilder::new(uri)
@@ -110,7 +129,12 @@ pub async fn commit_fragments(
 
 /// Opens the dataset at `uri`, or `None` if there is none.
 pub async fn open_if_exists(uri: &str) -> Result<Option<Dataset>> {
-    match Dataset::open(uri).await {
+    let builder = DatasetBuilder::from_uri(uri);
+    let builder = match store_params() {
+        Some(params) => builder.with_store_params(params),
+        None => builder,
+    };
+    match builder.load().await {
         Ok(dataset) => Ok(Some(dataset)),
         Err(lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(Error::lance(uri, e)),

@@ -9,9 +9,12 @@
 
 pub mod batches;
 pub mod bundle;
+pub mod crash;
 mod error;
+pub mod faults;
 pub mod hf_clip;
 pub mod images;
+pub mod lance_commit;
 pub mod lance_io;
 pub mod manifest;
 pub mod models;

@@ -1,9 +1,10 @@
-//! CommitEpoch: worker 0 gathers every shard written in an epoch and, once the frontier has
-//! passed the epoch, commits the epoch's `items` fragments in one Lance transaction, then its
-//! `errors` fragments, then publishes the epoch's staged Parquet parts.
+//! CommitEpoch: worker 0 gathers the shards written in an epoch and, once the frontier has
+//! passed the epoch, commits them through the [`Ledger`]: their `items` rows in one conditional
+//! Lance commit that also records them as done, then their `errors` rows, then their Parquet
+//! parts.
 //!
-//! A shard that failed is left out whole: its fragments stay uncommitted (invisible) and its
-//! items are processed again by the next run, so no id is half-written.
+//! A shard that failed is left out whole: its fragments stay uncommitted (invisible) and the
+//! next run redoes it. A shard another run committed meanwhile is dropped, not committed twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,10 +12,10 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 use serde::Serialize;
 use tokio::runtime::Runtime;
-use vemo_operators::lance_io::{commit_fragments, fragments_from_json};
+use vemo_operators::crash;
 use vemo_operators::store::Location;
-use vemo_schemas::errors_schema;
 
+use crate::ledger::{Ledger, ReadyShard, ShardRecord};
 use crate::process::ShardWritten;
 use crate::progress::Progress;
 
@@ -24,6 +25,8 @@ pub struct CommitStats {
     pub shards: u64,
     pub items: usize,
     pub errors: usize,
+    /// Shards another run had committed first (dropped here).
+    pub already_committed: u64,
     pub items_version: Option<u64>,
     pub errors_version: Option<u64>,
     pub failures: Vec<String>,
@@ -33,9 +36,14 @@ pub struct CommitStats {
 pub struct Committer {
     pub runtime: Arc<Runtime>,
     pub output: Location,
-    pub items_uri: String,
-    pub errors_uri: String,
+    pub job_id: String,
     pub items_schema: SchemaRef,
+    pub ledger: Ledger,
+    /// Ledger key of every shard, by shard id.
+    pub keys: Arc<Vec<String>>,
+    /// Workers in the cluster, and per process (to record who wrote a shard).
+    pub peers: usize,
+    pub workers_per_process: usize,
     pub pending: BTreeMap<u64, Vec<ShardWritten>>,
     pub stats: CommitStats,
     pub progress: Progress,
@@ -48,7 +56,9 @@ impl Committer {
         self.pending.entry(epoch).or_default().push(shard);
     }
 
-    /// Commits every pending epoch for which `is_complete` holds, oldest first.
+    /// Commits every pending epoch for which `is_complete` holds, oldest first. Then, if a
+    /// cluster's worth of shards (one per worker) is still waiting on an incomplete epoch (a
+    /// slow worker), commits those too: a straggler delays only its own shard's commit.
     pub fn commit_complete(&mut self, is_complete: impl Fn(u64) -> bool) {
         while let Some((&epoch, _)) = self.pending.first_key_value() {
             if !is_complete(epoch) {
@@ -56,6 +66,29 @@ impl Committer {
             }
             let shards = self.pending.remove(&epoch).unwrap_or_default();
             self.commit_epoch(epoch, shards);
+        }
+        let waiting: usize = self.pending.values().map(Vec::len).sum();
+        if waiting >= self.peers.max(1) {
+            let first = self.pending.keys().next().copied().unwrap_or_default();
+            let shards = std::mem::take(&mut self.pending).into_values().flatten();
+            self.commit_epoch(first, shards.collect());
+        }
+    }
+
+    fn record(&self, shard: &ShardWritten) -> ShardRecord {
+        let worker = shard.shard as usize % self.peers.max(1);
+        ShardRecord {
+            key: self
+                .keys
+                .get(shard.shard as usize)
+                .cloned()
+                .unwrap_or_default(),
+            items: shard.items,
+            errors: shard.errors,
+            worker,
+            process: worker / self.workers_per_process.max(1),
+            error_fragments: shard.error_fragments.clone(),
+            parquet: shard.staged_parts.clone(),
         }
     }
 
@@ -66,26 +99,45 @@ impl Committer {
             tracing::error!(epoch, shard = shard.shard, %reason, "Shard failed; left for the next run.");
             self.stats.failures.push(reason);
         }
-        // items first, then errors, then the Parquet parts: each step counts only once done,
-        // and a failed step stops the later ones (a rerun redoes what is missing).
-        let result = self.runtime.block_on(async {
-            let items = fragments_from_json(ok.iter().map(|s| s.item_fragments.as_str()))?;
-            if !items.is_empty() {
-                let version = commit_fragments(&self.items_uri, &self.items_schema, items).await?;
+        let ready: Vec<ReadyShard> = ok
+            .iter()
+            .map(|s| ReadyShard {
+                record: self.record(s),
+                item_fragments: s.item_fragments.clone(),
+            })
+            .collect();
+        for shard in &ok {
+            crash::point("before-commit", &shard.shard.to_string());
+        }
+        // items (with the ledger) first, then errors, then the Parquet parts: each later step is
+        // rolled forward from the ledger if it fails here, by this run or the next.
+        let runtime = self.runtime.clone();
+        let result = runtime.block_on(async {
+            let committed = self
+                .ledger
+                .commit_shards(&self.job_id, &self.items_schema, ready)
+                .await?;
+            for shard in &ok {
+                crash::point("mid-commit", &shard.shard.to_string());
+            }
+            if let Some(version) = committed.version {
                 self.stats.items_version = Some(version);
-                self.stats.items += ok.iter().map(|s| s.items).sum::<usize>();
             }
-            let errors = fragments_from_json(ok.iter().map(|s| s.error_fragments.as_str()))?;
-            if !errors.is_empty() {
-                let version = commit_fragments(&self.errors_uri, &errors_schema(), errors).await?;
+            for key in &committed.already {
+                tracing::warn!(%key, "Shard already committed by another run; dropped.");
+            }
+            self.stats.already_committed += committed.already.len() as u64;
+            for (key, shard) in self.keys_of(&ok) {
+                if committed.landed.contains(&key) {
+                    self.stats.shards += 1;
+                    self.stats.items += shard.items;
+                    self.stats.errors += shard.errors;
+                }
+            }
+            if let Some(version) = self.ledger.commit_errors().await? {
                 self.stats.errors_version = Some(version);
-                self.stats.errors += ok.iter().map(|s| s.errors).sum::<usize>();
             }
-            self.stats.shards += ok.len() as u64;
-            for (staged, published) in ok.iter().flat_map(|s| &s.staged_parts) {
-                let target = self.output.child(published)?;
-                self.output.child(staged)?.rename_to(&target).await?;
-            }
+            self.ledger.publish_parquet(&self.output).await?;
             Ok::<_, vemo_operators::Error>(())
         });
         match result {
@@ -102,13 +154,27 @@ impl Committer {
             .update(self.processed_shards, self.stats.items, self.stats.errors);
     }
 
-    /// After the last epoch: makes sure both datasets exist (a run where every item failed
-    /// still leaves an `items` table to open) and returns their versions.
+    fn keys_of<'a>(&self, shards: &'a [ShardWritten]) -> Vec<(String, &'a ShardWritten)> {
+        shards
+            .iter()
+            .map(|s| {
+                let key = self.keys.get(s.shard as usize).cloned().unwrap_or_default();
+                (key, s)
+            })
+            .collect()
+    }
+
+    /// After the last epoch: rolls forward what an earlier failure left (errors, Parquet),
+    /// makes sure both datasets exist (a run where every item failed still leaves an `items`
+    /// table to open) and returns their versions.
     pub fn finish(&mut self) -> vemo_operators::Result<(u64, u64)> {
         self.progress.finish();
-        self.runtime.block_on(async {
-            let items = commit_fragments(&self.items_uri, &self.items_schema, Vec::new()).await?;
-            let errors = commit_fragments(&self.errors_uri, &errors_schema(), Vec::new()).await?;
+        let runtime = self.runtime.clone();
+        runtime.block_on(async {
+            self.ledger.commit_errors().await?;
+            self.ledger.publish_parquet(&self.output).await?;
+            let items = self.ledger.ensure_items(&self.items_schema).await?;
+            let errors = self.ledger.ensure_errors().await?;
             Ok((items, errors))
         })
     }

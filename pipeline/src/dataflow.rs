@@ -22,8 +22,9 @@ use timely::dataflow::{InputHandle, ProbeHandle, Stream};
 use tokio::runtime::Runtime;
 use vemo_operators::batches::RowStamp;
 use vemo_operators::bundle::Bundle;
+use vemo_operators::faults::Faults;
 use vemo_operators::images::ImageReader;
-use vemo_operators::lance_io::read_ids;
+use vemo_operators::lance_io::{read_ids, wrap_lance_stores};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::image_encoder::ImageEncoder;
@@ -36,6 +37,8 @@ use vemo_schemas::{
 
 use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
+use crate::jobs::JobRecord;
+use crate::ledger::Ledger;
 use crate::plan::{Plan, Shard, plan_shards};
 use crate::process::{ShardProcessor, ShardWritten};
 use crate::progress::Progress;
@@ -54,6 +57,8 @@ pub struct RunSummary {
     pub manifest_items: usize,
     pub skipped: usize,
     pub shards: usize,
+    /// Shards of this run that another run committed first (dropped, not written twice).
+    pub already_committed: u64,
     pub workers: usize,
     pub items_written: usize,
     pub errors_written: usize,
@@ -76,6 +81,9 @@ struct Shared {
     bundle_id: String,
     columns: Vec<EmbeddingColumn>,
     plan: Plan,
+    ledger: Ledger,
+    keys: Arc<Vec<String>>,
+    workers_per_process: usize,
     output: Location,
     items_uri: String,
     errors_uri: String,
@@ -117,21 +125,41 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
     if let Some(images) = &images {
         columns.extend(images.columns()?);
     }
-    let output = store::resolve(&config.output)?;
+    let mut output = store::resolve(&config.output)?;
+    if let Some(faults) = Faults::from_env()? {
+        tracing::warn!("VEMO_FAULTS is set: writes to the output fail at random (tests only).");
+        output.store = faults.wrap(output.store.clone());
+        wrap_lance_stores(Arc::new(faults));
+    }
     let items_uri = store::join(&output.uri, ITEMS_DATASET);
     let errors_uri = store::join(&output.uri, ERRORS_DATASET);
-    let plan = runtime.block_on(async {
+    let (plan, ledger) = runtime.block_on(async {
         let manifest = read_manifest(&config.input).await?;
+        let mut ledger = Ledger::load(&items_uri, &errors_uri).await?;
+        if cluster.process == 0 {
+            roll_forward(&mut ledger, &output).await?;
+        }
         let mut done: HashSet<String> = read_ids(&items_uri, COL_ID).await?;
         done.extend(read_ids(&errors_uri, COL_ID).await?);
-        Ok::<_, vemo_operators::Error>(plan_shards(manifest.entries, &done, config.shard_size))
+        let plan = plan_shards(
+            manifest.entries,
+            &done,
+            &|key| ledger.is_committed(key),
+            config.shard_size,
+        );
+        Ok::<_, vemo_operators::Error>((plan, ledger))
     })?;
     tracing::info!(
         items = plan.items(),
         skipped = plan.skipped,
-        shards = plan.shards.len(),
+        shards = plan.pending_shards(),
+        committed_shards = ledger.shards.len(),
         "Planned run."
     );
+    if cluster.process == 0 {
+        let record = JobRecord::new(&config, cluster, &plan);
+        runtime.block_on(record.write(&output))?;
+    }
     let shared = Arc::new(Shared {
         bundle_id: bundle.id(),
         runtime,
@@ -139,7 +167,10 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         images,
         spotter,
         columns,
+        keys: Arc::new(plan.shards.iter().map(|s| s.key.clone()).collect()),
         plan,
+        ledger,
+        workers_per_process: cluster.workers,
         output,
         items_uri,
         errors_uri,
@@ -165,6 +196,25 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         index_columns(&index_runtime, &items_uri, min_rows, summary);
     }
     Ok(summary)
+}
+
+/// Finishes what a crashed run left between its `items` commit and the rest: `errors` rows
+/// and Parquet parts of committed shards.
+async fn roll_forward(ledger: &mut Ledger, output: &Location) -> vemo_operators::Result<()> {
+    if let Some(version) = ledger.commit_errors().await? {
+        tracing::warn!(
+            version,
+            "Rolled forward the errors rows of an interrupted commit."
+        );
+    }
+    let moved = ledger.publish_parquet(output).await?;
+    if moved > 0 {
+        tracing::warn!(
+            moved,
+            "Rolled forward the Parquet parts of an interrupted commit."
+        );
+    }
+    Ok(())
 }
 
 /// Builds the vector indexes after the last commit and records what happened in the summary.
@@ -259,8 +309,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         Rc::new(RefCell::new(Committer {
             runtime: shared.runtime.clone(),
             output: shared.output.clone(),
-            items_uri: shared.items_uri.clone(),
-            errors_uri: shared.errors_uri.clone(),
+            job_id: shared.config.job_id.clone(),
+            ledger: shared.ledger.clone(),
+            keys: shared.keys.clone(),
+            peers,
+            workers_per_process: shared.workers_per_process,
             items_schema: items_schema_for(
                 &shared.columns,
                 vemo_schemas::ItemTasks {
@@ -270,7 +323,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
             ),
             pending: Default::default(),
             stats: CommitStats::default(),
-            progress: Progress::new(shared.plan.shards.len() as u64, shared.config.progress_bar),
+            progress: Progress::new(
+                shared.plan.pending_shards() as u64,
+                shared.plan.items(),
+                shared.config.progress_bar,
+            ),
             processed_shards: 0,
         }))
     });
@@ -330,7 +387,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         bundle: shared.bundle_id.clone(),
         manifest_items: shared.plan.manifest_items,
         skipped: shared.plan.skipped,
-        shards: shared.plan.shards.len(),
+        shards: shared.plan.pending_shards(),
+        already_committed: stats.already_committed,
         workers: peers,
         items_written: stats.items,
         errors_written: stats.errors,

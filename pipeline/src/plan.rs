@@ -1,11 +1,15 @@
 //! Shard planning: which items this run processes, in which shard, owned by which worker.
 //!
-//! Every process plans the same way from the same manifest and output state, so no plan needs
-//! to travel: shard `i` holds items `i*size..` of the manifest order (items already in `items`
-//! or `errors` left out), belongs to worker `i % peers`, and runs in epoch `i / peers`.
+//! Every process plans the same way from the same manifest, so no plan needs to travel: shard
+//! `i` is items `i*size..(i+1)*size` of the manifest order, belongs to worker `i % peers` and
+//! runs in epoch `i / peers`. The shard's key (`i` and a hash of its ids) names it in the
+//! ledger. What a rerun skips is decided per shard (its key is committed, or every id in it is
+//! already in `items` or `errors`) and never changes who owns which shard, so processes that
+//! read the output at slightly different moments still agree on the assignment.
 
 use std::collections::HashSet;
 
+use sha2::{Digest, Sha256};
 use vemo_schemas::ManifestEntry;
 
 /// A unit of work owned by one worker.
@@ -13,14 +17,16 @@ use vemo_schemas::ManifestEntry;
 pub struct Shard {
     /// Position in the plan; fixes the owner and the epoch.
     pub id: u64,
-    /// The items of the shard, in manifest order.
+    /// `{id:06}-{first 16 hex digits of SHA-256 over its ids}`: the ledger's name for it.
+    pub key: String,
+    /// The items of the shard still to do, in manifest order (empty: nothing to do).
     pub entries: Vec<ManifestEntry>,
 }
 
 /// The shards of one run.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    /// All shards, by id.
+    /// All shards of the manifest, by id, done ones included (with no entries).
     pub shards: Vec<Shard>,
     /// Manifest items already in `items` or `errors`, not processed again.
     pub skipped: usize,
@@ -28,27 +34,52 @@ pub struct Plan {
     pub manifest_items: usize,
 }
 
-/// Splits the manifest into shards of `shard_size`, leaving out ids in `done`.
-pub fn plan_shards(entries: Vec<ManifestEntry>, done: &HashSet<String>, shard_size: usize) -> Plan {
+/// Cuts the manifest into shards of `shard_size`. A shard whose key is in `done_shards` is
+/// left empty; so are ids in `done_ids` (committed under another shard size, or by hand).
+pub fn plan_shards(
+    entries: Vec<ManifestEntry>,
+    done_ids: &HashSet<String>,
+    done_shards: &dyn Fn(&str) -> bool,
+    shard_size: usize,
+) -> Plan {
     let manifest_items = entries.len();
-    let todo: Vec<ManifestEntry> = entries
-        .into_iter()
-        .filter(|e| !done.contains(&e.id))
-        .collect();
-    let skipped = manifest_items - todo.len();
-    let shards = todo
+    let shards: Vec<Shard> = entries
         .chunks(shard_size.max(1))
         .enumerate()
-        .map(|(i, chunk)| Shard {
-            id: i as u64,
-            entries: chunk.to_vec(),
+        .map(|(i, chunk)| {
+            let key = shard_key(i as u64, chunk);
+            let entries = match done_shards(&key) {
+                true => Vec::new(),
+                false => chunk
+                    .iter()
+                    .filter(|e| !done_ids.contains(&e.id))
+                    .cloned()
+                    .collect(),
+            };
+            Shard {
+                id: i as u64,
+                key,
+                entries,
+            }
         })
         .collect();
+    let todo: usize = shards.iter().map(|s| s.entries.len()).sum();
     Plan {
         shards,
-        skipped,
+        skipped: manifest_items - todo,
         manifest_items,
     }
+}
+
+/// The ledger key of shard `id` holding `chunk`.
+pub fn shard_key(id: u64, chunk: &[ManifestEntry]) -> String {
+    let mut hash = Sha256::new();
+    for entry in chunk {
+        hash.update(entry.id.as_bytes());
+        hash.update([0u8]);
+    }
+    let digest = hex::encode(hash.finalize());
+    format!("{id:06}-{}", &digest[..16])
 }
 
 impl Plan {
@@ -57,15 +88,20 @@ impl Plan {
         self.shards.len().div_ceil(peers.max(1)) as u64
     }
 
-    /// The shard that `worker` of `peers` processes in `epoch`, if any.
+    /// The shard that `worker` of `peers` processes in `epoch`, if it has work.
     pub fn shard_at(&self, epoch: u64, worker: usize, peers: usize) -> Option<&Shard> {
         let id = epoch as usize * peers + worker;
-        self.shards.get(id)
+        self.shards.get(id).filter(|s| !s.entries.is_empty())
     }
 
     /// Items to process.
     pub fn items(&self) -> usize {
         self.shards.iter().map(|s| s.entries.len()).sum()
+    }
+
+    /// Shards with work to do.
+    pub fn pending_shards(&self) -> usize {
+        self.shards.iter().filter(|s| !s.entries.is_empty()).count()
     }
 }
 
@@ -87,7 +123,7 @@ mod tests {
     #[test]
     fn every_item_is_in_exactly_one_shard_owned_by_one_worker() {
         let done: HashSet<String> = ["003".to_string()].into();
-        let plan = plan_shards(entries(10), &done, 4);
+        let plan = plan_shards(entries(10), &done, &|_| false, 4);
         assert_eq!((plan.skipped, plan.items(), plan.shards.len()), (1, 9, 3));
         let peers = 2;
         let mut seen = Vec::new();
@@ -106,5 +142,21 @@ mod tests {
             .filter(|id| id != "003")
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    /// Committed shards are skipped without moving the others: shard 1 keeps its owner and
+    /// its key whatever is done.
+    #[test]
+    fn skipping_committed_shards_keeps_keys_and_owners() {
+        let fresh = plan_shards(entries(12), &HashSet::new(), &|_| false, 4);
+        let first = fresh.shards[0].key.clone();
+        let rerun = plan_shards(entries(12), &HashSet::new(), &|k| k == first, 4);
+        assert_eq!(rerun.shard_at(0, 0, 2), None);
+        assert_eq!(rerun.shard_at(0, 1, 2), fresh.shard_at(0, 1, 2));
+        assert_eq!((rerun.skipped, rerun.pending_shards()), (4, 2));
+        assert!(fresh.shards[1].key.starts_with("000001-"));
+        // The key depends on the ids: another manifest gives other keys.
+        let other = plan_shards(entries(13)[1..].to_vec(), &HashSet::new(), &|_| false, 4);
+        assert_ne!(other.shards[0].key, first);
     }
 }

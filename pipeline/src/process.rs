@@ -240,6 +240,7 @@ impl ShardProcessor {
             failure: shard.failure.clone(),
             ..Default::default()
         };
+        vemo_operators::crash::point("before-write", &shard.shard.to_string());
         if written.failure.is_none()
             && let Err(e) = self.runtime.block_on(self.write(&shard, &mut written))
         {

@@ -1,4 +1,7 @@
-//! Progress of a run: an indicatif bar on a terminal, periodic log lines otherwise.
+//! Progress of a run: an indicatif bar on a terminal, periodic log lines otherwise. It runs on
+//! the committer (worker 0, process 0), which sees every shard of the cluster, so it is the
+//! whole cluster's progress: committed shards and items, items/s, and an ETA from the items
+//! still to do.
 
 use std::time::{Duration, Instant};
 
@@ -12,11 +15,12 @@ pub struct Progress {
     started: Instant,
     last_log: Instant,
     shards: u64,
+    items_to_do: usize,
 }
 
 impl Progress {
-    /// A reporter for `shards` shards; a bar when `bar` is set.
-    pub fn new(shards: u64, bar: bool) -> Self {
+    /// A reporter for `shards` shards holding `items_to_do` items; a bar when `bar` is set.
+    pub fn new(shards: u64, items_to_do: usize, bar: bool) -> Self {
         let bar = bar.then(|| {
             let bar = ProgressBar::new(shards);
             let style = ProgressStyle::with_template(
@@ -31,12 +35,15 @@ impl Progress {
             started: Instant::now(),
             last_log: Instant::now(),
             shards,
+            items_to_do,
         }
     }
 
     /// Reports `shards_done` committed shards with `items` and `errors` rows.
     pub fn update(&mut self, shards_done: u64, items: usize, errors: usize) {
-        let rate = items as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = (items + errors) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let left = self.items_to_do.saturating_sub(items + errors);
+        let eta_s = (rate > 0.0).then(|| (left as f64 / rate).round());
         match &self.bar {
             Some(bar) => {
                 bar.set_position(shards_done);
@@ -49,8 +56,9 @@ impl Progress {
                     shards = self.shards,
                     items,
                     errors,
-                    items_per_s = rate,
-                    "Progress."
+                    items_per_s = format!("{rate:.1}"),
+                    eta_s,
+                    "Progress (whole cluster)."
                 );
             }
             None => {}

@@ -27,6 +27,8 @@ pub fn vemo_bin() -> PathBuf {
     bin
 }
 
+pub mod rows;
+
 pub use vemo_operators::bundle::vemo_home;
 
 /// The pulled `vemo-mini` bundle, or `None` (after saying so) when it is absent and not

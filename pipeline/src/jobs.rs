@@ -1,0 +1,78 @@
+//! `_vemo/jobs/JOB.json`: what a run set out to do (written by process 0 when it starts), so
+//! that `vemo status` can set the ledger's progress against a total.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use vemo_operators::store::Location;
+use vemo_schemas::VEMO_DIR;
+
+use crate::config::{ClusterConfig, IndexConfig};
+use crate::plan::Plan;
+
+/// A run's plan, as `vemo status` reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job_id: String,
+    pub input: String,
+    pub started_at: String,
+    pub manifest_items: usize,
+    pub shard_size: usize,
+    /// Shards of the whole manifest, and those this run had to do when it started.
+    pub shards_total: usize,
+    pub shards_to_do: usize,
+    pub items_to_do: usize,
+    pub processes: usize,
+    pub workers_per_process: usize,
+}
+
+impl JobRecord {
+    /// The record of a run about to start.
+    pub fn new(config: &IndexConfig, cluster: &ClusterConfig, plan: &Plan) -> Self {
+        Self {
+            job_id: config.job_id.clone(),
+            input: config.input.clone(),
+            started_at: Utc::now().to_rfc3339(),
+            manifest_items: plan.manifest_items,
+            shard_size: config.shard_size,
+            shards_total: plan.shards.len(),
+            shards_to_do: plan.pending_shards(),
+            items_to_do: plan.items(),
+            processes: cluster.processes,
+            workers_per_process: cluster.workers,
+        }
+    }
+
+    /// Writes `_vemo/jobs/JOB.json` under `output`.
+    pub async fn write(&self, output: &Location) -> vemo_operators::Result<()> {
+        let text = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let at = output.child(&format!("{VEMO_DIR}/jobs/{}.json", self.job_id))?;
+        at.write(text).await
+    }
+
+    /// Every job record under `output`, oldest first.
+    pub async fn read_all(output: &Location) -> vemo_operators::Result<Vec<Self>> {
+        use futures::TryStreamExt;
+        let dir = output.child(&format!("{VEMO_DIR}/jobs"))?;
+        let listed: Vec<_> = output
+            .store
+            .list(Some(&dir.path))
+            .try_collect()
+            .await
+            .map_err(|e| vemo_operators::Error::Store {
+                uri: dir.uri.clone(),
+                cause: e,
+            })?;
+        let mut records = Vec::new();
+        for meta in listed {
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let bytes = dir.child(name)?.read().await?;
+            if let Ok(record) = serde_json::from_slice::<JobRecord>(&bytes) {
+                records.push(record);
+            }
+        }
+        records.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        Ok(records)
+    }
+}

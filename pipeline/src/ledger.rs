@@ -1,0 +1,359 @@
+//! The ledger: which shards of a job are committed, kept in the Lance commits themselves.
+//!
+//! Every `items` commit carries, in its transaction properties (`vemo.ledger`), the shards whose
+//! rows it adds: their keys, counts, owners, their `errors` fragments and staged Parquet parts.
+//! A shard is committed exactly when a version of `items` names it; no other file has to agree.
+//! Commits are conditional ([`commit_at`]): the committer reads the ledger up to version `V`,
+//! drops the shards already there and commits the rest as version `V + 1` or not at all, so two
+//! runs on one output never both commit a shard.
+//!
+//! The rest of a shard's output follows its `items` commit and is rolled forward by whoever
+//! finds it missing (the same committer a moment later, or the next run after a crash):
+//! - `errors` rows: committed to `errors` with the shard keys in `vemo.ledger.errors`, by the
+//!   same conditional commit, so they land once;
+//! - Parquet parts: renamed from `_vemo/staging/` into `parquet/`, after which a marker
+//!   `_vemo/ledger/published/v{V}` records that version `V`'s parts are out.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use arrow_schema::SchemaRef;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use serde::{Deserialize, Serialize};
+use vemo_operators::lance_commit::{Commit, commit_at, latest, version_properties};
+use vemo_operators::lance_io::fragments_from_json;
+use vemo_operators::store::Location;
+use vemo_schemas::{VEMO_DIR, errors_schema};
+
+/// Transaction property of an `items` commit: a JSON [`LedgerEntry`].
+pub const ITEMS_PROPERTY: &str = "vemo.ledger";
+/// Transaction property of an `errors` commit: a JSON list of shard keys.
+pub const ERRORS_PROPERTY: &str = "vemo.ledger.errors";
+/// Conditional commits tried before a committer gives up (each retry follows a commit by
+/// another writer, so this bounds contention, not time).
+const ATTEMPTS: usize = 20;
+
+/// One committed shard.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// Content key of the shard: its position and a hash of its ids (see `plan`).
+    pub key: String,
+    pub items: usize,
+    pub errors: usize,
+    /// Worker (global index) and process that wrote it.
+    pub worker: usize,
+    pub process: usize,
+    /// The shard's `errors` fragments (JSON), committed after its `items` commit.
+    pub error_fragments: String,
+    /// Staged Parquet parts: (staged path, published path), relative to the output root.
+    pub parquet: Vec<(String, String)>,
+}
+
+/// What one `items` commit records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub job_id: String,
+    pub shards: Vec<ShardRecord>,
+}
+
+/// The ledger as read from an output, with what was read so far.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    items_uri: String,
+    errors_uri: String,
+    items_read: u64,
+    errors_read: u64,
+    /// Committed shards by key, with the `items` version that holds each.
+    pub shards: BTreeMap<String, (u64, ShardRecord)>,
+    /// Shard keys whose `errors` rows are committed.
+    pub errors_done: HashSet<String>,
+    /// Jobs that committed, with their commit counts.
+    pub jobs: BTreeMap<String, usize>,
+}
+
+/// A shard ready to commit: its record and its `items` fragments (JSON).
+#[derive(Debug, Clone)]
+pub struct ReadyShard {
+    pub record: ShardRecord,
+    pub item_fragments: String,
+}
+
+/// What [`Ledger::commit_shards`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// The new `items` version, if one was written.
+    pub version: Option<u64>,
+    /// Keys committed by this call.
+    pub landed: Vec<String>,
+    /// Keys another writer had already committed (their fragments stay unreferenced).
+    pub already: Vec<String>,
+}
+
+impl Ledger {
+    /// Reads the ledger of the output whose datasets are `items_uri` and `errors_uri`.
+    pub async fn load(items_uri: &str, errors_uri: &str) -> vemo_operators::Result<Self> {
+        let mut ledger = Ledger {
+            items_uri: items_uri.to_string(),
+            errors_uri: errors_uri.to_string(),
+            ..Default::default()
+        };
+        if let Some(items) = latest(items_uri).await? {
+            ledger.read_items(&items).await?;
+        }
+        if let Some(errors) = latest(errors_uri).await? {
+            ledger.read_errors(&errors).await?;
+        }
+        Ok(ledger)
+    }
+
+    /// True when the shard `key` is committed.
+    pub fn is_committed(&self, key: &str) -> bool {
+        self.shards.contains_key(key)
+    }
+
+    async fn read_items(&mut self, dataset: &lance::Dataset) -> vemo_operators::Result<()> {
+        let to = dataset.version().version;
+        if to <= self.items_read {
+            return Ok(());
+        }
+        let versions =
+            version_properties(&self.items_uri, dataset, self.items_read + 1, to).await?;
+        for (version, properties) in versions {
+            let Some(text) = properties.get(ITEMS_PROPERTY) else {
+                continue;
+            };
+            let entry: LedgerEntry = serde_json::from_str(text).map_err(|e| {
+                corrupt(
+                    &self.items_uri,
+                    format!("version {version}: {ITEMS_PROPERTY}: {e}"),
+                )
+            })?;
+            *self.jobs.entry(entry.job_id.clone()).or_default() += 1;
+            for shard in entry.shards {
+                // The first version that names a shard holds its rows.
+                self.shards
+                    .entry(shard.key.clone())
+                    .or_insert((version, shard));
+            }
+        }
+        self.items_read = to;
+        Ok(())
+    }
+
+    async fn read_errors(&mut self, dataset: &lance::Dataset) -> vemo_operators::Result<()> {
+        let to = dataset.version().version;
+        if to <= self.errors_read {
+            return Ok(());
+        }
+        let versions =
+            version_properties(&self.errors_uri, dataset, self.errors_read + 1, to).await?;
+        for (version, properties) in versions {
+            let Some(text) = properties.get(ERRORS_PROPERTY) else {
+                continue;
+            };
+            let keys: Vec<String> = serde_json::from_str(text).map_err(|e| {
+                corrupt(
+                    &self.errors_uri,
+                    format!("version {version}: {ERRORS_PROPERTY}: {e}"),
+                )
+            })?;
+            self.errors_done.extend(keys);
+        }
+        self.errors_read = to;
+        Ok(())
+    }
+
+    /// Commits the `items` rows of `shards` that no version names yet, in one conditional
+    /// commit; retries on the versions other writers add meanwhile.
+    pub async fn commit_shards(
+        &mut self,
+        job_id: &str,
+        schema: &SchemaRef,
+        shards: Vec<ReadyShard>,
+    ) -> vemo_operators::Result<Committed> {
+        let mut done = Committed::default();
+        for _ in 0..ATTEMPTS {
+            let current = latest(&self.items_uri).await?;
+            if let Some(items) = &current {
+                self.read_items(items).await?;
+            }
+            let (fresh, already): (Vec<_>, Vec<_>) = shards
+                .iter()
+                .partition(|s| !self.is_committed(&s.record.key));
+            done.already = already.iter().map(|s| s.record.key.clone()).collect();
+            if fresh.is_empty() {
+                return Ok(done);
+            }
+            let fragments = fragments_from_json(fresh.iter().map(|s| s.item_fragments.as_str()))?;
+            let entry = LedgerEntry {
+                job_id: job_id.to_string(),
+                shards: fresh.iter().map(|s| s.record.clone()).collect(),
+            };
+            let properties = HashMap::from([(
+                ITEMS_PROPERTY.to_string(),
+                serde_json::to_string(&entry).unwrap_or_default(),
+            )]);
+            match commit_at(
+                &self.items_uri,
+                schema,
+                current.as_ref(),
+                fragments,
+                properties,
+            )
+            .await?
+            {
+                Commit::Landed(version) => {
+                    *self.jobs.entry(job_id.to_string()).or_default() += 1;
+                    for shard in entry.shards {
+                        done.landed.push(shard.key.clone());
+                        self.shards.insert(shard.key.clone(), (version, shard));
+                    }
+                    // Versions in between were read above; this one is ours.
+                    self.items_read = version;
+                    done.version = Some(version);
+                    return Ok(done);
+                }
+                Commit::Moved => {
+                    tracing::debug!("items moved on while committing; reading the ledger again")
+                }
+            }
+        }
+        Err(contention(&self.items_uri))
+    }
+
+    /// Commits the `errors` rows of every committed shard whose rows are not in `errors` yet
+    /// (this run's, or a crashed run's). Returns the new `errors` version, if any.
+    pub async fn commit_errors(&mut self) -> vemo_operators::Result<Option<u64>> {
+        for _ in 0..ATTEMPTS {
+            let current = latest(&self.errors_uri).await?;
+            if let Some(errors) = &current {
+                self.read_errors(errors).await?;
+            }
+            let missing: Vec<&ShardRecord> = self
+                .shards
+                .values()
+                .map(|(_, s)| s)
+                .filter(|s| !s.error_fragments.is_empty() && !self.errors_done.contains(&s.key))
+                .collect();
+            if missing.is_empty() {
+                return Ok(None);
+            }
+            let fragments =
+                fragments_from_json(missing.iter().map(|s| s.error_fragments.as_str()))?;
+            let keys: Vec<String> = missing.iter().map(|s| s.key.clone()).collect();
+            let properties = HashMap::from([(
+                ERRORS_PROPERTY.to_string(),
+                serde_json::to_string(&keys).unwrap_or_default(),
+            )]);
+            let schema = errors_schema();
+            match commit_at(
+                &self.errors_uri,
+                &schema,
+                current.as_ref(),
+                fragments,
+                properties,
+            )
+            .await?
+            {
+                Commit::Landed(version) => {
+                    self.errors_done.extend(keys);
+                    self.errors_read = version;
+                    return Ok(Some(version));
+                }
+                Commit::Moved => {
+                    tracing::debug!("errors moved on while committing; reading the ledger again")
+                }
+            }
+        }
+        Err(contention(&self.errors_uri))
+    }
+
+    /// Publishes the staged Parquet parts of every `items` version that has no `published`
+    /// marker yet. A part already moved (by another committer) counts as published.
+    pub async fn publish_parquet(&self, output: &Location) -> vemo_operators::Result<usize> {
+        let markers = output.child(&format!("{VEMO_DIR}/ledger/published"))?;
+        let listed: Vec<_> = output
+            .store
+            .list(Some(&markers.path))
+            .try_collect()
+            .await
+            .map_err(|e| store_error(&markers.uri, e))?;
+        let published: HashSet<String> = listed
+            .iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect();
+        let mut by_version: BTreeMap<u64, Vec<&ShardRecord>> = BTreeMap::new();
+        for (version, shard) in self.shards.values() {
+            by_version.entry(*version).or_default().push(shard);
+        }
+        let mut moved = 0;
+        for (version, shards) in by_version {
+            let marker = format!("v{version}");
+            if published.contains(&marker) {
+                continue;
+            }
+            for (staged, target) in shards.iter().flat_map(|s| &s.parquet) {
+                let (from, to) = (output.child(staged)?, output.child(target)?);
+                match from.rename_to(&to).await {
+                    Ok(()) => moved += 1,
+                    // Moved already (a crash after the rename, or another committer).
+                    Err(_) if to.exists().await? => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            markers.child(&marker)?.write(Vec::new()).await?;
+        }
+        Ok(moved)
+    }
+
+    /// The version of `items`, created empty (with `schema`) when no run committed any.
+    pub async fn ensure_items(&self, schema: &SchemaRef) -> vemo_operators::Result<u64> {
+        ensure_exists(&self.items_uri, schema).await
+    }
+
+    /// The version of `errors`, created empty when no shard had an error.
+    pub async fn ensure_errors(&self) -> vemo_operators::Result<u64> {
+        ensure_exists(&self.errors_uri, &errors_schema()).await
+    }
+
+    /// Items and errors rows the committed shards hold.
+    pub fn totals(&self) -> (usize, usize) {
+        self.shards
+            .values()
+            .fold((0, 0), |(i, e), (_, s)| (i + s.items, e + s.errors))
+    }
+}
+
+async fn ensure_exists(uri: &str, schema: &SchemaRef) -> vemo_operators::Result<u64> {
+    if let Some(dataset) = latest(uri).await? {
+        return Ok(dataset.version().version);
+    }
+    match commit_at(uri, schema, None, Vec::new(), HashMap::new()).await? {
+        Commit::Landed(version) => Ok(version),
+        // Created by another writer meanwhile.
+        Commit::Moved => Ok(latest(uri).await?.map(|d| d.version().version).unwrap_or(0)),
+    }
+}
+
+fn corrupt(uri: &str, reason: String) -> vemo_operators::Error {
+    vemo_operators::Error::Manifest {
+        uri: uri.to_string(),
+        reason: format!("unreadable vemo ledger ({reason})"),
+    }
+}
+
+fn contention(uri: &str) -> vemo_operators::Error {
+    vemo_operators::Error::Io {
+        path: uri.to_string(),
+        cause: std::io::Error::other(format!(
+            "{ATTEMPTS} conditional commits in a row lost to other writers"
+        )),
+    }
+}
+
+fn store_error(uri: &str, e: object_store::Error) -> vemo_operators::Error {
+    vemo_operators::Error::Store {
+        uri: uri.to_string(),
+        cause: e,
+    }
+}

@@ -1,0 +1,184 @@
+//! Crash and resume on a real 3-process cluster (`infra/local/cluster.sh 3 2`, loopback TCP):
+//! one process is killed with SIGKILL at a crash point (`VEMO_CRASH_AT`), the launcher takes
+//! the others down, and a rerun of the same job must leave every input id in `items` or
+//! `errors` exactly once, with the rows of a clean 1-process run. Then the same with write
+//! faults injected at random into the output store (`VEMO_FAULTS`), rerun until a run succeeds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vemo_tests::rows::{
+    ITEMS, assert_complete, assert_same_rows, make_corpus, parquet_ids, read_output,
+};
+use vemo_tests::{bundle_or_skip, vemo_bin, vemo_ok, write_job};
+
+/// Items in the corpus: the synthetic ones and the three broken ones (the last shard).
+const ALL_ITEMS: usize = ITEMS + 3;
+/// 4 items a shard: 11 shards, two epochs on 6 workers; shard 10 holds only broken items.
+const SHARD_SIZE: usize = 4;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// Runs `infra/local/cluster.sh N W JOB --output OUTPUT --job-id RUN` with `env`.
+fn cluster(
+    dir: &Path,
+    job: &Path,
+    output: &str,
+    layout: (usize, usize),
+    run: &str,
+    env: &[(&str, String)],
+) -> Output {
+    Command::new("bash")
+        .arg(repo_root().join("infra/local/cluster.sh"))
+        .args([&layout.0.to_string(), &layout.1.to_string()])
+        .arg(job)
+        .args(["--output", output, "--job-id", run])
+        .env("VEMO_BIN", vemo_bin())
+        .env("VEMO_CLUSTER_DIR", dir.join(run))
+        .env("VEMO_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("start cluster.sh")
+}
+
+fn status(output: &str) -> serde_json::Value {
+    let out = vemo_ok(&["status", "--output", output, "--json"]);
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+/// Checks the finished output against the clean reference and says what it checked.
+fn assert_exactly_once(reference: &Path, output: &Path, what: &str) {
+    let got = read_output(output);
+    assert_complete(&got);
+    assert_same_rows(&read_output(reference), &got, what);
+    let mut errors = parquet_ids(&output.join("parquet/errors"));
+    errors.sort();
+    assert_eq!(errors.len(), 3, "{what}: errors Parquet rows");
+    let embeddings = parquet_ids(&output.join("parquet/embeddings"));
+    // One long-table row per item and embedding column (text e3, e6, image e7, feature e7).
+    assert_eq!(
+        embeddings.len(),
+        ITEMS * 4,
+        "{what}: embeddings Parquet rows"
+    );
+    println!(
+        "{what}: {} ids in items + {} in errors = {ALL_ITEMS}, each once; rows equal the \
+         1-process run; Parquet: {} embedding rows, {} error rows",
+        got.items.len(),
+        got.errors.len(),
+        embeddings.len(),
+        errors.len()
+    );
+}
+
+#[test]
+fn a_process_killed_at_any_point_is_redone_exactly_once_by_a_rerun() {
+    let Some(bundle) = bundle_or_skip("cluster crash") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    let reference = dir.path().join("reference");
+    let ref_uri = reference.display().to_string();
+    let job = write_job(dir.path(), &corpus, &ref_uri, &bundle, SHARD_SIZE);
+    vemo_ok(&["index", "--job", &job.display().to_string(), "-w", "1"]);
+
+    // Process 2 owns shard 4 (workers 4 and 5); process 0 commits. Epoch 0 is items v1.
+    let points = [
+        "before-write:4",
+        "before-commit:7",
+        "manifest-put:items.lance@2",
+        "mid-commit:10",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        let output = dir.path().join(format!("out-{i}"));
+        let uri = output.display().to_string();
+        let crash = [("VEMO_CRASH_AT", point.to_string())];
+        let first = cluster(
+            dir.path(),
+            &job,
+            &uri,
+            (3, 2),
+            &format!("crash-{i}"),
+            &crash,
+        );
+        assert!(!first.status.success(), "{point}: the cluster should fail");
+        let stderr = String::from_utf8_lossy(&first.stderr);
+        assert!(stderr.contains("failed"), "{point}: {stderr}");
+        let after_crash = match output.join("_vemo").exists() {
+            true => status(&uri)["shards_committed"].as_u64().unwrap_or(0),
+            false => 0,
+        };
+        let rerun = cluster(dir.path(), &job, &uri, (3, 2), &format!("rerun-{i}"), &[]);
+        assert!(
+            rerun.status.success(),
+            "{point}: rerun failed:\n{}",
+            String::from_utf8_lossy(&rerun.stderr)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&rerun.stdout).expect("summary JSON");
+        println!(
+            "{point}: the crashed run committed {after_crash} of 11 shards; the rerun wrote {} \
+             items and {} errors in {} shards",
+            summary["items_written"], summary["errors_written"], summary["shards"]
+        );
+        assert_exactly_once(&reference, &output, point);
+        let done = status(&uri);
+        assert_eq!(done["shards_committed"], 11, "{point}: {done}");
+        assert_eq!(done["errors_pending"], 0, "{point}: {done}");
+    }
+}
+
+#[test]
+fn random_write_faults_end_exactly_once_after_reruns() {
+    let Some(bundle) = bundle_or_skip("cluster faults") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    let reference = dir.path().join("reference");
+    let job = write_job(
+        dir.path(),
+        &corpus,
+        &reference.display().to_string(),
+        &bundle,
+        SHARD_SIZE,
+    );
+    vemo_ok(&["index", "--job", &job.display().to_string(), "-w", "1"]);
+
+    let output = dir.path().join("faulty");
+    let uri = output.display().to_string();
+    let mut failed_runs = 0;
+    // Faulty runs until one succeeds; after 12, clean runs (each run keeps what it committed).
+    for run in 0..20 {
+        let env = match run < 12 {
+            true => vec![("VEMO_FAULTS", format!("0.04:{}", 100 + run))],
+            false => Vec::new(),
+        };
+        let out = cluster(
+            dir.path(),
+            &job,
+            &uri,
+            (3, 1),
+            &format!("faults-{run}"),
+            &env,
+        );
+        if out.status.success() {
+            break;
+        }
+        failed_runs += 1;
+    }
+    let done = status(&uri);
+    println!(
+        "write faults at 4% per write: {failed_runs} failed run(s) before one succeeded; \
+         ledger: {} shards, {} items, {} errors",
+        done["shards_committed"], done["items"], done["errors"]
+    );
+    assert_eq!(done["shards_committed"], 11, "{done}");
+    assert_exactly_once(&reference, &output, "random write faults");
+}

@@ -1,0 +1,227 @@
+//! `s3://` for real, against moto's S3 server started on loopback (moto honours conditional
+//! puts, `If-None-Match: *`, which Lance's and vemo's commits rely on):
+//! - `infra/local/cluster.sh 3 2` reads a corpus from S3 and writes the Lance datasets and
+//!   Parquet parts to S3; the result equals a 1-process run on local disk, row for row;
+//! - two runs of one job started together on one fresh S3 output never both commit a shard;
+//! - the secret key appears in no log, summary or output file.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vemo_tests::rows::{assert_complete, assert_same_rows, make_corpus, read_output, walk};
+use vemo_tests::{bundle_or_skip, vemo_bin, write_job};
+
+const SECRET: &str = "vemo-test-secret-0f3c9a";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// The moto server, killed on drop.
+struct S3Server {
+    child: Child,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_s3() -> S3Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto (infra/test.sh installs moto[server])");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "moto server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let env = vec![
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "vemo-test-key".into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET.into()),
+    ];
+    S3Server { child, env }
+}
+
+fn objects(server: &S3Server, args: &[&str]) {
+    let out = Command::new("python3")
+        .arg(repo_root().join("infra/s3/objects.py"))
+        .args(args)
+        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("objects.py");
+    assert!(
+        out.status.success(),
+        "objects.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn vemo_s3(server: &S3Server, args: &[&str]) -> Child {
+    Command::new(vemo_bin())
+        .args(args)
+        .env("VEMO_LOG", "info")
+        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vemo")
+}
+
+fn succeeded(child: Child, what: &str) -> Output {
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_three_process_cluster_indexes_s3_to_s3_like_one_process() {
+    let Some(bundle) = bundle_or_skip("s3 cluster") else {
+        return;
+    };
+    let server = start_s3();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    objects(&server, &["mkbucket", "vemo"]);
+    objects(&server, &["upload", &corpus, "s3://vemo/corpus"]);
+
+    let reference = dir.path().join("reference");
+    let job = write_job(
+        dir.path(),
+        "s3://vemo/corpus",
+        &reference.display().to_string(),
+        &bundle,
+        4,
+    );
+    let job_arg = job.display().to_string();
+    succeeded(
+        vemo_s3(&server, &["index", "--job", &job_arg, "-w", "1"]),
+        "1-process run from S3",
+    );
+
+    let cluster_dir = dir.path().join("cluster");
+    let out = Command::new("bash")
+        .arg(repo_root().join("infra/local/cluster.sh"))
+        .args(["3", "2", &job_arg, "--output", "s3://vemo/index"])
+        .args(["--job-id", "s3-cluster"])
+        .env("VEMO_BIN", vemo_bin())
+        .env("VEMO_CLUSTER_DIR", &cluster_dir)
+        .env("VEMO_LOG", "info")
+        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("cluster.sh");
+    assert!(
+        out.status.success(),
+        "cluster.sh 3 2 to s3:// failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = dir.path().join("from-s3");
+    objects(
+        &server,
+        &["download", "s3://vemo/index", &copy.display().to_string()],
+    );
+    let (one, three) = (read_output(&reference), read_output(&copy));
+    assert_complete(&three);
+    assert_same_rows(&one, &three, "3 processes x 2 workers on S3");
+    println!(
+        "s3: 3x2 cluster wrote {} items + {} errors to s3://vemo/index, equal to the \
+         1-process run row for row",
+        three.items.len(),
+        three.errors.len()
+    );
+
+    // No credential in logs, summaries or output files.
+    let mut files = walk(&cluster_dir);
+    files.extend(walk(&copy));
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(SECRET), "secret key in {}", file.display());
+    }
+}
+
+#[test]
+fn two_concurrent_runs_on_one_s3_output_commit_each_shard_once() {
+    let Some(bundle) = bundle_or_skip("s3 concurrent runs") else {
+        return;
+    };
+    let server = start_s3();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    objects(&server, &["mkbucket", "race"]);
+    let job = write_job(dir.path(), &corpus, "s3://race/index", &bundle, 2);
+    let job_arg = job.display().to_string();
+    let runs: Vec<Child> = ["race-a", "race-b"]
+        .iter()
+        .map(|id| vemo_s3(&server, &["index", "--job", &job_arg, "--job-id", id]))
+        .collect();
+    let mut dropped = 0;
+    let mut written = 0;
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = succeeded(run, &format!("concurrent run {i}"));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+        dropped += summary["already_committed"].as_u64().unwrap_or(0);
+        written += summary["shards"].as_u64().unwrap_or(0);
+    }
+    let copy = dir.path().join("race");
+    objects(
+        &server,
+        &["download", "s3://race/index", &copy.display().to_string()],
+    );
+    let got = read_output(&copy);
+    assert_complete(&got);
+    let status = vemo_ok_s3(
+        &server,
+        &["status", "--output", "s3://race/index", "--json"],
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status");
+    println!(
+        "two concurrent runs: {written} shard runs in all, {dropped} dropped as already \
+         committed by the other run; ledger {} shards; every id once",
+        status["shards_committed"]
+    );
+    assert_eq!(status["shards_committed"], 22, "{status}");
+}
+
+fn vemo_ok_s3(server: &S3Server, args: &[&str]) -> Output {
+    succeeded(vemo_s3(server, args), &format!("vemo {args:?}"))
+}
+
+#[test]
+fn status_of_an_output_without_a_job_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = vemo_tests::vemo(&["status", "--output", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+}
