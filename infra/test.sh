@@ -8,5 +8,7 @@ source infra/env.sh
 ensure_system_deps
 build_vemo
 ensure_bundle_and_sample
+echo "== launcher tests (hostfiles and flags from sample Slurm / Kubernetes environments)"
+bash infra/tests/launchers.sh
 echo "== cargo test"
 VEMO_REQUIRE_BUNDLE=1 cargo test --workspace
