@@ -11,4 +11,5 @@ ensure_bundle_and_sample
 echo "== launcher tests (hostfiles and flags from sample Slurm / Kubernetes environments)"
 bash infra/tests/launchers.sh
 echo "== cargo test"
-VEMO_REQUIRE_BUNDLE=1 cargo test --workspace
+# --show-output: the figures tests print (crash counts, parity maxima) appear in the log.
+VEMO_REQUIRE_BUNDLE=1 cargo test --workspace -- --show-output

@@ -89,31 +89,34 @@ pub async fn commit_at(
     }
 }
 
-/// The transaction properties of versions `from..=to` of `dataset` (versions without a
-/// transaction file or properties give an empty map).
+/// The transaction properties of versions `from..=to` of `dataset`, in order (versions without
+/// a transaction file or properties give an empty map). Reads 16 versions at a time.
 pub async fn version_properties(
     uri: &str,
     dataset: &Dataset,
     from: u64,
     to: u64,
 ) -> Result<Vec<(u64, HashMap<String, String>)>> {
-    let mut out = Vec::new();
-    for version in from..=to {
-        let at = dataset
-            .checkout_version(version)
-            .await
-            .map_err(|e| Error::lance(uri, e))?;
-        let transaction = at
-            .read_transaction()
-            .await
-            .map_err(|e| Error::lance(uri, e))?;
-        let properties = transaction
-            .and_then(|t| t.transaction_properties)
-            .map(|p| p.as_ref().clone())
-            .unwrap_or_default();
-        out.push((version, properties));
-    }
-    Ok(out)
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(from..=to)
+        .map(|version| async move {
+            let at = dataset
+                .checkout_version(version)
+                .await
+                .map_err(|e| Error::lance(uri, e))?;
+            let transaction = at
+                .read_transaction()
+                .await
+                .map_err(|e| Error::lance(uri, e))?;
+            let properties = transaction
+                .and_then(|t| t.transaction_properties)
+                .map(|p| p.as_ref().clone())
+                .unwrap_or_default();
+            Ok::<_, Error>((version, properties))
+        })
+        .buffered(16)
+        .try_collect()
+        .await
 }
 
 /// Opens the latest version of the dataset at `uri`, or `None` when there is none.

@@ -69,6 +69,8 @@ pub struct Ledger {
     pub errors_done: HashSet<String>,
     /// Jobs that committed, with their commit counts.
     pub jobs: BTreeMap<String, usize>,
+    /// `items` versions whose Parquet parts are published (read from the markers once).
+    published: Option<HashSet<u64>>,
 }
 
 /// A shard ready to commit: its record and its `items` fragments (JSON).
@@ -270,38 +272,48 @@ impl Ledger {
 
     /// Publishes the staged Parquet parts of every `items` version that has no `published`
     /// marker yet. A part already moved (by another committer) counts as published.
-    pub async fn publish_parquet(&self, output: &Location) -> vemo_operators::Result<usize> {
+    pub async fn publish_parquet(&mut self, output: &Location) -> vemo_operators::Result<usize> {
         let markers = output.child(&format!("{VEMO_DIR}/ledger/published"))?;
-        let listed: Vec<_> = output
-            .store
-            .list(Some(&markers.path))
-            .try_collect()
-            .await
-            .map_err(|e| store_error(&markers.uri, e))?;
-        let published: HashSet<String> = listed
-            .iter()
-            .filter_map(|m| m.location.filename().map(str::to_string))
-            .collect();
+        if self.published.is_none() {
+            let listed: Vec<_> = output
+                .store
+                .list(Some(&markers.path))
+                .try_collect()
+                .await
+                .map_err(|e| store_error(&markers.uri, e))?;
+            let versions = listed.iter().filter_map(|m| {
+                let name = m.location.filename()?;
+                name.strip_prefix('v')?.parse::<u64>().ok()
+            });
+            self.published = Some(versions.collect());
+        }
+        let published = self.published.get_or_insert_with(HashSet::new);
         let mut by_version: BTreeMap<u64, Vec<&ShardRecord>> = BTreeMap::new();
         for (version, shard) in self.shards.values() {
-            by_version.entry(*version).or_default().push(shard);
+            if !published.contains(version) {
+                by_version.entry(*version).or_default().push(shard);
+            }
         }
         let mut moved = 0;
         for (version, shards) in by_version {
-            let marker = format!("v{version}");
-            if published.contains(&marker) {
-                continue;
-            }
             for (staged, target) in shards.iter().flat_map(|s| &s.parquet) {
                 let (from, to) = (output.child(staged)?, output.child(target)?);
                 match from.rename_to(&to).await {
                     Ok(()) => moved += 1,
                     // Moved already (a crash after the rename, or another committer).
                     Err(_) if to.exists().await? => {}
+                    // Neither there nor staged: deleted by hand. Say so; retrying cannot help.
+                    Err(e) if !from.exists().await? => {
+                        tracing::error!(part = %to.uri, error = %e, "Parquet part lost from staging.")
+                    }
                     Err(e) => return Err(e),
                 }
             }
-            markers.child(&marker)?.write(Vec::new()).await?;
+            markers
+                .child(&format!("v{version}"))?
+                .write(Vec::new())
+                .await?;
+            published.insert(version);
         }
         Ok(moved)
     }

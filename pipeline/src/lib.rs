@@ -2,8 +2,10 @@
 //!
 //! A run plans shards from the manifest ([`plan`]), gives each shard to one worker, runs the
 //! stages ReadImages -> EncodeCaptions -> WriteShard on it ([`process`]), and sends what was
-//! written to worker 0, which commits every epoch in one Lance transaction once the frontier
-//! has passed it ([`commit`]). [`dataflow`] wires these together for threads and processes.
+//! written to worker 0, which commits every epoch in one conditional Lance transaction once the
+//! frontier has passed it ([`commit`]), recording the shards in the [`ledger`] so that reruns
+//! and concurrent runs never commit a shard twice. [`dataflow`] wires these together for
+//! threads and processes.
 
 mod commit;
 mod config;

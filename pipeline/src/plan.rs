@@ -1,8 +1,10 @@
 //! Shard planning: which items this run processes, in which shard, owned by which worker.
 //!
 //! Every process plans the same way from the same manifest, so no plan needs to travel: shard
-//! `i` is items `i*size..(i+1)*size` of the manifest order, belongs to worker `i % peers` and
-//! runs in epoch `i / peers`. The shard's key (`i` and a hash of its ids) names it in the
+//! `i` is the `i`-th run of consecutive manifest items, belongs to worker `i % peers` and runs
+//! in epoch `i / peers`. Shards hold `shard_size` items, or, when every manifest row gives its
+//! image's size (a `bytes` or `size` column), about `shard_size` items' worth of bytes, so
+//! that round-robin owners get equal work by size and not only by count. The shard's key (`i` and a hash of its ids) names it in the
 //! ledger. What a rerun skips is decided per shard (its key is committed, or every id in it is
 //! already in `items` or `errors`) and never changes who owns which shard, so processes that
 //! read the output at slightly different moments still agree on the assignment.
@@ -43,8 +45,8 @@ pub fn plan_shards(
     shard_size: usize,
 ) -> Plan {
     let manifest_items = entries.len();
-    let shards: Vec<Shard> = entries
-        .chunks(shard_size.max(1))
+    let shards: Vec<Shard> = cut(&entries, shard_size.max(1))
+        .into_iter()
         .enumerate()
         .map(|(i, chunk)| {
             let key = shard_key(i as u64, chunk);
@@ -69,6 +71,37 @@ pub fn plan_shards(
         skipped: manifest_items - todo,
         manifest_items,
     }
+}
+
+/// Splits `entries` into consecutive runs of `size` items, or of `size` times the mean item
+/// size in bytes when every entry has a size hint.
+fn cut(entries: &[ManifestEntry], size: usize) -> Vec<&[ManifestEntry]> {
+    let sizes: Option<Vec<u64>> = entries.iter().map(size_hint).collect();
+    let Some(sizes) = sizes.filter(|s| !s.is_empty()) else {
+        return entries.chunks(size).collect();
+    };
+    let target = sizes.iter().sum::<u64>() as f64 / sizes.len() as f64 * size as f64;
+    let mut chunks = Vec::new();
+    let (mut start, mut filled) = (0, 0u64);
+    for (i, bytes) in sizes.iter().enumerate() {
+        filled += bytes;
+        if filled as f64 >= target || i + 1 - start >= 4 * size {
+            chunks.push(&entries[start..=i]);
+            (start, filled) = (i + 1, 0);
+        }
+    }
+    if start < entries.len() {
+        chunks.push(&entries[start..]);
+    }
+    chunks
+}
+
+/// The image size a manifest row gives in its extra columns (`bytes` or `size`), if any.
+fn size_hint(entry: &ManifestEntry) -> Option<u64> {
+    let metadata: serde_json::Value = serde_json::from_str(entry.metadata.as_deref()?).ok()?;
+    ["bytes", "size"]
+        .iter()
+        .find_map(|key| metadata.get(key)?.as_u64())
 }
 
 /// The ledger key of shard `id` holding `chunk`.
@@ -142,6 +175,25 @@ mod tests {
             .filter(|id| id != "003")
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    /// With sizes in the manifest, a shard of big images holds fewer items: every shard
+    /// carries about the same bytes.
+    #[test]
+    fn shards_are_cut_by_size_when_the_manifest_gives_sizes() {
+        let mut items = entries(12);
+        for (i, e) in items.iter_mut().enumerate() {
+            let bytes = if i < 4 { 3000 } else { 1000 };
+            e.metadata = Some(format!(r#"{{"bytes": {bytes}}}"#));
+        }
+        // Mean 1667 bytes, 2 items a shard: about 3333 bytes each.
+        let plan = plan_shards(items, &HashSet::new(), &|_| false, 2);
+        let counts: Vec<usize> = plan.shards.iter().map(|s| s.entries.len()).collect();
+        assert_eq!(counts, [2, 2, 4, 4]);
+        // Without sizes: by count.
+        let plain = plan_shards(entries(12), &HashSet::new(), &|_| false, 5);
+        let counts: Vec<usize> = plain.shards.iter().map(|s| s.entries.len()).collect();
+        assert_eq!(counts, [5, 5, 2]);
     }
 
     /// Committed shards are skipped without moving the others: shard 1 keeps its owner and
