@@ -3,7 +3,9 @@
 //! - `infra/local/cluster.sh 3 2` reads a corpus from S3 and writes the Lance datasets and
 //!   Parquet parts to S3; the result equals a 1-process run on local disk, row for row;
 //! - two runs of one job started together on one fresh S3 output never both commit a shard;
-//! - the secret key appears in no log, summary or output file.
+//! - the secret key appears in no log, summary or output file;
+//! - behind a proxy that answers 503 or drops the connection on 10% of requests, a job still
+//!   succeeds with every row: transient errors are retried (object_store's retry layer).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -213,6 +215,69 @@ fn two_concurrent_runs_on_one_s3_output_commit_each_shard_once() {
         status["shards_committed"]
     );
     assert_eq!(status["shards_committed"], 22, "{status}");
+}
+
+#[test]
+fn transient_s3_errors_are_retried() {
+    let Some(bundle) = bundle_or_skip("s3 retries") else {
+        return;
+    };
+    let server = start_s3();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    objects(&server, &["mkbucket", "flaky"]);
+    objects(&server, &["upload", &corpus, "s3://flaky/corpus"]);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let faults_log = dir.path().join("faults.log");
+    let mut proxy = Command::new("python3")
+        .arg(repo_root().join("infra/s3/flaky_proxy.py"))
+        .args([&port.to_string(), &server.env[0].1, "0.1", "11"])
+        .stderr(std::fs::File::create(&faults_log).expect("log"))
+        .spawn()
+        .expect("start the proxy");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let job = write_job(
+        dir.path(),
+        "s3://flaky/corpus",
+        "s3://flaky/index",
+        &bundle,
+        4,
+    );
+    let out = Command::new(vemo_bin())
+        .args(["index", "--job", &job.display().to_string(), "-w", "2"])
+        .env("VEMO_LOG", "warn")
+        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .output()
+        .expect("vemo index");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let faults = std::fs::read_to_string(&faults_log).unwrap_or_default();
+    let injected = faults.lines().filter(|l| l.starts_with("fault ")).count();
+    assert!(
+        out.status.success(),
+        "the job failed behind the flaky proxy ({injected} faults):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = dir.path().join("flaky");
+    objects(
+        &server,
+        &["download", "s3://flaky/index", &copy.display().to_string()],
+    );
+    let got = read_output(&copy);
+    assert_complete(&got);
+    println!(
+        "flaky S3: {injected} injected faults (503 or dropped connection, 10% of requests) \
+         retried; {} items + {} errors, every id once",
+        got.items.len(),
+        got.errors.len()
+    );
+    assert!(injected > 5, "the proxy injected only {injected} faults");
 }
 
 fn vemo_ok_s3(server: &S3Server, args: &[&str]) -> Output {
