@@ -181,15 +181,8 @@ impl CommitHandler for AtVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lance_io::tests::batch;
     use crate::lance_io::write_fragments_uncommitted;
-    use arrow_array::{RecordBatch, StringArray};
-    use arrow_schema::{DataType, Field, Schema};
-
-    fn batch(ids: &[&str]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(ids.to_vec()))])
-            .expect("batch")
-    }
 
     fn props(shard: &str) -> HashMap<String, String> {
         HashMap::from([("vemo.test".to_string(), shard.to_string())])

@@ -209,12 +209,13 @@ pub async fn summarize(uri: &str) -> Result<Option<DatasetSummary>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow_array::StringArray;
     use arrow_schema::{DataType, Field, Schema};
 
-    fn batch(ids: &[&str]) -> RecordBatch {
+    /// A one-column (`id`) batch.
+    pub(crate) fn batch(ids: &[&str]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
         RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(ids.to_vec()))])
             .expect("batch")

@@ -114,22 +114,12 @@ impl Ledger {
     }
 
     async fn read_items(&mut self, dataset: &lance::Dataset) -> vemo_operators::Result<()> {
-        let to = dataset.version().version;
-        if to <= self.items_read {
-            return Ok(());
-        }
-        let versions =
-            version_properties(&self.items_uri, dataset, self.items_read + 1, to).await?;
-        for (version, properties) in versions {
-            let Some(text) = properties.get(ITEMS_PROPERTY) else {
-                continue;
-            };
-            let entry: LedgerEntry = serde_json::from_str(text).map_err(|e| {
-                corrupt(
-                    &self.items_uri,
-                    format!("version {version}: {ITEMS_PROPERTY}: {e}"),
-                )
-            })?;
+        let uri = self.items_uri.clone();
+        for (version, text) in
+            new_entries(&uri, dataset, &mut self.items_read, ITEMS_PROPERTY).await?
+        {
+            let entry: LedgerEntry = serde_json::from_str(&text)
+                .map_err(|e| corrupt(&uri, format!("version {version}: {ITEMS_PROPERTY}: {e}")))?;
             *self.jobs.entry(entry.job_id.clone()).or_default() += 1;
             for shard in entry.shards {
                 // The first version that names a shard holds its rows.
@@ -138,30 +128,18 @@ impl Ledger {
                     .or_insert((version, shard));
             }
         }
-        self.items_read = to;
         Ok(())
     }
 
     async fn read_errors(&mut self, dataset: &lance::Dataset) -> vemo_operators::Result<()> {
-        let to = dataset.version().version;
-        if to <= self.errors_read {
-            return Ok(());
-        }
-        let versions =
-            version_properties(&self.errors_uri, dataset, self.errors_read + 1, to).await?;
-        for (version, properties) in versions {
-            let Some(text) = properties.get(ERRORS_PROPERTY) else {
-                continue;
-            };
-            let keys: Vec<String> = serde_json::from_str(text).map_err(|e| {
-                corrupt(
-                    &self.errors_uri,
-                    format!("version {version}: {ERRORS_PROPERTY}: {e}"),
-                )
-            })?;
+        let uri = self.errors_uri.clone();
+        for (version, text) in
+            new_entries(&uri, dataset, &mut self.errors_read, ERRORS_PROPERTY).await?
+        {
+            let keys: Vec<String> = serde_json::from_str(&text)
+                .map_err(|e| corrupt(&uri, format!("version {version}: {ERRORS_PROPERTY}: {e}")))?;
             self.errors_done.extend(keys);
         }
-        self.errors_read = to;
         Ok(())
     }
 
@@ -334,6 +312,25 @@ impl Ledger {
             .values()
             .fold((0, 0), |(i, e), (_, s)| (i + s.items, e + s.errors))
     }
+}
+
+/// The `property` values of the versions of `dataset` after `*read`, which moves to its version.
+async fn new_entries(
+    uri: &str,
+    dataset: &lance::Dataset,
+    read: &mut u64,
+    property: &str,
+) -> vemo_operators::Result<Vec<(u64, String)>> {
+    let to = dataset.version().version;
+    if to <= *read {
+        return Ok(Vec::new());
+    }
+    let versions = version_properties(uri, dataset, *read + 1, to).await?;
+    *read = to;
+    Ok(versions
+        .into_iter()
+        .filter_map(|(version, mut properties)| Some((version, properties.remove(property)?)))
+        .collect())
 }
 
 async fn ensure_exists(uri: &str, schema: &SchemaRef) -> vemo_operators::Result<u64> {

@@ -1,7 +1,8 @@
 //! Crash and resume on a real 3-process cluster (`infra/local/cluster.sh 3 2`, loopback TCP):
 //! one process is killed with SIGKILL at a crash point (`VEMO_CRASH_AT`), the launcher takes
 //! the others down, and a rerun of the same job must leave every input id in `items` or
-//! `errors` exactly once, with the rows of a clean 1-process run. Then the same with write
+//! `errors` exactly once, with the rows of a clean 1-process run. (Two points also run on one
+//! process, where the commits, and so what a crash leaves, are deterministic.) Then the same with write
 //! faults injected at random into the output store (`VEMO_FAULTS`), rerun until a run succeeds.
 
 use std::path::{Path, PathBuf};
@@ -88,14 +89,19 @@ fn a_process_killed_at_any_point_is_redone_exactly_once_by_a_rerun() {
     let job = write_job(dir.path(), &corpus, &ref_uri, &bundle, SHARD_SIZE);
     vemo_ok(&["index", "--job", &job.display().to_string(), "-w", "1"]);
 
-    // Process 2 owns shard 4 (workers 4 and 5); process 0 commits. Epoch 0 is items v1.
+    // On 3 x 2, process 2 owns shard 4 (workers 4 and 5) and process 0 commits; how shards
+    // group into commits depends on timing, so the Lance-commit point is the first (items v1).
+    // On 1 x 1 a worker runs at most two epochs ahead of the commits, so a crash before shard
+    // 5's commit, or inside the commit of items v2, always leaves part of the job committed.
     let points = [
-        "before-write:4",
-        "before-commit:7",
-        "manifest-put:items.lance@2",
-        "mid-commit:10",
+        ("before-write:4", (3, 2), (0, 11)),
+        ("before-commit:7", (3, 2), (0, 11)),
+        ("manifest-put:items.lance@1", (3, 2), (0, 0)),
+        ("mid-commit:10", (3, 2), (1, 11)),
+        ("before-commit:5", (1, 1), (1, 5)),
+        ("manifest-put:items.lance@2", (1, 1), (1, 10)),
     ];
-    for (i, point) in points.iter().enumerate() {
+    for (i, (point, layout, committed)) in points.iter().enumerate() {
         let output = dir.path().join(format!("out-{i}"));
         let uri = output.display().to_string();
         let crash = [("VEMO_CRASH_AT", point.to_string())];
@@ -103,7 +109,7 @@ fn a_process_killed_at_any_point_is_redone_exactly_once_by_a_rerun() {
             dir.path(),
             &job,
             &uri,
-            (3, 2),
+            *layout,
             &format!("crash-{i}"),
             &crash,
         );
@@ -122,6 +128,10 @@ fn a_process_killed_at_any_point_is_redone_exactly_once_by_a_rerun() {
                 "{point}: after the crash 1 shard waited for its errors rows (rolled forward)"
             );
         }
+        assert!(
+            (committed.0..=committed.1).contains(&after_crash),
+            "{point}: {after_crash} shards committed before the crash, expected {committed:?}"
+        );
         let rerun = cluster(dir.path(), &job, &uri, (3, 2), &format!("rerun-{i}"), &[]);
         assert!(
             rerun.status.success(),
