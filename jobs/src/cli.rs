@@ -23,12 +23,15 @@ pub struct Cli {
 pub enum Command {
     /// Index a corpus: run a job file on timely workers and write Lance + Parquet output.
     ///
-    /// Processes the manifest items not yet in the output's `items` or `errors` tables: rerunning
-    /// a job on the same output skips what is done and never duplicates a row. An unreadable
-    /// image or an empty caption becomes an `errors` row; the job goes on.
+    /// Processes the shards of the manifest that the output's ledger does not name yet (and no
+    /// id already in `items` or `errors`): rerunning a job on the same output, after a failure
+    /// or a crash, finishes it without a duplicate row, and two runs at once never commit a
+    /// shard twice. An unreadable image or an empty caption becomes an `errors` row; the job
+    /// goes on. `vemo status --output URI` shows how far a job got.
     ///
     /// Cluster mode uses timely's own flags: start the same command on every process with
-    /// `-n PROCESSES -p INDEX -h HOSTFILE` (one `host:port` per line) and the same `--job-id`.
+    /// `-n PROCESSES -p INDEX -h HOSTFILE` (one `host:port` per line) and the same `--job-id`,
+    /// or use a launcher: infra/local/cluster.sh, infra/slurm, infra/k8s.
     ///
     /// Exit codes: 0 ok, 1 the job failed (rerun to retry), 2 usage or configuration error.
     Index(IndexArgs),

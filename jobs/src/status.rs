@@ -8,7 +8,6 @@ use serde::Serialize;
 use vemo_operators::store;
 use vemo_pipeline::JobRecord;
 use vemo_pipeline::ledger::Ledger;
-use vemo_schemas::{ERRORS_DATASET, ITEMS_DATASET};
 
 use crate::cli::StatusArgs;
 use crate::usage;
@@ -38,10 +37,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let output = store::resolve(&args.output).map_err(|e| usage(e.to_string()))?;
-    let items_uri = store::join(&output.uri, ITEMS_DATASET);
-    let errors_uri = store::join(&output.uri, ERRORS_DATASET);
     let (ledger, jobs) = runtime.block_on(async {
-        let ledger = Ledger::load(&items_uri, &errors_uri).await?;
+        let ledger = Ledger::load(&output).await?;
         let jobs = JobRecord::read_all(&output).await?;
         Ok::<_, vemo_operators::Error>((ledger, jobs))
     })?;

@@ -175,6 +175,9 @@ impl Committer {
             self.ledger.publish_parquet(&self.output).await?;
             let items = self.ledger.ensure_items(&self.items_schema).await?;
             let errors = self.ledger.ensure_errors().await?;
+            if self.ledger.write_snapshot(&self.output).await? {
+                tracing::debug!("Ledger snapshot written.");
+            }
             Ok((items, errors))
         })
     }

@@ -135,7 +135,7 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
     let errors_uri = store::join(&output.uri, ERRORS_DATASET);
     let (plan, ledger) = runtime.block_on(async {
         let manifest = read_manifest(&config.input).await?;
-        let mut ledger = Ledger::load(&items_uri, &errors_uri).await?;
+        let mut ledger = Ledger::load(&output).await?;
         if cluster.process == 0 {
             roll_forward(&mut ledger, &output).await?;
         }

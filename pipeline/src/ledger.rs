@@ -13,6 +13,12 @@
 //!   same conditional commit, so they land once;
 //! - Parquet parts: renamed from `_vemo/staging/` into `parquet/`, after which a marker
 //!   `_vemo/ledger/published/v{V}` records that version `V`'s parts are out.
+//!
+//! Reading the ledger means reading every version's transaction. At the end of a run with
+//! nothing left to roll forward, the committer writes a snapshot of it,
+//! `_vemo/ledger/snapshots/v{V}.json` (the shards of versions up to `V`, all finished), and a
+//! later load reads only the versions after the newest snapshot. That also makes Lance's
+//! `cleanup_old_versions` safe on `items`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -22,8 +28,8 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use vemo_operators::lance_commit::{Commit, commit_at, latest, version_properties};
 use vemo_operators::lance_io::fragments_from_json;
-use vemo_operators::store::Location;
-use vemo_schemas::{VEMO_DIR, errors_schema};
+use vemo_operators::store::{self, Location};
+use vemo_schemas::{ERRORS_DATASET, ITEMS_DATASET, VEMO_DIR, errors_schema};
 
 /// Transaction property of an `items` commit: a JSON [`LedgerEntry`].
 pub const ITEMS_PROPERTY: &str = "vemo.ledger";
@@ -56,11 +62,24 @@ pub struct LedgerEntry {
     pub shards: Vec<ShardRecord>,
 }
 
+/// A snapshot of a finished ledger: every shard of `items` versions up to `items_version`, whose
+/// `errors` rows (up to `errors_version`) and Parquet parts are all out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Snapshot {
+    items_version: u64,
+    errors_version: u64,
+    /// (key, items version, items, errors, worker, process).
+    shards: Vec<(String, u64, usize, usize, usize, usize)>,
+    jobs: BTreeMap<String, usize>,
+}
+
 /// The ledger as read from an output, with what was read so far.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     items_uri: String,
     errors_uri: String,
+    /// The `items` version of the snapshot the ledger started from (0: none).
+    snapshot_version: u64,
     items_read: u64,
     errors_read: u64,
     /// Committed shards by key, with the `items` version that holds each.
@@ -92,20 +111,70 @@ pub struct Committed {
 }
 
 impl Ledger {
-    /// Reads the ledger of the output whose datasets are `items_uri` and `errors_uri`.
-    pub async fn load(items_uri: &str, errors_uri: &str) -> vemo_operators::Result<Self> {
+    /// Reads the ledger of `output`: its newest usable snapshot, then the versions after it.
+    pub async fn load(output: &Location) -> vemo_operators::Result<Self> {
         let mut ledger = Ledger {
-            items_uri: items_uri.to_string(),
-            errors_uri: errors_uri.to_string(),
+            items_uri: store::join(&output.uri, ITEMS_DATASET),
+            errors_uri: store::join(&output.uri, ERRORS_DATASET),
             ..Default::default()
         };
-        if let Some(items) = latest(items_uri).await? {
-            ledger.read_items(&items).await?;
+        let items = latest(&ledger.items_uri).await?;
+        let current = items.as_ref().map(|d| d.version().version).unwrap_or(0);
+        if let Some(snapshot) = read_snapshot(output, current).await? {
+            ledger.start_from(snapshot);
         }
-        if let Some(errors) = latest(errors_uri).await? {
+        if let Some(items) = &items {
+            ledger.read_items(items).await?;
+        }
+        if let Some(errors) = latest(&ledger.errors_uri).await? {
             ledger.read_errors(&errors).await?;
         }
         Ok(ledger)
+    }
+
+    fn start_from(&mut self, snapshot: Snapshot) {
+        self.snapshot_version = snapshot.items_version;
+        self.items_read = snapshot.items_version;
+        self.errors_read = snapshot.errors_version;
+        self.jobs = snapshot.jobs;
+        for (key, version, items, errors, worker, process) in snapshot.shards {
+            let record = ShardRecord {
+                key: key.clone(),
+                items,
+                errors,
+                worker,
+                process,
+                ..Default::default()
+            };
+            self.shards.insert(key, (version, record));
+        }
+    }
+
+    /// Writes a snapshot of the ledger, if nothing is left to roll forward.
+    pub async fn write_snapshot(&self, output: &Location) -> vemo_operators::Result<bool> {
+        let published = self.published.as_ref();
+        let finished = self.shards.values().all(|(version, shard)| {
+            (shard.error_fragments.is_empty() || self.errors_done.contains(&shard.key))
+                && (*version <= self.snapshot_version
+                    || published.is_some_and(|p| p.contains(version)))
+        });
+        if !finished || self.items_read <= self.snapshot_version {
+            return Ok(false);
+        }
+        let snapshot = Snapshot {
+            items_version: self.items_read,
+            errors_version: self.errors_read,
+            shards: self
+                .shards
+                .iter()
+                .map(|(key, (v, s))| (key.clone(), *v, s.items, s.errors, s.worker, s.process))
+                .collect(),
+            jobs: self.jobs.clone(),
+        };
+        let name = format!("{SNAPSHOTS}/v{:012}.json", self.items_read);
+        let text = serde_json::to_vec(&snapshot).unwrap_or_default();
+        output.child(&name)?.write(text).await?;
+        Ok(true)
     }
 
     /// True when the shard `key` is committed.
@@ -268,7 +337,7 @@ impl Ledger {
         let published = self.published.get_or_insert_with(HashSet::new);
         let mut by_version: BTreeMap<u64, Vec<&ShardRecord>> = BTreeMap::new();
         for (version, shard) in self.shards.values() {
-            if !published.contains(version) {
+            if *version > self.snapshot_version && !published.contains(version) {
                 by_version.entry(*version).or_default().push(shard);
             }
         }
@@ -331,6 +400,44 @@ async fn new_entries(
         .into_iter()
         .filter_map(|(version, mut properties)| Some((version, properties.remove(property)?)))
         .collect())
+}
+
+/// Folder of the ledger snapshots, under the output root.
+const SNAPSHOTS: &str = "_vemo/ledger/snapshots";
+
+/// The newest snapshot at or below `items_version` (a newer one belongs to a history that was
+/// rolled back), if any.
+async fn read_snapshot(
+    output: &Location,
+    items_version: u64,
+) -> vemo_operators::Result<Option<Snapshot>> {
+    let dir = output.child(SNAPSHOTS)?;
+    let listed: Vec<_> = output
+        .store
+        .list(Some(&dir.path))
+        .try_collect()
+        .await
+        .map_err(|e| store_error(&dir.uri, e))?;
+    let newest = listed
+        .iter()
+        .filter_map(|m| {
+            let name = m.location.filename()?;
+            let version = name
+                .strip_prefix('v')?
+                .strip_suffix(".json")?
+                .parse::<u64>()
+                .ok()?;
+            Some((version, name.to_string()))
+        })
+        .filter(|(version, _)| *version <= items_version)
+        .max();
+    let Some((_, name)) = newest else {
+        return Ok(None);
+    };
+    let bytes = dir.child(&name)?.read().await?;
+    let snapshot = serde_json::from_slice(&bytes)
+        .map_err(|e| corrupt(&dir.uri, format!("snapshot {name}: {e}")))?;
+    Ok(Some(snapshot))
 }
 
 async fn ensure_exists(uri: &str, schema: &SchemaRef) -> vemo_operators::Result<u64> {

@@ -200,3 +200,40 @@ fn random_write_faults_end_exactly_once_after_reruns() {
     assert_eq!(done["shards_committed"], 11, "{done}");
     assert_exactly_once(&reference, &output, "random write faults");
 }
+
+#[test]
+fn the_ledger_outlives_cleanup_of_old_versions() {
+    let Some(bundle) = bundle_or_skip("ledger snapshot") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    let output = dir.path().join("out");
+    let uri = output.display().to_string();
+    let job = write_job(dir.path(), &corpus, &uri, &bundle, SHARD_SIZE);
+    vemo_ok(&["index", "--job", &job.display().to_string(), "-w", "1"]);
+    let snapshots = output.join("_vemo/ledger/snapshots");
+    assert_eq!(std::fs::read_dir(&snapshots).expect("snapshots").count(), 1);
+    // Keep only the latest version of items: the transactions of the others are gone.
+    let items = output.join("items.lance").display().to_string();
+    let removed = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let dataset = lance::Dataset::open(&items).await.expect("open");
+            dataset
+                .cleanup_old_versions(chrono::TimeDelta::zero(), Some(true), None)
+                .await
+                .expect("cleanup")
+        });
+    assert!(removed.old_versions > 0, "nothing cleaned up");
+    let done = status(&uri);
+    assert_eq!(done["shards_committed"], 11, "{done}");
+    let rerun = vemo_ok(&["index", "--job", &job.display().to_string(), "-w", "1"]);
+    let summary: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("summary");
+    assert_eq!(summary["shards"], 0, "{summary}");
+    println!(
+        "ledger snapshot: {} old versions of items cleaned up; the ledger still names all 11 \
+         shards and a rerun plans none",
+        removed.old_versions
+    );
+}
