@@ -2,8 +2,9 @@
 //!
 //! Local paths become `file://` URIs. `memory://NAME/...` stores live for the process, one per
 //! NAME, so a test can write a corpus and index it in the same process. `s3://`, `gs://` and
-//! `az://` need the binary's `cloud` feature and take their credentials from the usual
-//! environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+//! `az://` need the binary's `cloud` feature (on by default) and take their credentials from
+//! the usual environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`) and, for S3, the AWS
+//! shared profile files, as Lance does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -88,8 +89,13 @@ pub fn resolve(uri_or_path: &str) -> Result<Location> {
             let path = Path::parse(url.path()).map_err(|e| invalid(&uri, e.to_string()))?;
             (memory_store(&name), path)
         }
-        _ => {
-            let options = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
+        scheme => {
+            let mut options: Vec<(String, String)> = std::env::vars()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            if scheme == "s3" {
+                options.extend(aws_profile_options());
+            }
             let (store, path) = object_store::parse_url_opts(&url, options).map_err(|e| {
                 invalid(
                     &uri,
@@ -100,6 +106,68 @@ pub fn resolve(uri_or_path: &str) -> Result<Location> {
         }
     };
     Ok(Location { store, path, uri })
+}
+
+/// S3 options from the AWS shared files (`~/.aws/credentials` and `~/.aws/config`, or
+/// `AWS_SHARED_CREDENTIALS_FILE` / `AWS_CONFIG_FILE`) for the profile `AWS_PROFILE` (else
+/// `default`), as the AWS tools read them: keys, session token, region, endpoint. Only what the
+/// environment does not already set (its variables win); object_store itself reads no profile.
+fn aws_profile_options() -> Vec<(String, String)> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let file = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(std::path::PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws").join(default)))
+    };
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let mut found = Vec::new();
+    if let Some(text) = file("AWS_SHARED_CREDENTIALS_FILE", "credentials")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+    {
+        found.extend(ini_section(&text, &profile));
+    }
+    let config_section = match profile.as_str() {
+        "default" => "default".to_string(),
+        name => format!("profile {name}"),
+    };
+    if let Some(text) =
+        file("AWS_CONFIG_FILE", "config").and_then(|p| std::fs::read_to_string(p).ok())
+    {
+        found.extend(ini_section(&text, &config_section));
+    }
+    let keys = [
+        ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+        ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+        ("aws_session_token", "AWS_SESSION_TOKEN"),
+        ("region", "AWS_REGION"),
+        ("endpoint_url", "AWS_ENDPOINT_URL"),
+    ];
+    found
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let (_, env) = keys.iter().find(|(k, _)| *k == key)?;
+            let option = match key.as_str() {
+                "region" => "aws_region".to_string(),
+                "endpoint_url" => "aws_endpoint".to_string(),
+                _ => key,
+            };
+            std::env::var_os(env).is_none().then_some((option, value))
+        })
+        .collect()
+}
+
+/// The `key = value` lines of section `[name]` of an INI text.
+fn ini_section(text: &str, name: &str) -> Vec<(String, String)> {
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = section.trim() == name;
+        } else if inside && let Some((key, value)) = line.split_once('=') {
+            out.push((key.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    out
 }
 
 fn local_store() -> Arc<dyn ObjectStore> {
@@ -191,6 +259,20 @@ mod tests {
         assert_eq!(local_path(&uri), Some("/tmp/some corpus".into()));
         assert_eq!(join("memory://a/b/", "/c.jpg"), "memory://a/b/c.jpg");
         assert_eq!(parent("s3://bucket/x/manifest.jsonl"), "s3://bucket/x");
+    }
+
+    #[test]
+    fn profile_sections_are_read_from_ini_text() {
+        let text = "[default]\naws_access_key_id = A\n\n[profile nightly]\nregion=eu-west-1\n";
+        assert_eq!(
+            ini_section(text, "default"),
+            [("aws_access_key_id".into(), "A".into())]
+        );
+        assert_eq!(
+            ini_section(text, "profile nightly"),
+            [("region".to_string(), "eu-west-1".to_string())]
+        );
+        assert!(ini_section(text, "other").is_empty());
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //!   Parquet parts to S3; the result equals a 1-process run on local disk, row for row;
 //! - two runs of one job started together on one fresh S3 output never both commit a shard;
 //! - the secret key appears in no log, summary or output file;
+//! - credentials can come from an AWS profile file instead of the environment;
 //! - behind a proxy that answers 503 or drops the connection on 10% of requests, a job still
 //!   succeeds with every row: transient errors are retried (object_store's retry layer).
 
@@ -278,6 +279,59 @@ fn transient_s3_errors_are_retried() {
         got.errors.len()
     );
     assert!(injected > 5, "the proxy injected only {injected} faults");
+}
+
+#[test]
+fn credentials_come_from_an_aws_profile() {
+    let Some(bundle) = bundle_or_skip("s3 profile") else {
+        return;
+    };
+    let server = start_s3();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    objects(&server, &["mkbucket", "profile"]);
+    objects(&server, &["upload", &corpus, "s3://profile/corpus"]);
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        format!("[default]\naws_access_key_id = wrong\n\n[nightly]\naws_access_key_id = vemo-profile-key\naws_secret_access_key = {SECRET}\n"),
+    )
+    .expect("credentials file");
+    let job = write_job(
+        dir.path(),
+        "s3://profile/corpus",
+        "s3://profile/index",
+        &bundle,
+        8,
+    );
+    let out = Command::new(vemo_bin())
+        .args(["index", "--job", &job.display().to_string(), "-w", "2"])
+        .env("VEMO_LOG", "warn")
+        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env("AWS_PROFILE", "nightly")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("vemo index");
+    assert!(
+        out.status.success(),
+        "index with profile credentials failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = dir.path().join("profile");
+    objects(
+        &server,
+        &[
+            "download",
+            "s3://profile/index",
+            &copy.display().to_string(),
+        ],
+    );
+    assert_complete(&read_output(&copy));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
 }
 
 fn vemo_ok_s3(server: &S3Server, args: &[&str]) -> Output {
