@@ -5,7 +5,7 @@ export VEMO_HOME="${VEMO_HOME:-$HOME/.cache/vemo}"
 VEMO="$CARGO_TARGET_DIR/debug/vemo"
 
 # Installs what a fresh Debian machine lacks: protoc (lance's build runs it), moto's S3 server
-# (the S3 tests) and, for the Python checks, pylance + pyarrow.
+# and Azurite (the object-store tests) and, for the Python checks, pylance + pyarrow.
 ensure_system_deps() {
   if ! command -v protoc >/dev/null; then
     echo "== installing protobuf-compiler"
@@ -15,6 +15,15 @@ ensure_system_deps() {
   if ! python3 -c "import moto.server, boto3" 2>/dev/null; then
     echo "== installing moto[server] (the loopback S3 server of the tests)"
     python3 -m pip install --quiet "moto[server]==5.2.1"
+  fi
+  if ! python3 -c "import azure.storage.blob" 2>/dev/null; then
+    echo "== installing azure-storage-blob (the Azure tests' uploads)"
+    python3 -m pip install --quiet "azure-storage-blob==12.31.1"
+  fi
+  if ! command -v azurite-blob >/dev/null; then
+    echo "== installing azurite (the loopback Azure Blob server of the tests)"
+    if [ "$(id -u)" = 0 ]; then npm install --global --silent --no-audit --no-fund azurite@3.37.0
+    else sudo npm install --global --silent --no-audit --no-fund azurite@3.37.0; fi
   fi
   if ! python3 -c "import lance, pyarrow" 2>/dev/null; then
     echo "== installing pylance and pyarrow (pip)"

@@ -76,7 +76,7 @@ fn start_s3() -> S3Server {
 
 fn objects(server: &S3Server, args: &[&str]) {
     let out = Command::new("python3")
-        .arg(repo_root().join("infra/s3/objects.py"))
+        .arg(repo_root().join("infra/stores/objects.py"))
         .args(args)
         .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
@@ -117,7 +117,7 @@ fn a_three_process_cluster_indexes_s3_to_s3_like_one_process() {
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
-    objects(&server, &["mkbucket", "vemo"]);
+    objects(&server, &["mkbucket", "s3://vemo"]);
     objects(&server, &["upload", &corpus, "s3://vemo/corpus"]);
 
     let reference = dir.path().join("reference");
@@ -183,7 +183,7 @@ fn two_concurrent_runs_on_one_s3_output_commit_each_shard_once() {
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
-    objects(&server, &["mkbucket", "race"]);
+    objects(&server, &["mkbucket", "s3://race"]);
     let job = write_job(dir.path(), &corpus, "s3://race/index", &bundle, 2);
     let job_arg = job.display().to_string();
     let runs: Vec<Child> = ["race-a", "race-b"]
@@ -226,7 +226,7 @@ fn transient_s3_errors_are_retried() {
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
-    objects(&server, &["mkbucket", "flaky"]);
+    objects(&server, &["mkbucket", "s3://flaky"]);
     objects(&server, &["upload", &corpus, "s3://flaky/corpus"]);
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -234,7 +234,7 @@ fn transient_s3_errors_are_retried() {
         .port();
     let faults_log = dir.path().join("faults.log");
     let mut proxy = Command::new("python3")
-        .arg(repo_root().join("infra/s3/flaky_proxy.py"))
+        .arg(repo_root().join("infra/stores/flaky_proxy.py"))
         .args([&port.to_string(), &server.env[0].1, "0.1", "11"])
         .stderr(std::fs::File::create(&faults_log).expect("log"))
         .spawn()
@@ -289,7 +289,7 @@ fn credentials_come_from_an_aws_profile() {
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
-    objects(&server, &["mkbucket", "profile"]);
+    objects(&server, &["mkbucket", "s3://profile"]);
     objects(&server, &["upload", &corpus, "s3://profile/corpus"]);
     let credentials = dir.path().join("credentials");
     std::fs::write(

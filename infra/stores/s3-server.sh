@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A local S3 API server for tests and trials: moto's server (pip `moto[server]`), which honours
 # conditional puts (If-None-Match: *), so Lance's commits on it are safe. Prints the exports
-# that point vemo (and infra/s3/objects.py) at it, then serves until killed.
-#   infra/s3/server.sh [PORT]     (default 9000)
+# that point vemo (and infra/stores/objects.py) at it, then serves until killed.
+#   infra/stores/s3-server.sh [PORT]     (default 9000)
 set -euo pipefail
 port="${1:-9000}"
 python3 -c "import moto.server" 2>/dev/null || python3 -m pip install --quiet "moto[server]==5.2.1"
