@@ -141,6 +141,17 @@ pub async fn open_if_exists(uri: &str) -> Result<Option<Dataset>> {
     }
 }
 
+/// Rows of the dataset at `uri` (0 if there is none), from its metadata.
+pub async fn count_rows(uri: &str) -> Result<usize> {
+    match open_if_exists(uri).await? {
+        Some(dataset) => dataset
+            .count_rows(None)
+            .await
+            .map_err(|e| Error::lance(uri, e)),
+        None => Ok(0),
+    }
+}
+
 /// The ids in the dataset at `uri` (empty if there is none): the items a rerun skips.
 pub async fn read_ids(uri: &str, id_column: &str) -> Result<HashSet<String>> {
     let Some(dataset) = open_if_exists(uri).await? else {

@@ -24,7 +24,7 @@ use vemo_operators::batches::RowStamp;
 use vemo_operators::bundle::Bundle;
 use vemo_operators::faults::Faults;
 use vemo_operators::images::ImageReader;
-use vemo_operators::lance_io::{read_ids, wrap_lance_stores};
+use vemo_operators::lance_io::{count_rows, read_ids, wrap_lance_stores};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::image_encoder::ImageEncoder;
@@ -39,7 +39,7 @@ use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
 use crate::jobs::JobRecord;
 use crate::ledger::Ledger;
-use crate::plan::{Plan, Shard, plan_shards};
+use crate::plan::{Plan, Shard, plan_shards, shard_keys};
 use crate::process::{ShardProcessor, ShardWritten};
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -139,11 +139,24 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         if cluster.process == 0 {
             roll_forward(&mut ledger, &output).await?;
         }
-        let mut done: HashSet<String> = read_ids(&items_uri, COL_ID).await?;
-        done.extend(read_ids(&errors_uri, COL_ID).await?);
+        // The ids are read (a scan of both tables) only when the ledger alone cannot tell.
+        let keys = shard_keys(&manifest.entries, config.shard_size);
+        let rows = (
+            count_rows(&items_uri).await?,
+            count_rows(&errors_uri).await?,
+        );
+        let done = match ledger.covers(&keys, rows.0, rows.1) {
+            true => None,
+            false => {
+                tracing::info!("The ledger does not account for every row: skipping by id too.");
+                let mut done: HashSet<String> = read_ids(&items_uri, COL_ID).await?;
+                done.extend(read_ids(&errors_uri, COL_ID).await?);
+                Some(done)
+            }
+        };
         let plan = plan_shards(
             manifest.entries,
-            &done,
+            done.as_ref(),
             &|key| ledger.is_committed(key),
             config.shard_size,
         );

@@ -375,6 +375,20 @@ impl Ledger {
         ensure_exists(&self.errors_uri, &errors_schema()).await
     }
 
+    /// True when the committed shards are exactly the rows there are (`items_rows`,
+    /// `errors_rows`) and all belong to `plan_keys`: then skipping committed shards skips every
+    /// row, and no scan of the ids is needed. False after rows were deleted by hand, with rows
+    /// of another shard size or manifest, or of a version of vemo before the ledger.
+    pub fn covers(
+        &self,
+        plan_keys: &HashSet<String>,
+        items_rows: usize,
+        errors_rows: usize,
+    ) -> bool {
+        self.totals() == (items_rows, errors_rows)
+            && self.shards.keys().all(|key| plan_keys.contains(key))
+    }
+
     /// Items and errors rows the committed shards hold.
     pub fn totals(&self) -> (usize, usize) {
         self.shards

@@ -36,12 +36,15 @@ pub struct Plan {
     pub manifest_items: usize,
 }
 
-/// Cuts the manifest into shards of `shard_size`. A shard whose key is in `done_shards` is
-/// left empty; so are ids in `done_ids` (committed under another shard size, or by hand).
+/// Cuts the manifest into shards of `shard_size`. A shard whose key `is_committed` is done;
+/// with `done_ids` (the ids in `items` and `errors`, when the ledger does not account for every
+/// row) its ids that are missing all the same (rows deleted to retry them) make a *patch*
+/// shard, keyed by the base key, a hash of the missing ids and a generation; ids in `done_ids`
+/// are left out of the other shards too (committed under another shard size).
 pub fn plan_shards(
     entries: Vec<ManifestEntry>,
-    done_ids: &HashSet<String>,
-    done_shards: &dyn Fn(&str) -> bool,
+    done_ids: Option<&HashSet<String>>,
+    is_committed: &dyn Fn(&str) -> bool,
     shard_size: usize,
 ) -> Plan {
     let manifest_items = entries.len();
@@ -49,14 +52,28 @@ pub fn plan_shards(
         .into_iter()
         .enumerate()
         .map(|(i, chunk)| {
-            let key = shard_key(i as u64, chunk);
-            let entries = match done_shards(&key) {
-                true => Vec::new(),
-                false => chunk
+            let base = shard_key(i as u64, chunk);
+            let todo: Vec<ManifestEntry> = match done_ids {
+                Some(done) => chunk
                     .iter()
-                    .filter(|e| !done_ids.contains(&e.id))
+                    .filter(|e| !done.contains(&e.id))
                     .cloned()
                     .collect(),
+                None => chunk.to_vec(),
+            };
+            let (key, entries) = match is_committed(&base) {
+                false => (base, todo),
+                true if done_ids.is_none() || todo.is_empty() => (base, Vec::new()),
+                true => {
+                    // The first generation not committed: the same ids deleted again after a
+                    // patch are retried again, and two runs at once agree on the key.
+                    let prefix = format!("{base}+{}", &shard_key(i as u64, &todo)[7..]);
+                    let patch = (0..)
+                        .map(|n| format!("{prefix}#{n}"))
+                        .find(|key| !is_committed(key))
+                        .unwrap_or(prefix);
+                    (patch, todo)
+                }
             };
             Shard {
                 id: i as u64,
@@ -71,6 +88,15 @@ pub fn plan_shards(
         skipped: manifest_items - todo,
         manifest_items,
     }
+}
+
+/// The ledger keys of the shards `entries` cut into (no patches).
+pub fn shard_keys(entries: &[ManifestEntry], shard_size: usize) -> HashSet<String> {
+    cut(entries, shard_size.max(1))
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| shard_key(i as u64, chunk))
+        .collect()
 }
 
 /// Splits `entries` into consecutive runs of `size` items, or of `size` times the mean item
@@ -156,7 +182,7 @@ mod tests {
     #[test]
     fn every_item_is_in_exactly_one_shard_owned_by_one_worker() {
         let done: HashSet<String> = ["003".to_string()].into();
-        let plan = plan_shards(entries(10), &done, &|_| false, 4);
+        let plan = plan_shards(entries(10), Some(&done), &|_| false, 4);
         assert_eq!((plan.skipped, plan.items(), plan.shards.len()), (1, 9, 3));
         let peers = 2;
         let mut seen = Vec::new();
@@ -177,6 +203,40 @@ mod tests {
         assert_eq!(seen, expected);
     }
 
+    /// Ids missing from a committed shard (their rows deleted to retry them) form a patch
+    /// shard with its own key; once that is committed too, nothing is left.
+    #[test]
+    fn missing_ids_of_a_committed_shard_make_a_patch_shard() {
+        let fresh = plan_shards(entries(8), None, &|_| false, 4);
+        let base = fresh.shards[0].key.clone();
+        let present: HashSet<String> = ["000", "001", "003"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut done = present.clone();
+        done.extend((4..8).map(|i| format!("{i:03}")));
+        let committed = |k: &str| k == base || k == fresh.shards[1].key;
+        let retry = plan_shards(entries(8), Some(&done), &committed, 4);
+        let patch = &retry.shards[0];
+        assert!(patch.key.starts_with(&format!("{base}+")), "{}", patch.key);
+        assert_eq!(patch.entries.len(), 1);
+        assert_eq!(patch.entries[0].id, "002");
+        assert!(retry.shards[1].entries.is_empty());
+        assert!(patch.key.ends_with("#0"), "{}", patch.key);
+        // Committed, and its row deleted again: the next generation.
+        let patched = |k: &str| committed(k) || k == patch.key;
+        let again = plan_shards(entries(8), Some(&done), &patched, 4);
+        assert!(
+            again.shards[0].key.ends_with("#1"),
+            "{}",
+            again.shards[0].key
+        );
+        // Present again: nothing to do.
+        done.insert("002".into());
+        let after = plan_shards(entries(8), Some(&done), &patched, 4);
+        assert_eq!(after.pending_shards(), 0);
+    }
+
     /// With sizes in the manifest, a shard of big images holds fewer items: every shard
     /// carries about the same bytes.
     #[test]
@@ -187,11 +247,11 @@ mod tests {
             e.metadata = Some(format!(r#"{{"bytes": {bytes}}}"#));
         }
         // Mean 1667 bytes, 2 items a shard: about 3333 bytes each.
-        let plan = plan_shards(items, &HashSet::new(), &|_| false, 2);
+        let plan = plan_shards(items, None, &|_| false, 2);
         let counts: Vec<usize> = plan.shards.iter().map(|s| s.entries.len()).collect();
         assert_eq!(counts, [2, 2, 4, 4]);
         // Without sizes: by count.
-        let plain = plan_shards(entries(12), &HashSet::new(), &|_| false, 5);
+        let plain = plan_shards(entries(12), None, &|_| false, 5);
         let counts: Vec<usize> = plain.shards.iter().map(|s| s.entries.len()).collect();
         assert_eq!(counts, [5, 5, 2]);
     }
@@ -200,15 +260,15 @@ mod tests {
     /// its key whatever is done.
     #[test]
     fn skipping_committed_shards_keeps_keys_and_owners() {
-        let fresh = plan_shards(entries(12), &HashSet::new(), &|_| false, 4);
+        let fresh = plan_shards(entries(12), None, &|_| false, 4);
         let first = fresh.shards[0].key.clone();
-        let rerun = plan_shards(entries(12), &HashSet::new(), &|k| k == first, 4);
+        let rerun = plan_shards(entries(12), None, &|k| k == first, 4);
         assert_eq!(rerun.shard_at(0, 0, 2), None);
         assert_eq!(rerun.shard_at(0, 1, 2), fresh.shard_at(0, 1, 2));
         assert_eq!((rerun.skipped, rerun.pending_shards()), (4, 2));
         assert!(fresh.shards[1].key.starts_with("000001-"));
         // The key depends on the ids: another manifest gives other keys.
-        let other = plan_shards(entries(13)[1..].to_vec(), &HashSet::new(), &|_| false, 4);
+        let other = plan_shards(entries(13)[1..].to_vec(), None, &|_| false, 4);
         assert_ne!(other.shards[0].key, first);
     }
 }

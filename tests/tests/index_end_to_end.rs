@@ -205,3 +205,58 @@ fn a_lower_image_exit_without_a_trained_head_exits_2_with_a_message() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("run `vemo train exits`"), "{stderr}");
 }
+
+/// The runbook's retry: delete an item's `errors` row (after fixing the item) and rerun; the
+/// item is processed again, once. A rerun with another shard size then adds nothing.
+#[test]
+fn deleted_error_rows_are_retried_and_another_shard_size_adds_nothing() {
+    let Some(bundle) = bundle_or_skip("retry errors") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    let output = dir.path().join("out");
+    let uri = output.display().to_string();
+    let job = write_job(dir.path(), &corpus, &uri, &bundle, 4);
+    let job_arg = job.display().to_string();
+    vemo_ok(&["index", "--job", &job_arg, "-w", "2"]);
+
+    let manifest = Path::new(&corpus).join("manifest.jsonl");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let fixed = text.replace(
+        r#""id":"broken-empty-caption","image":"images/0000000.jpg","caption":"  ""#,
+        r#""id":"broken-empty-caption","image":"images/0000000.jpg","caption":"A fixed caption.""#,
+    );
+    assert_ne!(text, fixed, "the manifest line to fix");
+    std::fs::write(&manifest, fixed).expect("manifest");
+    let errors = output.join("errors.lance").display().to_string();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let mut dataset = lance::Dataset::open(&errors).await.expect("open errors");
+            dataset
+                .delete("id = 'broken-empty-caption'")
+                .await
+                .expect("delete");
+        });
+
+    let rerun = vemo_ok(&["index", "--job", &job_arg, "-w", "2"]);
+    let summary: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("summary");
+    assert_eq!(summary["items_written"], 1, "{summary}");
+    let out = read_output(&output);
+    assert_eq!(out.items.len(), ITEMS + 1);
+    assert!(out.items.contains_key("broken-empty-caption"));
+    assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
+
+    let other = dir.path().join("job-3.toml");
+    let text = std::fs::read_to_string(&job).expect("job");
+    std::fs::write(&other, text.replace("shard_size = 4", "shard_size = 3")).expect("job");
+    let again = vemo_ok(&["index", "--job", &other.display().to_string()]);
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("summary");
+    assert_eq!(
+        (&summary["items_written"], &summary["errors_written"]),
+        (&0.into(), &0.into()),
+        "{summary}"
+    );
+    assert_eq!(read_output(&output).items.len(), ITEMS + 1);
+}
