@@ -28,6 +28,7 @@ pub fn vemo_bin() -> PathBuf {
 }
 
 pub mod rows;
+pub mod servers;
 
 pub use vemo_operators::bundle::vemo_home;
 

@@ -5,25 +5,19 @@
 //! process, where the commits, and so what a crash leaves, are deterministic.) Then the same with write
 //! faults injected at random into the output store (`VEMO_FAULTS`), rerun until a run succeeds.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use vemo_tests::rows::{
     ITEMS, assert_complete, assert_same_rows, make_corpus, parquet_ids, read_output,
 };
-use vemo_tests::{bundle_or_skip, vemo_bin, vemo_ok, write_job};
+use vemo_tests::servers::cluster_sh;
+use vemo_tests::{bundle_or_skip, vemo_ok, write_job};
 
 /// Items in the corpus: the synthetic ones and the three broken ones (the last shard).
 const ALL_ITEMS: usize = ITEMS + 3;
 /// 4 items a shard: 11 shards, two epochs on 6 workers; shard 10 holds only broken items.
 const SHARD_SIZE: usize = 4;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
-}
 
 /// Runs `infra/local/cluster.sh N W JOB --output OUTPUT --job-id RUN` with `env`.
 fn cluster(
@@ -34,17 +28,15 @@ fn cluster(
     run: &str,
     env: &[(&str, String)],
 ) -> Output {
-    Command::new("bash")
-        .arg(repo_root().join("infra/local/cluster.sh"))
-        .args([&layout.0.to_string(), &layout.1.to_string()])
-        .arg(job)
-        .args(["--output", output, "--job-id", run])
-        .env("VEMO_BIN", vemo_bin())
-        .env("VEMO_CLUSTER_DIR", dir.join(run))
-        .env("VEMO_LOG", "warn")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("start cluster.sh")
+    let env = env.iter().map(|(k, v)| (*k, v.as_str()));
+    cluster_sh(
+        dir,
+        job,
+        layout,
+        run,
+        &["--output", output, "--job-id", run],
+        env,
+    )
 }
 
 fn status(output: &str) -> serde_json::Value {

@@ -8,62 +8,26 @@
 //! - behind a proxy that answers 503 or drops the connection on 10% of requests, a job still
 //!   succeeds with every row: transient errors are retried (object_store's retry layer).
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use vemo_tests::rows::{assert_complete, assert_same_rows, make_corpus, read_output, walk};
+use vemo_tests::servers::{Server, cluster_sh, free_port, repo_root, wait_for_port};
 use vemo_tests::{bundle_or_skip, vemo_bin, write_job};
 
 const SECRET: &str = "vemo-test-secret-0f3c9a";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
-}
-
-/// The moto server, killed on drop.
-struct S3Server {
-    child: Child,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_s3() -> S3Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto (infra/test.sh installs moto[server])");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "moto server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// moto's S3 server on a free port, with the AWS environment for it.
+fn start_s3() -> Server {
+    let port = free_port();
+    let mut moto = Command::new("python3");
+    moto.args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
     let env = vec![
         ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
         ("AWS_ALLOW_HTTP", "true".into()),
@@ -71,28 +35,14 @@ fn start_s3() -> S3Server {
         ("AWS_ACCESS_KEY_ID", "vemo-test-key".into()),
         ("AWS_SECRET_ACCESS_KEY", SECRET.into()),
     ];
-    S3Server { child, env }
+    Server::start(moto, port, env).expect("start moto (infra/test.sh installs moto[server])")
 }
 
-fn objects(server: &S3Server, args: &[&str]) {
-    let out = Command::new("python3")
-        .arg(repo_root().join("infra/stores/objects.py"))
-        .args(args)
-        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("objects.py");
-    assert!(
-        out.status.success(),
-        "objects.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn vemo_s3(server: &S3Server, args: &[&str]) -> Child {
+fn vemo_s3(server: &Server, args: &[&str]) -> Child {
     Command::new(vemo_bin())
         .args(args)
         .env("VEMO_LOG", "info")
-        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(server.env())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -117,8 +67,8 @@ fn a_three_process_cluster_indexes_s3_to_s3_like_one_process() {
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
-    objects(&server, &["mkbucket", "s3://vemo"]);
-    objects(&server, &["upload", &corpus, "s3://vemo/corpus"]);
+    server.objects(&["mkbucket", "s3://vemo"]);
+    server.objects(&["upload", &corpus, "s3://vemo/corpus"]);
 
     let reference = dir.path().join("reference");
     let job = write_job(
@@ -135,26 +85,21 @@ fn a_three_process_cluster_indexes_s3_to_s3_like_one_process() {
     );
 
     let cluster_dir = dir.path().join("cluster");
-    let out = Command::new("bash")
-        .arg(repo_root().join("infra/local/cluster.sh"))
-        .args(["3", "2", &job_arg, "--output", "s3://vemo/index"])
-        .args(["--job-id", "s3-cluster"])
-        .env("VEMO_BIN", vemo_bin())
-        .env("VEMO_CLUSTER_DIR", &cluster_dir)
-        .env("VEMO_LOG", "info")
-        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("cluster.sh");
+    let out = cluster_sh(
+        dir.path(),
+        &job,
+        (3, 2),
+        "cluster",
+        &["--output", "s3://vemo/index", "--job-id", "s3-cluster"],
+        server.env().chain([("VEMO_LOG", "info")]),
+    );
     assert!(
         out.status.success(),
         "cluster.sh 3 2 to s3:// failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let copy = dir.path().join("from-s3");
-    objects(
-        &server,
-        &["download", "s3://vemo/index", &copy.display().to_string()],
-    );
+    server.objects(&["download", "s3://vemo/index", &copy.display().to_string()]);
     let (one, three) = (read_output(&reference), read_output(&copy));
     assert_complete(&three);
     assert_same_rows(&one, &three, "3 processes x 2 workers on S3");
@@ -183,7 +128,7 @@ fn two_concurrent_runs_on_one_s3_output_commit_each_shard_once() {
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
-    objects(&server, &["mkbucket", "s3://race"]);
+    server.objects(&["mkbucket", "s3://race"]);
     let job = write_job(dir.path(), &corpus, "s3://race/index", &bundle, 2);
     let job_arg = job.display().to_string();
     let runs: Vec<Child> = ["race-a", "race-b"]
@@ -199,10 +144,7 @@ fn two_concurrent_runs_on_one_s3_output_commit_each_shard_once() {
         written += summary["shards"].as_u64().unwrap_or(0);
     }
     let copy = dir.path().join("race");
-    objects(
-        &server,
-        &["download", "s3://race/index", &copy.display().to_string()],
-    );
+    server.objects(&["download", "s3://race/index", &copy.display().to_string()]);
     let got = read_output(&copy);
     assert_complete(&got);
     let status = vemo_ok_s3(
@@ -226,12 +168,9 @@ fn transient_s3_errors_are_retried() {
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
-    objects(&server, &["mkbucket", "s3://flaky"]);
-    objects(&server, &["upload", &corpus, "s3://flaky/corpus"]);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    server.objects(&["mkbucket", "s3://flaky"]);
+    server.objects(&["upload", &corpus, "s3://flaky/corpus"]);
+    let port = free_port();
     let faults_log = dir.path().join("faults.log");
     let mut proxy = Command::new("python3")
         .arg(repo_root().join("infra/stores/flaky_proxy.py"))
@@ -239,9 +178,7 @@ fn transient_s3_errors_are_retried() {
         .stderr(std::fs::File::create(&faults_log).expect("log"))
         .spawn()
         .expect("start the proxy");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_port(port, "the flaky proxy");
     let job = write_job(
         dir.path(),
         "s3://flaky/corpus",
@@ -252,7 +189,7 @@ fn transient_s3_errors_are_retried() {
     let out = Command::new(vemo_bin())
         .args(["index", "--job", &job.display().to_string(), "-w", "2"])
         .env("VEMO_LOG", "warn")
-        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(server.env())
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
         .output()
         .expect("vemo index");
@@ -266,10 +203,7 @@ fn transient_s3_errors_are_retried() {
         String::from_utf8_lossy(&out.stderr)
     );
     let copy = dir.path().join("flaky");
-    objects(
-        &server,
-        &["download", "s3://flaky/index", &copy.display().to_string()],
-    );
+    server.objects(&["download", "s3://flaky/index", &copy.display().to_string()]);
     let got = read_output(&copy);
     assert_complete(&got);
     println!(
@@ -289,8 +223,8 @@ fn credentials_come_from_an_aws_profile() {
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
-    objects(&server, &["mkbucket", "s3://profile"]);
-    objects(&server, &["upload", &corpus, "s3://profile/corpus"]);
+    server.objects(&["mkbucket", "s3://profile"]);
+    server.objects(&["upload", &corpus, "s3://profile/corpus"]);
     let credentials = dir.path().join("credentials");
     std::fs::write(
         &credentials,
@@ -307,7 +241,7 @@ fn credentials_come_from_an_aws_profile() {
     let out = Command::new(vemo_bin())
         .args(["index", "--job", &job.display().to_string(), "-w", "2"])
         .env("VEMO_LOG", "warn")
-        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(server.env())
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
@@ -322,19 +256,16 @@ fn credentials_come_from_an_aws_profile() {
         String::from_utf8_lossy(&out.stderr)
     );
     let copy = dir.path().join("profile");
-    objects(
-        &server,
-        &[
-            "download",
-            "s3://profile/index",
-            &copy.display().to_string(),
-        ],
-    );
+    server.objects(&[
+        "download",
+        "s3://profile/index",
+        &copy.display().to_string(),
+    ]);
     assert_complete(&read_output(&copy));
     assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
 }
 
-fn vemo_ok_s3(server: &S3Server, args: &[&str]) -> Output {
+fn vemo_ok_s3(server: &Server, args: &[&str]) -> Output {
     succeeded(vemo_s3(server, args), &format!("vemo {args:?}"))
 }
 
