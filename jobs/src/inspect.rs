@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use futures::TryStreamExt;
 use serde::Serialize;
 use vemo_operators::lance_io::{DatasetSummary, summarize};
 use vemo_operators::store;
@@ -125,17 +124,5 @@ fn installed_bundle(id: &str) -> Option<vemo_operators::bundle::Bundle> {
 }
 
 async fn list_names(root: &store::Location, dir: &str) -> anyhow::Result<Vec<String>> {
-    let location = root.child(dir)?;
-    let listed: Vec<_> = location
-        .store
-        .list(Some(&location.path))
-        .try_collect()
-        .await
-        .unwrap_or_default();
-    let mut names: Vec<String> = listed
-        .iter()
-        .filter_map(|m| m.location.filename().map(str::to_string))
-        .collect();
-    names.sort();
-    Ok(names)
+    Ok(root.child(dir)?.list_names().await.unwrap_or_default())
 }

@@ -84,7 +84,7 @@ pub async fn commit_at(
         Ok(dataset) => Ok(Commit::Landed(dataset.version().version)),
         Err(_) if moved.load(Ordering::SeqCst) => Ok(Commit::Moved),
         // Creating, and another writer created it first (Lance then fails before our handler).
-        Err(_) if read.is_none() && latest(uri).await?.is_some() => Ok(Commit::Moved),
+        Err(_) if read.is_none() && open_if_exists(uri).await?.is_some() => Ok(Commit::Moved),
         Err(e) => Err(Error::lance(uri, e)),
     }
 }
@@ -117,11 +117,6 @@ pub async fn version_properties(
         .buffered(16)
         .try_collect()
         .await
-}
-
-/// Opens the latest version of the dataset at `uri`, or `None` when there is none.
-pub async fn latest(uri: &str) -> Result<Option<Dataset>> {
-    open_if_exists(uri).await
 }
 
 /// A commit handler that writes only manifest `version`, with put-if-not-exists.
@@ -200,7 +195,7 @@ mod tests {
             .expect("a");
         let first = commit_at(&uri, &schema, None, a, props("s0")).await;
         assert_eq!(first.expect("create"), Commit::Landed(1));
-        let v1 = latest(&uri).await.expect("open").expect("exists");
+        let v1 = open_if_exists(&uri).await.expect("open").expect("exists");
         let b = write_fragments_uncommitted(&uri, vec![batch(&["b"])])
             .await
             .expect("b");
@@ -216,11 +211,11 @@ mod tests {
         assert_eq!(won.expect("b"), Commit::Landed(2));
         let lost = commit_at(&uri, &schema, Some(&v1), c, props("s1")).await;
         assert_eq!(lost.expect("c"), Commit::Moved);
-        let v2 = latest(&uri).await.expect("open").expect("exists");
+        let v2 = open_if_exists(&uri).await.expect("open").expect("exists");
         assert_eq!(v2.count_rows(None).await.expect("count"), 2);
         let empty = commit_at(&uri, &schema, Some(&v2), Vec::new(), props("s2")).await;
         assert_eq!(empty.expect("empty"), Commit::Landed(3));
-        let v3 = latest(&uri).await.expect("open").expect("exists");
+        let v3 = open_if_exists(&uri).await.expect("open").expect("exists");
         let seen = version_properties(&uri, &v3, 1, 3).await.expect("props");
         let shards: Vec<&str> = seen.iter().map(|(_, p)| p["vemo.test"].as_str()).collect();
         assert_eq!(shards, ["s0", "s1", "s2"]);

@@ -233,6 +233,23 @@ impl Location {
             .map_err(|e| Error::store(&self.uri, e))
     }
 
+    /// The file names of every object below this location (at any depth), sorted.
+    pub async fn list_names(&self) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&self.path))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store(&self.uri, e))?;
+        let mut names: Vec<String> = listed
+            .iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// A location `child` below this one, in the same store.
     pub fn child(&self, child: &str) -> Result<Location> {
         let uri = join(&self.uri, child);

@@ -127,8 +127,8 @@ impl Committer {
                 tracing::warn!(%key, "Shard already committed by another run; dropped.");
             }
             self.stats.already_committed += committed.already.len() as u64;
-            for (key, shard) in self.keys_of(&ok) {
-                if committed.landed.contains(&key) {
+            for key in &committed.landed {
+                if let Some((_, shard)) = self.ledger.shards.get(key) {
                     self.stats.shards += 1;
                     self.stats.items += shard.items;
                     self.stats.errors += shard.errors;
@@ -152,16 +152,6 @@ impl Committer {
         self.processed_shards += (ok.len() + failed.len()) as u64;
         self.progress
             .update(self.processed_shards, self.stats.items, self.stats.errors);
-    }
-
-    fn keys_of<'a>(&self, shards: &'a [ShardWritten]) -> Vec<(String, &'a ShardWritten)> {
-        shards
-            .iter()
-            .map(|s| {
-                let key = self.keys.get(s.shard as usize).cloned().unwrap_or_default();
-                (key, s)
-            })
-            .collect()
     }
 
     /// After the last epoch: rolls forward what an earlier failure left (errors, Parquet),

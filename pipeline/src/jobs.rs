@@ -51,23 +51,10 @@ impl JobRecord {
 
     /// Every job record under `output`, oldest first.
     pub async fn read_all(output: &Location) -> vemo_operators::Result<Vec<Self>> {
-        use futures::TryStreamExt;
         let dir = output.child(&format!("{VEMO_DIR}/jobs"))?;
-        let listed: Vec<_> = output
-            .store
-            .list(Some(&dir.path))
-            .try_collect()
-            .await
-            .map_err(|e| vemo_operators::Error::Store {
-                uri: dir.uri.clone(),
-                cause: e,
-            })?;
         let mut records = Vec::new();
-        for meta in listed {
-            let Some(name) = meta.location.filename() else {
-                continue;
-            };
-            let bytes = dir.child(name)?.read().await?;
+        for name in dir.list_names().await? {
+            let bytes = dir.child(&name)?.read().await?;
             if let Ok(record) = serde_json::from_slice::<JobRecord>(&bytes) {
                 records.push(record);
             }

@@ -23,11 +23,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use arrow_schema::SchemaRef;
-use futures::TryStreamExt;
-use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
-use vemo_operators::lance_commit::{Commit, commit_at, latest, version_properties};
-use vemo_operators::lance_io::fragments_from_json;
+use vemo_operators::lance_commit::{Commit, commit_at, version_properties};
+use vemo_operators::lance_io::{fragments_from_json, open_if_exists};
 use vemo_operators::store::{self, Location};
 use vemo_schemas::{ERRORS_DATASET, ITEMS_DATASET, VEMO_DIR, errors_schema};
 
@@ -118,7 +116,7 @@ impl Ledger {
             errors_uri: store::join(&output.uri, ERRORS_DATASET),
             ..Default::default()
         };
-        let items = latest(&ledger.items_uri).await?;
+        let items = open_if_exists(&ledger.items_uri).await?;
         let current = items.as_ref().map(|d| d.version().version).unwrap_or(0);
         if let Some(snapshot) = read_snapshot(output, current).await? {
             ledger.start_from(snapshot);
@@ -126,7 +124,7 @@ impl Ledger {
         if let Some(items) = &items {
             ledger.read_items(items).await?;
         }
-        if let Some(errors) = latest(&ledger.errors_uri).await? {
+        if let Some(errors) = open_if_exists(&ledger.errors_uri).await? {
             ledger.read_errors(&errors).await?;
         }
         Ok(ledger)
@@ -222,7 +220,7 @@ impl Ledger {
     ) -> vemo_operators::Result<Committed> {
         let mut done = Committed::default();
         for _ in 0..ATTEMPTS {
-            let current = latest(&self.items_uri).await?;
+            let current = open_if_exists(&self.items_uri).await?;
             if let Some(items) = &current {
                 self.read_items(items).await?;
             }
@@ -274,7 +272,7 @@ impl Ledger {
     /// (this run's, or a crashed run's). Returns the new `errors` version, if any.
     pub async fn commit_errors(&mut self) -> vemo_operators::Result<Option<u64>> {
         for _ in 0..ATTEMPTS {
-            let current = latest(&self.errors_uri).await?;
+            let current = open_if_exists(&self.errors_uri).await?;
             if let Some(errors) = &current {
                 self.read_errors(errors).await?;
             }
@@ -322,16 +320,10 @@ impl Ledger {
     pub async fn publish_parquet(&mut self, output: &Location) -> vemo_operators::Result<usize> {
         let markers = output.child(&format!("{VEMO_DIR}/ledger/published"))?;
         if self.published.is_none() {
-            let listed: Vec<_> = output
-                .store
-                .list(Some(&markers.path))
-                .try_collect()
-                .await
-                .map_err(|e| store_error(&markers.uri, e))?;
-            let versions = listed.iter().filter_map(|m| {
-                let name = m.location.filename()?;
-                name.strip_prefix('v')?.parse::<u64>().ok()
-            });
+            let names = markers.list_names().await?;
+            let versions = names
+                .iter()
+                .filter_map(|name| name.strip_prefix('v')?.parse::<u64>().ok());
             self.published = Some(versions.collect());
         }
         let published = self.published.get_or_insert_with(HashSet::new);
@@ -426,22 +418,17 @@ async fn read_snapshot(
     items_version: u64,
 ) -> vemo_operators::Result<Option<Snapshot>> {
     let dir = output.child(SNAPSHOTS)?;
-    let listed: Vec<_> = output
-        .store
-        .list(Some(&dir.path))
-        .try_collect()
-        .await
-        .map_err(|e| store_error(&dir.uri, e))?;
-    let newest = listed
-        .iter()
-        .filter_map(|m| {
-            let name = m.location.filename()?;
+    let newest = dir
+        .list_names()
+        .await?
+        .into_iter()
+        .filter_map(|name| {
             let version = name
                 .strip_prefix('v')?
                 .strip_suffix(".json")?
                 .parse::<u64>()
                 .ok()?;
-            Some((version, name.to_string()))
+            Some((version, name))
         })
         .filter(|(version, _)| *version <= items_version)
         .max();
@@ -455,13 +442,16 @@ async fn read_snapshot(
 }
 
 async fn ensure_exists(uri: &str, schema: &SchemaRef) -> vemo_operators::Result<u64> {
-    if let Some(dataset) = latest(uri).await? {
+    if let Some(dataset) = open_if_exists(uri).await? {
         return Ok(dataset.version().version);
     }
     match commit_at(uri, schema, None, Vec::new(), HashMap::new()).await? {
         Commit::Landed(version) => Ok(version),
         // Created by another writer meanwhile.
-        Commit::Moved => Ok(latest(uri).await?.map(|d| d.version().version).unwrap_or(0)),
+        Commit::Moved => Ok(open_if_exists(uri)
+            .await?
+            .map(|d| d.version().version)
+            .unwrap_or(0)),
     }
 }
 
@@ -478,12 +468,5 @@ fn contention(uri: &str) -> vemo_operators::Error {
         cause: std::io::Error::other(format!(
             "{ATTEMPTS} conditional commits in a row lost to other writers"
         )),
-    }
-}
-
-fn store_error(uri: &str, e: object_store::Error) -> vemo_operators::Error {
-    vemo_operators::Error::Store {
-        uri: uri.to_string(),
-        cause: e,
     }
 }
