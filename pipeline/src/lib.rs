@@ -10,6 +10,7 @@
 mod commit;
 mod config;
 mod dataflow;
+pub mod delta;
 mod error;
 mod jobs;
 pub mod ledger;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One input item as read from the manifest, with its image location resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ManifestEntry {
     /// Unique id of the item.
     pub id: String,
