@@ -80,6 +80,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             shard_size: 64,
             read_concurrency: 16,
             job_id: format!("bench-w{workers}"),
+            incremental: true,
             progress_bar: false,
         };
         let cluster = ClusterConfig {

@@ -23,11 +23,13 @@ pub struct Cli {
 pub enum Command {
     /// Index a corpus: run a job file on timely workers and write Lance + Parquet output.
     ///
-    /// Processes the shards of the manifest that the output's ledger does not name yet (and no
-    /// id already in `items` or `errors`): rerunning a job on the same output, after a failure
-    /// or a crash, finishes it without a duplicate row, and two runs at once never commit a
-    /// shard twice. An unreadable image or an empty caption becomes an `errors` row; the job
-    /// goes on. `vemo status --output URI` shows how far a job got.
+    /// On an output that holds rows, the run is incremental by default: it encodes only the
+    /// items that are new, changed (image bytes, caption or bundle) or failed before, deletes
+    /// the rows of items gone from the corpus, and leaves the rest alone, one Lance version per
+    /// epoch (`vemo plan` prints that delta first). Rerunning a job after a failure or a crash
+    /// finishes it without a duplicate row, and two runs at once never commit a shard twice.
+    /// An unreadable image or an empty caption becomes an `errors` row; the job goes on.
+    /// `vemo status --output URI` shows how far a job got.
     ///
     /// Cluster mode uses timely's own flags: start the same command on every process with
     /// `-n PROCESSES -p INDEX -h HOSTFILE` (one `host:port` per line) and the same `--job-id`,
@@ -35,6 +37,10 @@ pub enum Command {
     ///
     /// Exit codes: 0 ok, 1 the job failed (rerun to retry), 2 usage or configuration error.
     Index(IndexArgs),
+    /// Print the delta `vemo index` would process on this output (added, changed, removed,
+    /// unchanged and retried items, with a few ids of each) without running or writing
+    /// anything. Takes the same flags as `vemo index`.
+    Plan(PlanArgs),
     /// Fetch, list and check model bundles.
     Models(ModelsArgs),
     /// Make corpora: the embedded sample corpus, or a seeded synthetic one.
@@ -287,9 +293,30 @@ pub struct IndexArgs {
     /// Never draw a progress bar (log lines instead).
     #[arg(long)]
     pub no_progress: bool,
+    /// Bring the output to this corpus: encode added, changed and earlier-failed items,
+    /// delete the rows of removed ones (the default when the output exists; on a new output
+    /// every item is added).
+    #[arg(long, overrides_with = "no_incremental")]
+    pub incremental: bool,
+    /// Only add the ids the output lacks, without hashing every image: never replaces or
+    /// deletes a row (resumes an interrupted first run at the least cost).
+    #[arg(long, overrides_with = "incremental")]
+    pub no_incremental: bool,
     /// Print help.
     #[arg(long, action = clap::ArgAction::HelpLong)]
     pub help: Option<bool>,
+}
+
+/// `vemo plan` flags: those of `vemo index`, and `--json`.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// Print `{"added":..,"changed":..,"removed":..,"unchanged":..,"retried":..}` and the
+    /// rest of the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -395,4 +422,7 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// List the versions of `items`: when, which job, what each added and deleted.
+    #[arg(long)]
+    pub versions: bool,
 }

@@ -11,6 +11,51 @@ use crate::job::JobConfig;
 
 /// Runs `vemo index`.
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
+    let (config, cluster) = configs(&args)?;
+    let Some(summary) = run_index(config, &cluster)? else {
+        tracing::info!(
+            process = args.process,
+            "Process finished; process 0 reports the run."
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    let delta = match &summary.delta {
+        Some(d) => format!(
+            " (incremental: {} added, {} changed, {} retried, {} removed, {} unchanged)",
+            d.counts.added,
+            d.counts.changed,
+            d.counts.retried,
+            d.counts.removed,
+            d.counts.unchanged
+        ),
+        None => String::new(),
+    };
+    eprintln!(
+        "Indexed {} items ({} errors, {} already done){delta} into {} (items.lance v{}) in {:.1} s.",
+        summary.items_written,
+        summary.errors_written,
+        summary.skipped,
+        summary.output,
+        summary.items_version,
+        summary.elapsed_s
+    );
+    if summary.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: {} shard(s) failed and were not committed; rerun the same job to retry them:",
+            summary.failures.len()
+        );
+        for failure in &summary.failures {
+            eprintln!("  {failure}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// The run and cluster configuration of `vemo index` (and `vemo plan`) flags.
+pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)> {
     let job = JobConfig::load(&args.job)?;
     let input = expand(args.input.as_deref().unwrap_or(&job.input.uri));
     let output = expand(args.output.as_deref().unwrap_or(&job.output.uri));
@@ -38,6 +83,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         shard_size: job.run.shard_size,
         read_concurrency: job.run.read_concurrency,
         job_id,
+        incremental: !args.no_incremental,
         progress_bar: !args.no_progress && std::io::stderr().is_terminal() && args.process == 0,
     };
     let cluster = ClusterConfig {
@@ -46,33 +92,5 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         process: args.process,
         hostfile: args.hostfile.clone(),
     };
-    let Some(summary) = run_index(config, &cluster)? else {
-        tracing::info!(
-            process = args.process,
-            "Process finished; process 0 reports the run."
-        );
-        return Ok(ExitCode::SUCCESS);
-    };
-    println!("{}", serde_json::to_string_pretty(&summary)?);
-    eprintln!(
-        "Indexed {} items ({} errors, {} already done) into {} (items.lance v{}) in {:.1} s.",
-        summary.items_written,
-        summary.errors_written,
-        summary.skipped,
-        summary.output,
-        summary.items_version,
-        summary.elapsed_s
-    );
-    if summary.failures.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "error: {} shard(s) failed and were not committed; rerun the same job to retry them:",
-            summary.failures.len()
-        );
-        for failure in &summary.failures {
-            eprintln!("  {failure}");
-        }
-        Ok(ExitCode::from(1))
-    }
+    Ok((config, cluster))
 }

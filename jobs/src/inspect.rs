@@ -21,6 +21,63 @@ struct Inspection {
     runs: Vec<String>,
     /// Parameters of the bundle that wrote the rows, when it is installed here.
     parameters: Option<crate::models::BundleParameters>,
+    /// With `--versions`: every version of `items`, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    versions: Option<Vec<VersionLine>>,
+}
+
+/// One version of `items`, as `vemo inspect --versions` lists it.
+#[derive(Debug, Serialize)]
+struct VersionLine {
+    version: u64,
+    timestamp: String,
+    /// The job that committed it (none: created empty, an index, or written outside vemo).
+    job_id: Option<String>,
+    shards: usize,
+    /// Rows it added to `items` and to `errors`.
+    items: usize,
+    errors: usize,
+    /// Ids whose earlier rows it replaced or removed, and the `items` rows it deleted.
+    replaced_ids: usize,
+    deleted_rows: u64,
+}
+
+/// Every version of the `items` dataset at `items_uri` with what its ledger entry says.
+async fn versions(items_uri: &str) -> anyhow::Result<Vec<VersionLine>> {
+    use vemo_operators::lance_commit::version_properties;
+    use vemo_pipeline::ledger::{ITEMS_PROPERTY, LedgerEntry};
+    let Some(dataset) = vemo_operators::lance_io::open_if_exists(items_uri).await? else {
+        return Ok(Vec::new());
+    };
+    let listed = dataset.versions().await?;
+    let (Some(first), Some(last)) = (listed.first(), listed.last()) else {
+        return Ok(Vec::new());
+    };
+    let properties = version_properties(items_uri, &dataset, first.version, last.version).await?;
+    let mut entries: std::collections::HashMap<u64, LedgerEntry> = properties
+        .into_iter()
+        .filter_map(|(v, mut p)| Some((v, serde_json::from_str(&p.remove(ITEMS_PROPERTY)?).ok()?)))
+        .collect();
+    Ok(listed
+        .iter()
+        .map(|version| {
+            let entry = entries.remove(&version.version);
+            let shards = entry
+                .as_ref()
+                .map(|e| e.shards.as_slice())
+                .unwrap_or_default();
+            VersionLine {
+                version: version.version,
+                timestamp: version.timestamp.to_rfc3339(),
+                job_id: entry.as_ref().map(|e| e.job_id.clone()),
+                shards: shards.len(),
+                items: shards.iter().map(|s| s.items).sum(),
+                errors: shards.iter().map(|s| s.errors).sum(),
+                replaced_ids: shards.iter().map(|s| s.replaces.len()).sum(),
+                deleted_rows: entry.as_ref().map_or(0, |e| e.deleted),
+            }
+        })
+        .collect())
 }
 
 /// Runs `vemo inspect`.
@@ -28,7 +85,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let inspection = runtime.block_on(inspect(&args.uri))?;
+    let mut inspection = runtime.block_on(inspect(&args.uri))?;
+    if args.versions {
+        let items_uri = store::join(&inspection.output, ITEMS_DATASET);
+        inspection.versions = Some(runtime.block_on(versions(&items_uri))?);
+    }
     if inspection.items.is_none() {
         return Err(usage(format!(
             "{} holds no {ITEMS_DATASET}: is it a vemo output?",
@@ -56,6 +117,25 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         println!("{dir}: {parts} part files");
     }
     println!("runs: {}", inspection.runs.join(", "));
+    if let Some(versions) = &inspection.versions {
+        println!("items versions:");
+        println!(
+            "  version  timestamp                         job                       shards    items   errors  replaced  deleted"
+        );
+        for v in versions {
+            println!(
+                "  {:>7}  {:<32}  {:<24}  {:>6}  {:>7}  {:>7}  {:>8}  {:>7}",
+                v.version,
+                v.timestamp,
+                v.job_id.as_deref().unwrap_or("-"),
+                v.shards,
+                v.items,
+                v.errors,
+                v.replaced_ids,
+                v.deleted_rows
+            );
+        }
+    }
     if let Some(p) = &inspection.parameters {
         println!(
             "model {}: {} parameters (text tower {}, image tower {}, exit heads {}, ConSE table {}, NER branch {}); separate uni-task models: {} (ratio {:.2})",
@@ -103,6 +183,7 @@ async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
         parquet_parts,
         runs,
         parameters,
+        versions: None,
     })
 }
 

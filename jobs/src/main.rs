@@ -14,6 +14,7 @@ mod inspect;
 mod job;
 mod models;
 mod ner;
+mod plan;
 mod search;
 mod status;
 mod train;
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         cli::Command::Index(args) => index::run(args),
+        cli::Command::Plan(args) => plan::run(args),
         cli::Command::Models(args) => models::run(args),
         cli::Command::Corpus(args) => corpus::run(args),
         cli::Command::Inspect(args) => inspect::run(args),

@@ -63,14 +63,25 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = Status {
         output: output.uri.clone(),
         shards_total: job.as_ref().map(|j| j.shards_total),
-        job,
-        shards_committed: ledger.shards.len(),
+        // An incremental job's progress counts its own shards only.
+        shards_committed: match &job {
+            Some(j) if j.incremental => {
+                let prefix = format!("{}/", j.job_id);
+                ledger
+                    .shards
+                    .keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .count()
+            }
+            _ => ledger.shards.len(),
+        },
         items,
         errors,
         errors_pending,
         by_process,
         by_worker,
         commits_by_job: ledger.jobs.clone(),
+        job,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -77,6 +77,25 @@ impl ImageReader {
             .await
     }
 
+    /// The SHA-256 (hex) of each entry's image bytes, `concurrency` fetches at a time, in
+    /// order; an image that cannot be fetched hashes to `unreadable`, which matches no row.
+    /// A manifest `sha256` column (hex of the image bytes) is taken as given, without a fetch.
+    pub async fn hash_all(&self, entries: &[ManifestEntry], concurrency: usize) -> Vec<String> {
+        stream::iter(entries)
+            .map(|entry| async move {
+                if let Some(given) = given_sha256(entry) {
+                    return given;
+                }
+                match self.fetch(&entry.image).await {
+                    Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
+                    Err(_) => "unreadable".to_string(),
+                }
+            })
+            .buffered(concurrency.max(1))
+            .collect()
+            .await
+    }
+
     /// Fetches the bytes of the image at `uri`; the error reason is ready for an `errors` row.
     pub async fn fetch(&self, uri: &str) -> Result<bytes::Bytes, String> {
         let location = self.locate(uri).map_err(|e| e.to_string())?;
@@ -137,6 +156,13 @@ impl ImageReader {
             uri: uri.to_string(),
         })
     }
+}
+
+/// The `sha256` a manifest row gives for its image, lower-case hex, if any.
+fn given_sha256(entry: &ManifestEntry) -> Option<String> {
+    let metadata: serde_json::Value = serde_json::from_str(entry.metadata.as_deref()?).ok()?;
+    let hash = metadata.get("sha256")?.as_str()?.to_ascii_lowercase();
+    (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
 }
 
 /// Hashes and fully decodes `bytes` (a truncated or corrupt body fails here, not later).

@@ -38,6 +38,40 @@ pub enum Commit {
     Moved,
 }
 
+/// Rows a commit deletes, found against the version it reads: the fragments that gain a
+/// deletion file and those deleted whole.
+#[derive(Debug, Clone, Default)]
+pub struct Deletions {
+    pub updated: Vec<Fragment>,
+    pub removed: Vec<u64>,
+    pub rows: u64,
+}
+
+/// Finds the rows of `dataset` that match `predicate` (a Lance SQL filter) and writes their
+/// deletion files, without committing: [`commit_replacing_at`] commits them.
+pub async fn find_deletions(dataset: &Dataset, predicate: &str) -> Result<Deletions> {
+    let uri = dataset.uri().to_string();
+    let staged = lance::dataset::DeleteBuilder::new(Arc::new(dataset.clone()), predicate)
+        .execute_uncommitted()
+        .await
+        .map_err(|e| Error::lance(&uri, e))?;
+    match staged.transaction.operation {
+        Operation::Delete {
+            updated_fragments,
+            deleted_fragment_ids,
+            ..
+        } => Ok(Deletions {
+            updated: updated_fragments,
+            removed: deleted_fragment_ids,
+            rows: staged.num_deleted_rows,
+        }),
+        other => Err(Error::Io {
+            path: uri,
+            cause: std::io::Error::other(format!("a delete staged a {} operation", other.name())),
+        }),
+    }
+}
+
 /// Commits `fragments` (possibly none) with `properties` to the dataset at `uri` as version
 /// `read_version + 1`, or not at all. `read_version` 0 creates the dataset with `schema`.
 pub async fn commit_at(
@@ -47,8 +81,41 @@ pub async fn commit_at(
     fragments: Vec<Fragment>,
     properties: HashMap<String, String>,
 ) -> Result<Commit> {
+    commit_replacing_at(
+        uri,
+        schema,
+        read,
+        fragments,
+        Deletions::default(),
+        properties,
+    )
+    .await
+}
+
+/// [`commit_at`] that also applies `deletions` (found against `read`) in the same version: the
+/// rows of replaced and removed items go as their new rows land.
+pub async fn commit_replacing_at(
+    uri: &str,
+    schema: &SchemaRef,
+    read: Option<&Dataset>,
+    fragments: Vec<Fragment>,
+    deletions: Deletions,
+    properties: HashMap<String, String>,
+) -> Result<Commit> {
     let read_version = read.map(|d| d.version().version).unwrap_or(0);
+    let deletes = !deletions.updated.is_empty() || !deletions.removed.is_empty();
     let operation = match read {
+        Some(_) if deletes => Operation::Update {
+            removed_fragment_ids: deletions.removed,
+            updated_fragments: deletions.updated,
+            new_fragments: fragments,
+            fields_modified: Vec::new(),
+            compacted_sstables: Vec::new(),
+            fields_for_preserving_frag_bitmap: Vec::new(),
+            update_mode: None,
+            inserted_rows_filter: None,
+            updated_fragment_offsets: None,
+        },
         Some(_) => Operation::Append { fragments },
         None => Operation::Overwrite {
             fragments,

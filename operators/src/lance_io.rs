@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::{RecordBatch, cast::AsArray};
+use arrow_array::{Array, RecordBatch, cast::AsArray};
 use arrow_schema::SchemaRef;
 use futures::TryStreamExt;
 use lance::Dataset;
@@ -171,6 +171,50 @@ pub async fn read_ids(uri: &str, id_column: &str) -> Result<HashSet<String>> {
         ids.extend(column.iter().flatten().map(str::to_string));
     }
     Ok(ids)
+}
+
+/// The string columns `columns` of the rows in the fragments of `dataset` at positions
+/// `part`, `part + parts`, ...: one worker's share of a scan (deleted rows excluded; a null
+/// reads as `None`).
+pub async fn scan_share(
+    dataset: &Dataset,
+    columns: &[&str],
+    part: usize,
+    parts: usize,
+) -> Result<Vec<Vec<Option<String>>>> {
+    let uri = dataset.uri().to_string();
+    let fail = |e| Error::lance(&uri, e);
+    let fragments: Vec<Fragment> = dataset
+        .fragments()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % parts.max(1) == part)
+        .map(|(_, f)| f.clone())
+        .collect();
+    let mut rows = Vec::new();
+    if fragments.is_empty() {
+        return Ok(rows);
+    }
+    let mut scanner = dataset.scan();
+    scanner.with_fragments(fragments);
+    scanner.project(columns).map_err(fail)?;
+    let mut stream = scanner.try_into_stream().await.map_err(fail)?;
+    while let Some(batch) = stream.try_next().await.map_err(fail)? {
+        let strings: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| c.as_string::<i32>())
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                strings
+                    .iter()
+                    .map(|c| c.is_valid(row).then(|| c.value(row).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
 }
 
 /// What `vemo inspect` prints of a dataset.

@@ -216,6 +216,14 @@ impl Location {
         Ok(())
     }
 
+    /// Deletes the object (a missing one is no error).
+    pub async fn delete(&self) -> Result<()> {
+        match self.store.delete(&self.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store(&self.uri, e)),
+        }
+    }
+
     /// True when the object exists.
     pub async fn exists(&self) -> Result<bool> {
         match self.store.head(&self.path).await {

@@ -6,6 +6,8 @@
 //! Below the row threshold Lance searches exactly (flat); with an index a query probes
 //! [`NPROBES`] partitions and re-ranks [`REFINE`] x k candidates on the full vectors.
 
+use std::collections::HashSet;
+
 use arrow_array::{Array, Float32Array, RecordBatch, cast::AsArray};
 use lance::dataset::Dataset;
 use lance::index::DatasetIndexExt;
@@ -83,6 +85,40 @@ fn sub_vectors_for(dim: usize) -> usize {
 /// Builds (or rebuilds) a cosine IVF_PQ index on every embedding column of the dataset at
 /// `uri` when it has at least `min_rows` rows.
 pub async fn build_indexes(uri: &str, min_rows: usize) -> Result<Vec<IndexOutcome>> {
+    build_indexes_except(uri, min_rows, &HashSet::new()).await
+}
+
+/// The names of the indexes of the dataset at `uri` (none when there is no dataset).
+pub async fn index_names(uri: &str) -> Result<HashSet<String>> {
+    let Some(dataset) = open_if_exists(uri).await? else {
+        return Ok(HashSet::new());
+    };
+    let indexes = dataset
+        .load_indices()
+        .await
+        .map_err(|e| Error::lance(uri, e))?;
+    Ok(indexes.iter().map(|index| index.name.clone()).collect())
+}
+
+/// Brings every index of the dataset at `uri` up to date after rows were added and deleted:
+/// new rows go into the existing index (IVF partitions and PQ codebooks as trained, Lance's
+/// `optimize_indices` append mode) and deleted rows stay masked by their deletion files.
+pub async fn update_indexes(uri: &str) -> Result<()> {
+    let Some(mut dataset) = open_if_exists(uri).await? else {
+        return Ok(());
+    };
+    dataset
+        .optimize_indices(&lance_index::optimize::OptimizeOptions::append())
+        .await
+        .map_err(|e| Error::lance(uri, e))
+}
+
+/// [`build_indexes`], leaving alone the columns whose index is named in `existing`.
+pub async fn build_indexes_except(
+    uri: &str,
+    min_rows: usize,
+    existing: &HashSet<String>,
+) -> Result<Vec<IndexOutcome>> {
     let Some(mut dataset) = open_if_exists(uri).await? else {
         return Ok(Vec::new());
     };
@@ -93,6 +129,9 @@ pub async fn build_indexes(uri: &str, min_rows: usize) -> Result<Vec<IndexOutcom
     let mut outcomes = Vec::new();
     for column in embedding_columns(&dataset) {
         let name = column.name();
+        if existing.contains(&format!("{name}_ivf_pq")) {
+            continue;
+        }
         // PQ trains 256 centroids per sub-vector: it needs at least that many rows.
         if rows < min_rows.max(256) {
             outcomes.push(IndexOutcome::Flat { column: name, rows });

@@ -25,6 +25,10 @@ pub struct CommitStats {
     pub shards: u64,
     pub items: usize,
     pub errors: usize,
+    /// Items that went through the text encoder (committed or not).
+    pub encoded: usize,
+    /// `items` rows deleted: the earlier rows of changed and removed ids.
+    pub deleted: u64,
     /// Shards another run had committed first (dropped here).
     pub already_committed: u64,
     pub items_version: Option<u64>,
@@ -39,8 +43,6 @@ pub struct Committer {
     pub job_id: String,
     pub items_schema: SchemaRef,
     pub ledger: Ledger,
-    /// Ledger key of every shard, by shard id.
-    pub keys: Arc<Vec<String>>,
     /// Workers in the cluster, and per process (to record who wrote a shard).
     pub peers: usize,
     pub workers_per_process: usize,
@@ -78,21 +80,19 @@ impl Committer {
     fn record(&self, shard: &ShardWritten) -> ShardRecord {
         let worker = shard.shard as usize % self.peers.max(1);
         ShardRecord {
-            key: self
-                .keys
-                .get(shard.shard as usize)
-                .cloned()
-                .unwrap_or_default(),
+            key: shard.key.clone(),
             items: shard.items,
             errors: shard.errors,
             worker,
             process: worker / self.workers_per_process.max(1),
             error_fragments: shard.error_fragments.clone(),
             parquet: shard.staged_parts.clone(),
+            replaces: shard.replaces.clone(),
         }
     }
 
     fn commit_epoch(&mut self, epoch: u64, shards: Vec<ShardWritten>) {
+        self.stats.encoded += shards.iter().map(|s| s.encoded).sum::<usize>();
         let (ok, failed): (Vec<_>, Vec<_>) = shards.into_iter().partition(|s| s.failure.is_none());
         for shard in &failed {
             let reason = shard.failure.clone().unwrap_or_default();
@@ -123,6 +123,7 @@ impl Committer {
             if let Some(version) = committed.version {
                 self.stats.items_version = Some(version);
             }
+            self.stats.deleted += committed.deleted;
             for key in &committed.already {
                 tracing::warn!(%key, "Shard already committed by another run; dropped.");
             }
@@ -155,6 +156,7 @@ impl Committer {
     }
 
     /// After the last epoch: rolls forward what an earlier failure left (errors, Parquet),
+    /// prunes the Parquet rows of replaced ids,
     /// makes sure both datasets exist (a run where every item failed still leaves an `items`
     /// table to open) and returns their versions.
     pub fn finish(&mut self) -> vemo_operators::Result<(u64, u64)> {
@@ -163,6 +165,8 @@ impl Committer {
         runtime.block_on(async {
             self.ledger.commit_errors().await?;
             self.ledger.publish_parquet(&self.output).await?;
+            let pruned = self.ledger.prune_parquet(&self.output).await?;
+            tracing::debug!(pruned, "Replaced rows pruned from the Parquet tables.");
             let items = self.ledger.ensure_items(&self.items_schema).await?;
             let errors = self.ledger.ensure_errors().await?;
             if self.ledger.write_snapshot(&self.output).await? {

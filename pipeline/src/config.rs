@@ -38,6 +38,9 @@ pub struct IndexConfig {
     pub read_concurrency: usize,
     /// Id stamped on every row of this run; all processes of a cluster must share it.
     pub job_id: String,
+    /// When the output holds rows already: bring it to this corpus (encode added, changed and
+    /// failed items, delete removed ones). Otherwise only add the ids it lacks.
+    pub incremental: bool,
     /// Draw a progress bar (else log lines).
     pub progress_bar: bool,
 }

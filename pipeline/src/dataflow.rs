@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use arrow_schema::SchemaRef;
 use serde::Serialize;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -24,7 +25,7 @@ use vemo_operators::batches::RowStamp;
 use vemo_operators::bundle::Bundle;
 use vemo_operators::faults::Faults;
 use vemo_operators::images::ImageReader;
-use vemo_operators::lance_io::{count_rows, read_ids, wrap_lance_stores};
+use vemo_operators::lance_io::{count_rows, open_if_exists, read_ids, wrap_lance_stores};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::image_encoder::ImageEncoder;
@@ -37,6 +38,7 @@ use vemo_schemas::{
 
 use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
+use crate::incremental::{DeltaReport, DeltaSource, check_columns, plan_delta};
 use crate::jobs::JobRecord;
 use crate::ledger::Ledger;
 use crate::plan::{Plan, Shard, plan_shards, shard_keys};
@@ -48,14 +50,24 @@ use crate::{Error, Result};
 const EPOCHS_IN_FLIGHT: u64 = 2;
 
 /// What a run did, printed by `vemo index` and written to `_vemo/runs/JOB.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
     pub job_id: String,
     pub input: String,
     pub output: String,
     pub bundle: String,
     pub manifest_items: usize,
+    /// True when the run brought an existing output to this corpus (see `IndexConfig`).
+    pub incremental: bool,
+    /// The delta an incremental run worked from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaReport>,
+    /// Items not processed: already in the output (unchanged, for an incremental run).
     pub skipped: usize,
+    /// Items that went through the text encoder.
+    pub encoded: usize,
+    /// `items` rows deleted (earlier rows of changed, retried and removed ids).
+    pub deleted_rows: u64,
     pub shards: usize,
     /// Shards of this run that another run committed first (dropped, not written twice).
     pub already_committed: u64,
@@ -81,8 +93,12 @@ struct Shared {
     bundle_id: String,
     columns: Vec<EmbeddingColumn>,
     plan: Plan,
+    /// Set for an incremental run: the workers plan the delta themselves.
+    delta: Option<DeltaSource>,
+    /// Stop after planning (`vemo plan`).
+    plan_only: bool,
+    items_schema: SchemaRef,
     ledger: Ledger,
-    keys: Arc<Vec<String>>,
     workers_per_process: usize,
     output: Location,
     items_uri: String,
@@ -93,6 +109,20 @@ struct Shared {
 /// Plans and runs one `vemo index` job on this process's share of the cluster. Returns the
 /// summary on the process that holds worker 0, `None` on the others.
 pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<RunSummary>> {
+    execute(config, cluster, false)
+}
+
+/// Plans a `vemo index` job without running it or writing anything (`vemo plan`): the delta
+/// on the process that holds worker 0, `None` on the others.
+pub fn plan_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<DeltaReport>> {
+    Ok(execute(config, cluster, true)?.map(|summary| summary.delta.unwrap_or_default()))
+}
+
+fn execute(
+    config: IndexConfig,
+    cluster: &ClusterConfig,
+    plan_only: bool,
+) -> Result<Option<RunSummary>> {
     let timely_config = cluster.timely_config()?;
     let runtime = Arc::new(
         tokio::runtime::Builder::new_multi_thread()
@@ -133,11 +163,35 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
     }
     let items_uri = store::join(&output.uri, ITEMS_DATASET);
     let errors_uri = store::join(&output.uri, ERRORS_DATASET);
-    let (plan, ledger) = runtime.block_on(async {
+    let items_schema = items_schema_for(
+        &columns,
+        vemo_schemas::ItemTasks {
+            entities: config.entities,
+            spotting: config.spotting,
+        },
+    );
+    let (plan, ledger, delta) = runtime.block_on(async {
         let manifest = read_manifest(&config.input).await?;
         let mut ledger = Ledger::load(&output).await?;
-        if cluster.process == 0 {
+        if cluster.process == 0 && !plan_only {
             roll_forward(&mut ledger, &output).await?;
+        }
+        let items = open_if_exists(&items_uri).await?;
+        let errors = open_if_exists(&errors_uri).await?;
+        if config.incremental && (items.is_some() || errors.is_some()) {
+            if let Some(items) = &items {
+                check_columns(items, &items_uri, &items_schema)?;
+            }
+            let source = DeltaSource {
+                entries: Arc::new(manifest.entries),
+                items,
+                errors,
+                bundle_id: bundle.id(),
+                read_concurrency: config.read_concurrency,
+                shard_size: config.shard_size,
+                job_id: config.job_id.clone(),
+            };
+            return Ok((Plan::default(), ledger, Some(source)));
         }
         // The ids are read (a scan of both tables) only when the ledger alone cannot tell.
         let keys = shard_keys(&manifest.entries, config.shard_size);
@@ -160,18 +214,20 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
             &|key| ledger.is_committed(key),
             config.shard_size,
         );
-        Ok::<_, vemo_operators::Error>((plan, ledger))
+        Ok::<_, Error>((plan, ledger, None))
     })?;
-    tracing::info!(
-        items = plan.items(),
-        skipped = plan.skipped,
-        shards = plan.pending_shards(),
-        committed_shards = ledger.shards.len(),
-        "Planned run."
-    );
-    if cluster.process == 0 {
-        let record = JobRecord::new(&config, cluster, &plan);
-        runtime.block_on(record.write(&output))?;
+    if delta.is_none() {
+        tracing::info!(
+            items = plan.items(),
+            skipped = plan.skipped,
+            shards = plan.pending_shards(),
+            committed_shards = ledger.shards.len(),
+            "Planned run."
+        );
+        if cluster.process == 0 && !plan_only {
+            let record = JobRecord::new(&config, cluster, &plan);
+            runtime.block_on(record.write(&output))?;
+        }
     }
     let shared = Arc::new(Shared {
         bundle_id: bundle.id(),
@@ -180,8 +236,10 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
         images,
         spotter,
         columns,
-        keys: Arc::new(plan.shards.iter().map(|s| s.key.clone()).collect()),
         plan,
+        delta,
+        plan_only,
+        items_schema,
         ledger,
         workers_per_process: cluster.workers,
         output,
@@ -205,7 +263,7 @@ pub fn run_index(config: IndexConfig, cluster: &ClusterConfig) -> Result<Option<
             Err(e) => return Err(e),
         }
     }
-    if let Some(summary) = summary.as_mut() {
+    if let Some(summary) = summary.as_mut().filter(|_| !plan_only) {
         index_columns(&index_runtime, &items_uri, min_rows, summary);
     }
     Ok(summary)
@@ -227,13 +285,47 @@ async fn roll_forward(ledger: &mut Ledger, output: &Location) -> vemo_operators:
             "Rolled forward the Parquet parts of an interrupted commit."
         );
     }
+    let pruned = ledger.prune_parquet(output).await?;
+    if pruned > 0 {
+        tracing::warn!(
+            pruned,
+            "Pruned the replaced Parquet rows of an interrupted run."
+        );
+    }
     Ok(())
 }
 
 /// Builds the vector indexes after the last commit and records what happened in the summary.
+/// An incremental run updates the indexes the output has (new rows appended, deleted rows
+/// masked) and builds only the missing ones; other runs rebuild them all.
 fn index_columns(runtime: &Runtime, items_uri: &str, min_rows: usize, summary: &mut RunSummary) {
-    use vemo_operators::vector_search::{IndexOutcome, build_indexes};
-    match runtime.block_on(build_indexes(items_uri, min_rows)) {
+    use vemo_operators::vector_search::{
+        IndexOutcome, build_indexes_except, index_names, update_indexes,
+    };
+    let mut existing = HashSet::new();
+    if summary.incremental {
+        let updated = runtime.block_on(async {
+            let names = index_names(items_uri).await?;
+            if !names.is_empty() {
+                update_indexes(items_uri).await?;
+            }
+            Ok::<_, vemo_operators::Error>(names)
+        });
+        match updated {
+            Ok(names) => {
+                let mut sorted: Vec<&String> = names.iter().collect();
+                sorted.sort();
+                for name in sorted {
+                    let line = format!("{name}: updated (new rows appended, deleted rows masked)");
+                    tracing::info!("Index: {line}");
+                    summary.vector_indexes.push(line);
+                }
+                existing = names;
+            }
+            Err(e) => summary.failures.push(format!("updating the indexes: {e}")),
+        }
+    }
+    match runtime.block_on(build_indexes_except(items_uri, min_rows, &existing)) {
         Ok(outcomes) => {
             for outcome in outcomes {
                 let line = match outcome {
@@ -257,16 +349,28 @@ fn index_columns(runtime: &Runtime, items_uri: &str, min_rows: usize, summary: &
             .failures
             .push(format!("building the vector indexes: {e}")),
     }
+    let build = |name: &str, future: std::pin::Pin<Box<dyn Future<Output = _>>>| match existing
+        .contains(name)
+    {
+        true => Ok(false),
+        false => runtime.block_on(future),
+    };
     let scalar = [
         (
-            runtime.block_on(vemo_operators::vector_search::build_entity_index(items_uri)),
+            build(
+                "entity_keys_label_list",
+                Box::pin(vemo_operators::vector_search::build_entity_index(items_uri)),
+            ),
             "entity_keys: LABEL_LIST index",
             "the entity index",
         ),
         (
-            runtime.block_on(vemo_operators::spotting::search::build_text_index(
-                items_uri,
-            )),
+            build(
+                "spotted_text_inverted",
+                Box::pin(vemo_operators::spotting::search::build_text_index(
+                    items_uri,
+                )),
+            ),
             "spotted_text: INVERTED (full-text) index",
             "the spotted-text index",
         ),
@@ -318,29 +422,60 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         image_batch_size: shared.config.image_batch_size,
         read_concurrency: shared.config.read_concurrency,
     });
+    let (shards, delta) = match &shared.delta {
+        Some(source) => {
+            let (shards, report) = plan_delta(worker, &shared.runtime, &processor.reader, source)?;
+            if index == 0 {
+                tracing::info!(
+                    added = report.counts.added,
+                    changed = report.counts.changed,
+                    retried = report.counts.retried,
+                    removed = report.counts.removed,
+                    unchanged = report.counts.unchanged,
+                    shards = report.shards,
+                    "Planned incremental run."
+                );
+            }
+            (shards, Some(report))
+        }
+        None => {
+            let plan = &shared.plan;
+            let mine = (0..plan.epochs(peers)).filter_map(|e| plan.shard_at(e, index, peers));
+            (mine.cloned().collect(), None)
+        }
+    };
+    let (shards_total, items_total) = match &delta {
+        Some(report) => (report.shards, report.counts.to_encode()),
+        None => (shared.plan.pending_shards(), shared.plan.items()),
+    };
+    if index == 0 && shared.plan_only {
+        return Ok(Some(RunSummary {
+            delta: Some(delta.unwrap_or_else(|| report_of(&shared.plan))),
+            ..Default::default()
+        }));
+    }
+    if shared.plan_only {
+        return Ok(None);
+    }
+    if let (0, Some(report)) = (index, &delta) {
+        let record =
+            JobRecord::for_delta(&shared.config, shared.workers_per_process, peers, report);
+        if let Err(e) = shared.runtime.block_on(record.write(&shared.output)) {
+            tracing::warn!(error = %e, "Could not write the job record.");
+        }
+    }
     let committer = (index == 0).then(|| {
         Rc::new(RefCell::new(Committer {
             runtime: shared.runtime.clone(),
             output: shared.output.clone(),
             job_id: shared.config.job_id.clone(),
             ledger: shared.ledger.clone(),
-            keys: shared.keys.clone(),
             peers,
             workers_per_process: shared.workers_per_process,
-            items_schema: items_schema_for(
-                &shared.columns,
-                vemo_schemas::ItemTasks {
-                    entities: shared.config.entities,
-                    spotting: shared.config.spotting,
-                },
-            ),
+            items_schema: shared.items_schema.clone(),
             pending: Default::default(),
             stats: CommitStats::default(),
-            progress: Progress::new(
-                shared.plan.pending_shards() as u64,
-                shared.plan.items(),
-                shared.config.progress_bar,
-            ),
+            progress: Progress::new(shards_total as u64, items_total, shared.config.progress_bar),
             processed_shards: 0,
         }))
     });
@@ -366,10 +501,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         commit_epochs(written, committer.clone()).probe_with(&probe);
     });
 
-    for epoch in 0..shared.plan.epochs(peers) {
-        if let Some(shard) = shared.plan.shard_at(epoch, index, peers) {
-            input.send(shard.clone());
-        }
+    for shard in shards {
+        let epoch = shard.epoch(peers);
+        input.advance_to(epoch);
+        input.send(shard);
         input.advance_to(epoch + 1);
         // Bound the work in flight: wait until worker 0 has what is older than the window.
         let horizon = (epoch + 1).saturating_sub(EPOCHS_IN_FLIGHT);
@@ -398,9 +533,19 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         input: shared.config.input.clone(),
         output: shared.output.uri.clone(),
         bundle: shared.bundle_id.clone(),
-        manifest_items: shared.plan.manifest_items,
-        skipped: shared.plan.skipped,
-        shards: shared.plan.pending_shards(),
+        manifest_items: match &shared.delta {
+            Some(source) => source.entries.len(),
+            None => shared.plan.manifest_items,
+        },
+        incremental: delta.is_some(),
+        skipped: match &delta {
+            Some(report) => report.counts.unchanged,
+            None => shared.plan.skipped,
+        },
+        delta,
+        encoded: stats.encoded,
+        deleted_rows: stats.deleted,
+        shards: shards_total,
         already_committed: stats.already_committed,
         workers: peers,
         items_written: stats.items,
@@ -418,6 +563,21 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
             .push(format!("writing the run summary: {e}"));
     }
     Ok(Some(summary))
+}
+
+/// The delta of a plan that is not incremental: its items are added, the rest skipped.
+fn report_of(plan: &Plan) -> DeltaReport {
+    let mut report = DeltaReport {
+        shards: plan.pending_shards(),
+        ..Default::default()
+    };
+    report.counts.added = plan.items();
+    report.counts.unchanged = plan.skipped;
+    let first = plan.shards.iter().flat_map(|s| &s.entries).take(5);
+    report
+        .samples
+        .insert("added".into(), first.map(|e| e.id.clone()).collect());
+    report
 }
 
 /// Writes `_vemo/runs/JOB.json` under the output root.

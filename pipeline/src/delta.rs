@@ -19,7 +19,8 @@ use differential_dataflow::input::Input;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::{Exchange, Inspect, Probe};
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use timely::worker::Worker;
 use vemo_schemas::ManifestEntry;
@@ -37,6 +38,13 @@ pub enum Change {
     Removed,
     /// In both, same fingerprint: left alone.
     Unchanged,
+}
+
+impl Change {
+    /// True when the run encodes the item.
+    pub fn encodes(self) -> bool {
+        matches!(self, Change::Added | Change::Changed | Change::Retried)
+    }
 }
 
 /// Counts of each [`Change`]: what `vemo plan --json` prints.
@@ -237,11 +245,11 @@ pub fn oracle(share: &DeltaInput) -> Vec<DeltaItem> {
     delta
 }
 
-/// Sends `value` from every worker to worker 0, which returns them all (in no set order); the
-/// other workers return nothing. Every worker must call it at the same point.
-pub fn gather<T>(worker: &mut Worker, value: T) -> Vec<T>
+/// Sends `value` from every worker to every worker: each returns all of them, sorted. Every
+/// worker must call it at the same point.
+pub fn all_gather<T>(worker: &mut Worker, value: T) -> Vec<T>
 where
-    T: timely::ExchangeData + Clone,
+    T: timely::ExchangeData + Clone + Ord,
 {
     let got: Rc<RefCell<Vec<T>>> = Rc::default();
     let sink = got.clone();
@@ -250,14 +258,16 @@ where
     worker.dataflow::<u64, _, _>(|scope| {
         input
             .to_stream(scope)
-            .exchange(|_| 0)
+            .broadcast()
             .inspect(move |value: &T| sink.borrow_mut().push(value.clone()))
             .probe_with(&probe);
     });
     input.send(value);
     input.close();
     worker.step_while(|| !probe.done());
-    got.take()
+    let mut all = got.take();
+    all.sort();
+    all
 }
 
 #[cfg(test)]
@@ -363,19 +373,14 @@ mod tests {
     }
 
     #[test]
-    fn gather_brings_every_value_to_worker_zero() {
+    fn all_gather_brings_every_value_to_every_worker() {
         let guards = timely::execute(timely::Config::process(3), |worker| {
             let index = worker.index();
-            (index, gather(worker, index * 10))
+            all_gather(worker, index * 10)
         })
         .expect("timely runs");
         for result in guards.join() {
-            let (index, mut got) = result.expect("worker finished");
-            got.sort();
-            match index {
-                0 => assert_eq!(got, [0, 10, 20]),
-                _ => assert!(got.is_empty()),
-            }
+            assert_eq!(result.expect("worker finished"), [0, 10, 20]);
         }
     }
 }

@@ -12,6 +12,12 @@ pub enum Error {
     /// Timely could not start or a worker thread died.
     #[error("dataflow: {0}")]
     Dataflow(String),
+    /// The output cannot take this job's rows (other columns): the message says what to do.
+    #[error("{0}")]
+    Incompatible(String),
+    /// A worker could not read its share of the corpus or the output to plan the delta.
+    #[error("planning the delta: {0}")]
+    Plan(String),
     /// The tokio runtime could not start.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
@@ -22,8 +28,8 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Operator(e) => e.is_user_error(),
-            Error::Cluster(_) => true,
-            Error::Dataflow(_) | Error::Runtime(_) => false,
+            Error::Cluster(_) | Error::Incompatible(_) => true,
+            Error::Dataflow(_) | Error::Plan(_) | Error::Runtime(_) => false,
         }
     }
 }

@@ -7,6 +7,7 @@ use vemo_operators::store::Location;
 use vemo_schemas::VEMO_DIR;
 
 use crate::config::{ClusterConfig, IndexConfig};
+use crate::incremental::DeltaReport;
 use crate::plan::Plan;
 
 /// A run's plan, as `vemo status` reads it.
@@ -23,6 +24,9 @@ pub struct JobRecord {
     pub items_to_do: usize,
     pub processes: usize,
     pub workers_per_process: usize,
+    /// An incremental run: its shards are keyed `JOB/...` and only they count toward it.
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 impl JobRecord {
@@ -39,6 +43,30 @@ impl JobRecord {
             items_to_do: plan.items(),
             processes: cluster.processes,
             workers_per_process: cluster.workers,
+            incremental: false,
+        }
+    }
+
+    /// The record of an incremental run about to start, from its delta.
+    pub fn for_delta(
+        config: &IndexConfig,
+        workers_per_process: usize,
+        peers: usize,
+        report: &DeltaReport,
+    ) -> Self {
+        let counts = &report.counts;
+        Self {
+            job_id: config.job_id.clone(),
+            input: config.input.clone(),
+            started_at: Utc::now().to_rfc3339(),
+            manifest_items: counts.added + counts.changed + counts.retried + counts.unchanged,
+            shard_size: config.shard_size,
+            shards_total: report.shards,
+            shards_to_do: report.shards,
+            items_to_do: counts.to_encode(),
+            processes: peers / workers_per_process.max(1),
+            workers_per_process,
+            incremental: true,
         }
     }
 

@@ -24,10 +24,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
-use vemo_operators::lance_commit::{Commit, commit_at, version_properties};
+use vemo_operators::lance_commit::{
+    Commit, Deletions, commit_at, commit_replacing_at, find_deletions, version_properties,
+};
 use vemo_operators::lance_io::{fragments_from_json, open_if_exists};
+use vemo_operators::parquet_io::drop_ids;
 use vemo_operators::store::{self, Location};
-use vemo_schemas::{ERRORS_DATASET, ITEMS_DATASET, VEMO_DIR, errors_schema};
+use vemo_schemas::{
+    COL_ID, ERRORS_DATASET, ITEMS_DATASET, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
+    PARQUET_ERRORS_DIR, PARQUET_SPOTTED_DIR, VEMO_DIR, errors_schema,
+};
 
 /// Transaction property of an `items` commit: a JSON [`LedgerEntry`].
 pub const ITEMS_PROPERTY: &str = "vemo.ledger";
@@ -51,6 +57,11 @@ pub struct ShardRecord {
     pub error_fragments: String,
     /// Staged Parquet parts: (staged path, published path), relative to the output root.
     pub parquet: Vec<(String, String)>,
+    /// Ids whose earlier rows the shard's commits delete (incremental runs): from `items` in
+    /// its `items` commit, from `errors` in its `errors` commit, and from the Parquet parts
+    /// of earlier versions when they are pruned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
 }
 
 /// What one `items` commit records.
@@ -58,6 +69,9 @@ pub struct ShardRecord {
 pub struct LedgerEntry {
     pub job_id: String,
     pub shards: Vec<ShardRecord>,
+    /// `items` rows the commit deleted (earlier rows of replaced ids).
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 /// A snapshot of a finished ledger: every shard of `items` versions up to `items_version`, whose
@@ -88,6 +102,8 @@ pub struct Ledger {
     pub jobs: BTreeMap<String, usize>,
     /// `items` versions whose Parquet parts are published (read from the markers once).
     published: Option<HashSet<u64>>,
+    /// `items` versions whose replaced ids are pruned from the older Parquet parts.
+    pruned: Option<HashSet<u64>>,
 }
 
 /// A shard ready to commit: its record and its `items` fragments (JSON).
@@ -106,6 +122,8 @@ pub struct Committed {
     pub landed: Vec<String>,
     /// Keys another writer had already committed (their fragments stay unreferenced).
     pub already: Vec<String>,
+    /// Rows the commit deleted (earlier rows of the ids its shards replace).
+    pub deleted: u64,
 }
 
 impl Ledger {
@@ -150,11 +168,12 @@ impl Ledger {
 
     /// Writes a snapshot of the ledger, if nothing is left to roll forward.
     pub async fn write_snapshot(&self, output: &Location) -> vemo_operators::Result<bool> {
-        let published = self.published.as_ref();
+        let (published, pruned) = (self.published.as_ref(), self.pruned.as_ref());
         let finished = self.shards.values().all(|(version, shard)| {
-            (shard.error_fragments.is_empty() || self.errors_done.contains(&shard.key))
-                && (*version <= self.snapshot_version
-                    || published.is_some_and(|p| p.contains(version)))
+            let old = *version <= self.snapshot_version;
+            !self.needs_errors_commit(shard)
+                && (old || published.is_some_and(|p| p.contains(version)))
+                && (old || shard.replaces.is_empty() || pruned.is_some_and(|p| p.contains(version)))
         });
         if !finished || self.items_read <= self.snapshot_version {
             return Ok(false);
@@ -173,6 +192,12 @@ impl Ledger {
         let text = serde_json::to_vec(&snapshot).unwrap_or_default();
         output.child(&name)?.write(text).await?;
         Ok(true)
+    }
+
+    /// True when the shard's `errors` commit (its rows, its deletions) is still to do.
+    fn needs_errors_commit(&self, shard: &ShardRecord) -> bool {
+        (!shard.error_fragments.is_empty() || !shard.replaces.is_empty())
+            && !self.errors_done.contains(&shard.key)
     }
 
     /// True when the shard `key` is committed.
@@ -232,19 +257,24 @@ impl Ledger {
                 return Ok(done);
             }
             let fragments = fragments_from_json(fresh.iter().map(|s| s.item_fragments.as_str()))?;
+            let replaces = fresh.iter().flat_map(|s| &s.record.replaces);
+            let deletions = deletions_in(current.as_ref(), replaces).await?;
+            let deleted = deletions.rows;
             let entry = LedgerEntry {
                 job_id: job_id.to_string(),
                 shards: fresh.iter().map(|s| s.record.clone()).collect(),
+                deleted,
             };
             let properties = HashMap::from([(
                 ITEMS_PROPERTY.to_string(),
                 serde_json::to_string(&entry).unwrap_or_default(),
             )]);
-            match commit_at(
+            match commit_replacing_at(
                 &self.items_uri,
                 schema,
                 current.as_ref(),
                 fragments,
+                deletions,
                 properties,
             )
             .await?
@@ -258,6 +288,7 @@ impl Ledger {
                     // Versions in between were read above; this one is ours.
                     self.items_read = version;
                     done.version = Some(version);
+                    done.deleted = deleted;
                     return Ok(done);
                 }
                 Commit::Moved => {
@@ -268,51 +299,129 @@ impl Ledger {
         Err(contention(&self.items_uri))
     }
 
-    /// Commits the `errors` rows of every committed shard whose rows are not in `errors` yet
-    /// (this run's, or a crashed run's). Returns the new `errors` version, if any.
+    /// Commits the `errors` rows (and deletions) of every committed shard whose `errors`
+    /// commit is missing (this run's, or a crashed run's), one `items` version at a time, oldest
+    /// first, so that a later shard's deletions apply after an earlier shard's rows. Returns
+    /// the newest `errors` version written, if any.
     pub async fn commit_errors(&mut self) -> vemo_operators::Result<Option<u64>> {
-        for _ in 0..ATTEMPTS {
-            let current = open_if_exists(&self.errors_uri).await?;
-            if let Some(errors) = &current {
-                self.read_errors(errors).await?;
-            }
-            let missing: Vec<&ShardRecord> = self
-                .shards
-                .values()
-                .map(|(_, s)| s)
-                .filter(|s| !s.error_fragments.is_empty() && !self.errors_done.contains(&s.key))
-                .collect();
-            if missing.is_empty() {
-                return Ok(None);
-            }
-            let fragments =
-                fragments_from_json(missing.iter().map(|s| s.error_fragments.as_str()))?;
-            let keys: Vec<String> = missing.iter().map(|s| s.key.clone()).collect();
-            let properties = HashMap::from([(
-                ERRORS_PROPERTY.to_string(),
-                serde_json::to_string(&keys).unwrap_or_default(),
-            )]);
-            let schema = errors_schema();
-            match commit_at(
-                &self.errors_uri,
-                &schema,
-                current.as_ref(),
-                fragments,
-                properties,
-            )
-            .await?
-            {
-                Commit::Landed(version) => {
-                    self.errors_done.extend(keys);
-                    self.errors_read = version;
-                    return Ok(Some(version));
+        let mut newest = None;
+        'versions: loop {
+            for _ in 0..ATTEMPTS {
+                let current = open_if_exists(&self.errors_uri).await?;
+                if let Some(errors) = &current {
+                    self.read_errors(errors).await?;
                 }
-                Commit::Moved => {
-                    tracing::debug!("errors moved on while committing; reading the ledger again")
+                let oldest = self
+                    .shards
+                    .values()
+                    .filter(|(_, s)| self.needs_errors_commit(s))
+                    .map(|(version, _)| *version)
+                    .min();
+                let Some(oldest) = oldest else {
+                    return Ok(newest);
+                };
+                let missing: Vec<&ShardRecord> = self
+                    .shards
+                    .values()
+                    .filter(|(version, s)| *version == oldest && self.needs_errors_commit(s))
+                    .map(|(_, s)| s)
+                    .collect();
+                let fragments = fragments_from_json(
+                    missing
+                        .iter()
+                        .map(|s| s.error_fragments.as_str())
+                        .filter(|f| !f.is_empty()),
+                )?;
+                let replaces = missing.iter().flat_map(|s| &s.replaces);
+                let deletions = deletions_in(current.as_ref(), replaces).await?;
+                let keys: Vec<String> = missing.iter().map(|s| s.key.clone()).collect();
+                let properties = HashMap::from([(
+                    ERRORS_PROPERTY.to_string(),
+                    serde_json::to_string(&keys).unwrap_or_default(),
+                )]);
+                let schema = errors_schema();
+                match commit_replacing_at(
+                    &self.errors_uri,
+                    &schema,
+                    current.as_ref(),
+                    fragments,
+                    deletions,
+                    properties,
+                )
+                .await?
+                {
+                    Commit::Landed(version) => {
+                        self.errors_done.extend(keys);
+                        self.errors_read = version;
+                        newest = Some(version);
+                        continue 'versions;
+                    }
+                    Commit::Moved => tracing::debug!(
+                        "errors moved on while committing; reading the ledger again"
+                    ),
+                }
+            }
+            return Err(contention(&self.errors_uri));
+        }
+    }
+
+    /// Drops the rows of replaced ids from the Parquet parts of earlier versions: for each
+    /// `items` version `V` whose shards replace ids and that has no `pruned` marker yet, every
+    /// part published before `V` loses the rows of those ids (the parts of `V` and later hold
+    /// their new rows). Runs after [`Ledger::publish_parquet`]; returns the rows dropped.
+    /// Reads every part's ids, so it runs once per run, not per epoch.
+    pub async fn prune_parquet(&mut self, output: &Location) -> vemo_operators::Result<usize> {
+        let markers = output.child(&format!("{VEMO_DIR}/ledger/pruned"))?;
+        if self.pruned.is_none() {
+            self.pruned = Some(marked_versions(&markers).await?);
+        }
+        let pruned = self.pruned.get_or_insert_with(HashSet::new);
+        let mut replaced: BTreeMap<u64, HashSet<&str>> = BTreeMap::new();
+        let mut part_version: HashMap<&str, u64> = HashMap::new();
+        for (version, shard) in self.shards.values() {
+            for (_, published) in &shard.parquet {
+                part_version.insert(published.as_str(), *version);
+            }
+            if *version > self.snapshot_version
+                && !pruned.contains(version)
+                && !shard.replaces.is_empty()
+            {
+                let ids = replaced.entry(*version).or_default();
+                ids.extend(shard.replaces.iter().map(String::as_str));
+            }
+        }
+        if replaced.is_empty() {
+            return Ok(0);
+        }
+        let mut dropped = 0;
+        for dir in [
+            PARQUET_EMBEDDINGS_DIR,
+            PARQUET_ENTITIES_DIR,
+            PARQUET_SPOTTED_DIR,
+            PARQUET_ERRORS_DIR,
+        ] {
+            let folder = output.child(dir)?;
+            for name in folder.list_names().await? {
+                let part = format!("{dir}/{name}");
+                // Parts the ledger no longer lists are older than every unpruned version.
+                let written = part_version.get(part.as_str()).copied().unwrap_or(0);
+                let ids: HashSet<String> = replaced
+                    .range(written + 1..)
+                    .flat_map(|(_, ids)| ids.iter().map(|id| id.to_string()))
+                    .collect();
+                if !ids.is_empty() {
+                    dropped += drop_ids(&folder.child(&name)?, &ids).await?;
                 }
             }
         }
-        Err(contention(&self.errors_uri))
+        for version in replaced.into_keys() {
+            markers
+                .child(&format!("v{version}"))?
+                .write(Vec::new())
+                .await?;
+            pruned.insert(version);
+        }
+        Ok(dropped)
     }
 
     /// Publishes the staged Parquet parts of every `items` version that has no `published`
@@ -320,11 +429,7 @@ impl Ledger {
     pub async fn publish_parquet(&mut self, output: &Location) -> vemo_operators::Result<usize> {
         let markers = output.child(&format!("{VEMO_DIR}/ledger/published"))?;
         if self.published.is_none() {
-            let names = markers.list_names().await?;
-            let versions = names
-                .iter()
-                .filter_map(|name| name.strip_prefix('v')?.parse::<u64>().ok());
-            self.published = Some(versions.collect());
+            self.published = Some(marked_versions(&markers).await?);
         }
         let published = self.published.get_or_insert_with(HashSet::new);
         let mut by_version: BTreeMap<u64, Vec<&ShardRecord>> = BTreeMap::new();
@@ -406,6 +511,32 @@ async fn new_entries(
         .into_iter()
         .filter_map(|(version, mut properties)| Some((version, properties.remove(property)?)))
         .collect())
+}
+
+/// The versions named by the markers (`v{N}`) in `markers`.
+async fn marked_versions(markers: &Location) -> vemo_operators::Result<HashSet<u64>> {
+    let names = markers.list_names().await?;
+    Ok(names
+        .iter()
+        .filter_map(|name| name.strip_prefix('v')?.parse::<u64>().ok())
+        .collect())
+}
+
+/// The deletions of the rows of `ids` in `dataset` (none when there is no dataset or no id).
+async fn deletions_in<'a>(
+    dataset: Option<&lance::Dataset>,
+    ids: impl Iterator<Item = &'a String>,
+) -> vemo_operators::Result<Deletions> {
+    let ids: Vec<String> = ids
+        .map(|id| format!("'{}'", id.replace('\'', "''")))
+        .collect();
+    match dataset {
+        Some(dataset) if !ids.is_empty() => {
+            let predicate = format!("{COL_ID} IN ({})", ids.join(", "));
+            find_deletions(dataset, &predicate).await
+        }
+        _ => Ok(Deletions::default()),
+    }
 }
 
 /// Folder of the ledger snapshots, under the output root.

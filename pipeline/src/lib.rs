@@ -6,12 +6,18 @@
 //! frontier has passed it ([`commit`]), recording the shards in the [`ledger`] so that reruns
 //! and concurrent runs never commit a shard twice. [`dataflow`] wires these together for
 //! threads and processes.
+//!
+//! On an output that holds rows, a run is incremental: the workers compute the delta between
+//! the corpus and the output with differential dataflow ([`delta`], `incremental`), encode only
+//! the added, changed and failed items, and each commit deletes the old rows of the ids it
+//! replaces as it appends their new ones.
 
 mod commit;
 mod config;
 mod dataflow;
 pub mod delta;
 mod error;
+mod incremental;
 mod jobs;
 pub mod ledger;
 mod plan;
@@ -19,7 +25,8 @@ mod process;
 mod progress;
 
 pub use config::{ClusterConfig, IndexConfig};
-pub use dataflow::{RunSummary, run_index};
+pub use dataflow::{RunSummary, plan_index, run_index};
 pub use error::{Error, Result};
+pub use incremental::DeltaReport;
 pub use jobs::JobRecord;
 pub use plan::{Plan, Shard, plan_shards, shard_key};

@@ -14,6 +14,8 @@ use std::collections::HashSet;
 use sha2::{Digest, Sha256};
 use vemo_schemas::ManifestEntry;
 
+use crate::delta::{Change, DeltaItem};
+
 /// A unit of work owned by one worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shard {
@@ -23,6 +25,9 @@ pub struct Shard {
     pub key: String,
     /// The items of the shard still to do, in manifest order (empty: nothing to do).
     pub entries: Vec<ManifestEntry>,
+    /// Ids whose earlier rows (in `items` and `errors`) the shard's commit deletes: in an
+    /// incremental run, the ids of its entries and removed ids. Empty otherwise.
+    pub replaces: Vec<String>,
 }
 
 /// The shards of one run.
@@ -79,6 +84,7 @@ pub fn plan_shards(
                 id: i as u64,
                 key,
                 entries,
+                replaces: Vec::new(),
             }
         })
         .collect();
@@ -88,6 +94,61 @@ pub fn plan_shards(
         skipped: manifest_items - todo,
         manifest_items,
     }
+}
+
+/// The shards of one worker's delta (see [`crate::delta`]): its added, changed and retried
+/// items in runs of `shard_size`, each replacing whatever rows its ids had; its removed ids
+/// spread over those shards, or in shards of their own when it has nothing to encode. Shard
+/// `n` of the worker has id `n * peers + worker`, so it runs in epoch `n`. A key names the job
+/// and hashes the shard's ids and fingerprints: a rerun of the same job that finds the same
+/// work already committed drops it.
+pub fn delta_shards(
+    delta: &[DeltaItem],
+    worker: usize,
+    peers: usize,
+    shard_size: usize,
+    job_id: &str,
+) -> Vec<Shard> {
+    let size = shard_size.max(1);
+    let work: Vec<&(u64, ManifestEntry)> = delta
+        .iter()
+        .filter(|d| d.change.encodes())
+        .filter_map(|d| d.entry.as_ref())
+        .collect();
+    let removed: Vec<&str> = delta
+        .iter()
+        .filter(|d| d.change == Change::Removed)
+        .map(|d| d.id.as_str())
+        .collect();
+    let work: Vec<&[&(u64, ManifestEntry)]> = work.chunks(size).collect();
+    let per_shard = match work.len() {
+        0 => size * 16,
+        n => removed.len().div_ceil(n).max(1),
+    };
+    let removed: Vec<&[&str]> = removed.chunks(per_shard).collect();
+    (0..work.len().max(removed.len()))
+        .map(|n| {
+            let items = work.get(n).copied().unwrap_or_default();
+            let mut hash = Sha256::new();
+            let mut replaces = Vec::new();
+            for (fp, entry) in items {
+                hash.update(entry.id.as_bytes());
+                hash.update(fp.to_le_bytes());
+                replaces.push(entry.id.clone());
+            }
+            for id in removed.get(n).copied().unwrap_or_default() {
+                hash.update(id.as_bytes());
+                hash.update([0u8]);
+                replaces.push(id.to_string());
+            }
+            Shard {
+                id: (n * peers + worker) as u64,
+                key: format!("{job_id}/{}", &hex::encode(hash.finalize())[..16]),
+                entries: items.iter().map(|(_, e)| e.clone()).collect(),
+                replaces,
+            }
+        })
+        .collect()
 }
 
 /// The ledger keys of the shards `entries` cut into (no patches).
@@ -150,7 +211,7 @@ impl Plan {
     /// The shard that `worker` of `peers` processes in `epoch`, if it has work.
     pub fn shard_at(&self, epoch: u64, worker: usize, peers: usize) -> Option<&Shard> {
         let id = epoch as usize * peers + worker;
-        self.shards.get(id).filter(|s| !s.entries.is_empty())
+        self.shards.get(id).filter(|s| s.has_work())
     }
 
     /// Items to process.
@@ -160,7 +221,19 @@ impl Plan {
 
     /// Shards with work to do.
     pub fn pending_shards(&self) -> usize {
-        self.shards.iter().filter(|s| !s.entries.is_empty()).count()
+        self.shards.iter().filter(|s| s.has_work()).count()
+    }
+}
+
+impl Shard {
+    /// True when the shard encodes or deletes anything.
+    pub fn has_work(&self) -> bool {
+        !self.entries.is_empty() || !self.replaces.is_empty()
+    }
+
+    /// The epoch of a shard of a cluster of `peers` workers.
+    pub fn epoch(&self, peers: usize) -> u64 {
+        self.id / peers.max(1) as u64
     }
 }
 

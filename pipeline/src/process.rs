@@ -31,6 +31,8 @@ use crate::plan::Shard;
 #[derive(Debug, Clone)]
 pub struct ShardRead {
     pub shard: u64,
+    pub key: String,
+    pub replaces: Vec<String>,
     pub read: Vec<(ManifestEntry, DecodedImage)>,
     pub errors: Vec<ErrorRecord>,
 }
@@ -39,6 +41,10 @@ pub struct ShardRead {
 #[derive(Debug, Clone)]
 pub struct ShardEncoded {
     pub shard: u64,
+    pub key: String,
+    pub replaces: Vec<String>,
+    /// Items that went through the text encoder.
+    pub encoded: usize,
     pub items: Vec<IndexedItem>,
     pub errors: Vec<ErrorRecord>,
     pub failure: Option<String>,
@@ -49,6 +55,10 @@ pub struct ShardEncoded {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardWritten {
     pub shard: u64,
+    /// The shard's ledger key, and the ids whose earlier rows its commit deletes.
+    pub key: String,
+    pub replaces: Vec<String>,
+    pub encoded: usize,
     pub items: usize,
     pub errors: usize,
     pub item_fragments: String,
@@ -87,6 +97,8 @@ impl ShardProcessor {
             .block_on(self.reader.read_all(&shard.entries, self.read_concurrency));
         let mut out = ShardRead {
             shard: shard.id,
+            key: shard.key,
+            replaces: shard.replaces,
             read: Vec::new(),
             errors: Vec::new(),
         };
@@ -121,6 +133,9 @@ impl ShardProcessor {
             .collect();
         let mut out = ShardEncoded {
             shard: shard.shard,
+            key: shard.key,
+            replaces: shard.replaces,
+            encoded: captions.len(),
             items: Vec::new(),
             errors,
             failure: None,
@@ -235,6 +250,9 @@ impl ShardProcessor {
         let _span = tracing::debug_span!("write_shard", shard = shard.shard).entered();
         let mut written = ShardWritten {
             shard: shard.shard,
+            key: shard.key.clone(),
+            replaces: shard.replaces.clone(),
+            encoded: shard.encoded,
             items: shard.items.len(),
             errors: shard.errors.len(),
             failure: shard.failure.clone(),

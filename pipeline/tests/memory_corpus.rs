@@ -55,6 +55,7 @@ fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
         shard_size: 2,
         read_concurrency: 4,
         job_id: "memory-test".into(),
+        incremental: true,
         progress_bar: false,
     };
     let cluster = ClusterConfig {
@@ -71,8 +72,10 @@ fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
     let again = run_index(config, &cluster)
         .expect("rerun")
         .expect("summary");
+    // Incremental: the good items are unchanged, the failed one is retried (and fails again).
     assert_eq!(
         (again.skipped, again.items_written, again.errors_written),
-        (7, 0, 0)
+        (6, 0, 1)
     );
+    assert_eq!(again.encoded, 0);
 }

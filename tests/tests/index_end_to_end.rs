@@ -69,11 +69,16 @@ fn layouts_give_the_same_rows_and_reruns_add_nothing() {
     let one = read_output(&out1);
     assert_complete(&one);
 
-    // Rerun on the same output: everything is skipped, nothing is duplicated.
+    // Rerun on the same output (incremental): the good items are unchanged and skipped, the
+    // broken ones are retried and fail again; nothing is duplicated.
     let again = vemo_ok(&["index", "--job", &job_str]);
     let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("summary JSON");
-    assert_eq!(summary["skipped"], ITEMS + 3);
-    assert_eq!(summary["items_written"], 0);
+    assert_eq!(summary["skipped"], ITEMS);
+    assert_eq!(summary["delta"]["retried"], 3, "{summary}");
+    assert_eq!(
+        (&summary["items_written"], &summary["encoded"]),
+        (&0.into(), &0.into())
+    );
     let rerun = read_output(&out1);
     assert_same_rows(&one, &rerun, "rerun");
 
@@ -206,8 +211,9 @@ fn a_lower_image_exit_without_a_trained_head_exits_2_with_a_message() {
     assert!(stderr.contains("run `vemo train exits`"), "{stderr}");
 }
 
-/// The runbook's retry: delete an item's `errors` row (after fixing the item) and rerun; the
-/// item is processed again, once. A rerun with another shard size then adds nothing.
+/// The resume path (`--no-incremental`, which never hashes images nor replaces rows): delete
+/// an item's `errors` row (after fixing the item) and rerun; the item is processed again,
+/// once. A rerun with another shard size then adds nothing.
 #[test]
 fn deleted_error_rows_are_retried_and_another_shard_size_adds_nothing() {
     let Some(bundle) = bundle_or_skip("retry errors") else {
@@ -240,7 +246,7 @@ fn deleted_error_rows_are_retried_and_another_shard_size_adds_nothing() {
                 .expect("delete");
         });
 
-    let rerun = vemo_ok(&["index", "--job", &job_arg, "-w", "2"]);
+    let rerun = vemo_ok(&["index", "--job", &job_arg, "-w", "2", "--no-incremental"]);
     let summary: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("summary");
     assert_eq!(summary["items_written"], 1, "{summary}");
     let out = read_output(&output);
@@ -251,7 +257,12 @@ fn deleted_error_rows_are_retried_and_another_shard_size_adds_nothing() {
     let other = dir.path().join("job-3.toml");
     let text = std::fs::read_to_string(&job).expect("job");
     std::fs::write(&other, text.replace("shard_size = 4", "shard_size = 3")).expect("job");
-    let again = vemo_ok(&["index", "--job", &other.display().to_string()]);
+    let again = vemo_ok(&[
+        "index",
+        "--job",
+        &other.display().to_string(),
+        "--no-incremental",
+    ]);
     let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("summary");
     assert_eq!(
         (&summary["items_written"], &summary["errors_written"]),

@@ -133,7 +133,19 @@ fn two_concurrent_runs_on_one_s3_output_commit_each_shard_once() {
     let job_arg = job.display().to_string();
     let runs: Vec<Child> = ["race-a", "race-b"]
         .iter()
-        .map(|id| vemo_s3(&server, &["index", "--job", &job_arg, "--job-id", id]))
+        .map(|id| {
+            // Resume mode: both runs plan the same shards whichever starts first (an
+            // incremental run that starts after the other's first commit plans other shards).
+            let args = [
+                "index",
+                "--job",
+                &job_arg,
+                "--job-id",
+                id,
+                "--no-incremental",
+            ];
+            vemo_s3(&server, &args)
+        })
         .collect();
     let mut dropped = 0;
     let mut written = 0;

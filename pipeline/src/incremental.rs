@@ -1,0 +1,182 @@
+//! The planning half of an incremental run, on every worker: read this worker's share of the
+//! corpus (hashing its images) and of the output, compute the delta with differential dataflow
+//! ([`crate::delta`]), cut the ids this worker owns into shards
+//! ([`crate::plan::delta_shards`]) and share the totals, so that every worker knows the whole
+//! plan's size and whether any worker failed to read its share.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use lance::Dataset;
+use serde::{Deserialize, Serialize};
+use timely::worker::Worker;
+use tokio::runtime::Runtime;
+use vemo_operators::images::ImageReader;
+use vemo_operators::lance_io::scan_share;
+use vemo_schemas::{COL_BUNDLE, COL_CAPTION, COL_CONTENT_HASH, COL_ID, ManifestEntry};
+
+use crate::delta::{Change, DeltaCounts, DeltaInput, all_gather, compute_delta, fingerprint};
+use crate::plan::{Shard, delta_shards};
+use crate::{Error, Result};
+
+/// Ids of each change a plan shows.
+const SAMPLE: usize = 5;
+
+/// What an incremental run works from: the corpus, and the output as this process opened it.
+#[derive(Clone)]
+pub struct DeltaSource {
+    pub entries: Arc<Vec<ManifestEntry>>,
+    pub items: Option<Dataset>,
+    pub errors: Option<Dataset>,
+    /// The bundle of this run (part of every fingerprint).
+    pub bundle_id: String,
+    pub read_concurrency: usize,
+    pub shard_size: usize,
+    pub job_id: String,
+}
+
+/// The delta of a run, over all workers: what `vemo plan` prints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeltaReport {
+    #[serde(flatten)]
+    pub counts: DeltaCounts,
+    /// Shards the run commits.
+    pub shards: usize,
+    /// The `items` version the delta was computed against (0: none yet).
+    pub items_version: u64,
+    /// A few ids of each change but `unchanged`, by change.
+    pub samples: BTreeMap<String, Vec<String>>,
+    /// Workers that could not read their share (the run stops: a partial corpus would read as
+    /// removals).
+    pub failures: Vec<String>,
+}
+
+impl DeltaReport {
+    fn merge(&mut self, other: DeltaReport) {
+        self.counts.merge(&other.counts);
+        self.shards += other.shards;
+        self.items_version = self.items_version.max(other.items_version);
+        for (change, ids) in other.samples {
+            let mine = self.samples.entry(change).or_default();
+            mine.extend(ids);
+            mine.sort();
+            mine.truncate(SAMPLE);
+        }
+        self.failures.extend(other.failures);
+    }
+}
+
+/// Checks that the output's `items` columns are the job's: the exits and tasks a row is made
+/// with are the table's columns, so a job with others cannot add rows to it.
+pub fn check_columns(items: &Dataset, uri: &str, job: &SchemaRef) -> Result<()> {
+    let have: Vec<&str> = items
+        .schema()
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    let want: Vec<&str> = job.fields().iter().map(|f| f.name().as_str()).collect();
+    if have == want {
+        return Ok(());
+    }
+    Err(Error::Incompatible(format!(
+        "{uri} has the columns [{}], but this job writes [{}]. Recomputing only the columns of \
+         new exits or tasks is not supported yet: run the job with the exits and tasks the \
+         output was written with, or index into a new output",
+        have.join(", "),
+        want.join(", ")
+    )))
+}
+
+/// Plans this worker's part of an incremental run. Returns its shards and the whole run's
+/// report; fails on every worker when any worker could not read its share.
+pub fn plan_delta(
+    worker: &mut Worker,
+    runtime: &Runtime,
+    reader: &ImageReader,
+    source: &DeltaSource,
+) -> Result<(Vec<Shard>, DeltaReport)> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let mut mine = DeltaReport {
+        items_version: source.items.as_ref().map_or(0, |d| d.version().version),
+        ..Default::default()
+    };
+    let share = runtime
+        .block_on(read_share(reader, source, index, peers))
+        .unwrap_or_else(|e| {
+            mine.failures.push(format!("worker {index}: {e}"));
+            DeltaInput::default()
+        });
+    let delta = compute_delta(worker, share);
+    let shards = delta_shards(&delta, index, peers, source.shard_size, &source.job_id);
+    mine.counts = DeltaCounts::of(delta.iter().map(|d| &d.change));
+    mine.shards = shards.len();
+    for item in delta.iter().filter(|d| d.change != Change::Unchanged) {
+        let ids = mine.samples.entry(change_name(item.change)).or_default();
+        if ids.len() < SAMPLE {
+            ids.push(item.id.clone());
+        }
+    }
+    let text = serde_json::to_string(&mine).unwrap_or_default();
+    let mut report = DeltaReport::default();
+    for text in all_gather(worker, text) {
+        report.merge(serde_json::from_str(&text).unwrap_or_default());
+    }
+    match report.failures.is_empty() {
+        true => Ok((shards, report)),
+        false => Err(Error::Plan(report.failures.join("; "))),
+    }
+}
+
+/// The name of a change in reports (`added`, `changed`, ...).
+pub fn change_name(change: Change) -> String {
+    format!("{change:?}").to_lowercase()
+}
+
+/// This worker's share: every `peers`-th manifest row (its image hashed) and every `peers`-th
+/// fragment of `items` and `errors`.
+async fn read_share(
+    reader: &ImageReader,
+    source: &DeltaSource,
+    index: usize,
+    peers: usize,
+) -> vemo_operators::Result<DeltaInput> {
+    let entries: Vec<ManifestEntry> = source
+        .entries
+        .iter()
+        .skip(index)
+        .step_by(peers.max(1))
+        .cloned()
+        .collect();
+    let hashes = reader.hash_all(&entries, source.read_concurrency).await;
+    let bundle = source.bundle_id.as_str();
+    let corpus = entries
+        .into_iter()
+        .zip(hashes)
+        .map(|(entry, hash)| (fingerprint(&hash, entry.caption.as_deref(), bundle), entry))
+        .collect();
+    let mut share = DeltaInput {
+        corpus,
+        ..Default::default()
+    };
+    if let Some(items) = &source.items {
+        let columns = [COL_ID, COL_CONTENT_HASH, COL_CAPTION, COL_BUNDLE];
+        for row in scan_share(items, &columns, index, peers).await? {
+            let [id, hash, caption, bundle] =
+                <[Option<String>; 4]>::try_from(row).unwrap_or_default();
+            let fp = fingerprint(
+                hash.as_deref().unwrap_or_default(),
+                caption.as_deref(),
+                bundle.as_deref().unwrap_or_default(),
+            );
+            share.indexed.push((id.unwrap_or_default(), fp));
+        }
+    }
+    if let Some(errors) = &source.errors {
+        for row in scan_share(errors, &[COL_ID], index, peers).await? {
+            share.errors.extend(row.into_iter().flatten());
+        }
+    }
+    Ok(share)
+}

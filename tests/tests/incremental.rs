@@ -1,0 +1,204 @@
+//! Incremental re-indexing end to end: index the synthetic corpus, mutate it (add 10%, edit 5%
+//! of the captions, replace 5% of the images, delete 5%), check `vemo plan`, rerun on 1 and on
+//! 3 workers, and hold the result to a from-scratch index of the mutated corpus: the same rows
+//! in `items` and `errors`, Parquet tables that agree with them, and the encoder run only on
+//! the added and changed items. The delta itself is held to a sequential oracle in
+//! `vemo_pipeline::delta`'s unit tests; here the oracle is the mutation we made.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use vemo_tests::rows::{ITEMS, assert_same_rows, make_corpus, parquet_ids, read_output};
+use vemo_tests::{bundle_or_skip, vemo_ok, write_job};
+
+/// What the mutation does, in items of the 40 (+3 broken) of the corpus.
+const ADDED: usize = 4;
+const EDITED: usize = 2;
+const REPLACED: usize = 2;
+const DELETED: usize = 2;
+const BROKEN: usize = 3;
+
+/// Adds, edits, replaces and deletes items of the corpus at `corpus` (see the constants); new
+/// images come from a second synthetic corpus made with another seed.
+fn mutate(dir: &Path, corpus: &Path) {
+    let other = dir.join("other");
+    vemo_ok(&[
+        "corpus",
+        "synth",
+        "--items",
+        "8",
+        "--output",
+        &other.display().to_string(),
+        "--size",
+        "64",
+        "--seed",
+        "99",
+    ]);
+    let manifest = std::fs::read_to_string(corpus.join("manifest.jsonl")).expect("manifest");
+    let mut lines: Vec<serde_json::Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let images = |i: usize| other.join(format!("images/{i:07}.jpg"));
+    // Replace the image bytes of items 0 and 1 (same file name, other picture).
+    for (i, line) in lines.iter().take(REPLACED).enumerate() {
+        let path = corpus.join(line["image"].as_str().expect("image"));
+        std::fs::copy(images(i), path).expect("replace image");
+    }
+    // Edit the captions of items 2 and 3.
+    for line in lines.iter_mut().skip(REPLACED).take(EDITED) {
+        let caption = line["caption"].as_str().expect("caption").to_string();
+        line["caption"] = format!("{caption} Edited tonight.").into();
+    }
+    // Delete items 4 and 5.
+    let deleted: Vec<serde_json::Value> = lines.drain(4..4 + DELETED).collect();
+    assert!(
+        deleted
+            .iter()
+            .all(|l| !l["id"].as_str().unwrap_or("").starts_with("broken"))
+    );
+    // Add four items.
+    for i in 0..ADDED {
+        let name = format!("images/added-{i}.jpg");
+        std::fs::copy(images(REPLACED + i), corpus.join(&name)).expect("add image");
+        lines.push(serde_json::json!({
+            "id": format!("added-{i}"),
+            "image": name,
+            "caption": format!("A new photo number {i}, added tonight."),
+        }));
+    }
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(corpus.join("manifest.jsonl"), text).expect("write manifest");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        match entry.path().is_dir() {
+            true => copy_dir(&entry.path(), &target),
+            false => {
+                std::fs::copy(entry.path(), target).expect("copy");
+            }
+        }
+    }
+}
+
+fn json(stdout: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(stdout).expect("JSON on stdout")
+}
+
+/// Ids of a Parquet long table, each once (the embeddings table has a row per column).
+fn parquet_id_set(root: &Path, table: &str) -> BTreeSet<String> {
+    parquet_ids(&root.join("parquet").join(table))
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn an_incremental_rerun_equals_a_fresh_index_of_the_mutated_corpus() {
+    let Some(bundle) = bundle_or_skip("an_incremental_rerun_equals_a_fresh_index") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    let out1 = dir.path().join("out-w1");
+    let job = write_job(dir.path(), &corpus, &out1.display().to_string(), &bundle, 7);
+    let job = job.display().to_string();
+    vemo_ok(&["index", "--job", &job, "--job-id", "night-1"]);
+    let out3 = dir.path().join("out-w3");
+    copy_dir(&out1, &out3);
+
+    // No change: nothing to encode, the broken items are retried (and fail again).
+    let plan = json(&vemo_ok(&["plan", "--job", &job, "--json"]).stdout);
+    assert_eq!(
+        (&plan["added"], &plan["changed"], &plan["removed"]),
+        (&0.into(), &0.into(), &0.into())
+    );
+    assert_eq!(
+        (&plan["unchanged"], &plan["retried"]),
+        (&ITEMS.into(), &BROKEN.into())
+    );
+
+    mutate(dir.path(), Path::new(&corpus));
+    let plan = json(&vemo_ok(&["plan", "--job", &job, "--json"]).stdout);
+    let unchanged = ITEMS - EDITED - REPLACED - DELETED;
+    assert_eq!(plan["added"], ADDED, "{plan}");
+    assert_eq!(plan["changed"], EDITED + REPLACED, "{plan}");
+    assert_eq!(plan["removed"], DELETED, "{plan}");
+    assert_eq!(plan["retried"], BROKEN, "{plan}");
+    assert_eq!(plan["unchanged"], unchanged, "{plan}");
+    let text = String::from_utf8_lossy(&vemo_ok(&["plan", "--job", &job]).stdout).to_string();
+    assert!(
+        text.contains("added-0"),
+        "a sample of the added ids:\n{text}"
+    );
+
+    let fresh = dir.path().join("out-fresh");
+    let fresh_str = fresh.display().to_string();
+    vemo_ok(&["index", "--job", &job, "--output", &fresh_str]);
+    let expected = read_output(&fresh);
+
+    for (workers, out) in [(1, &out1), (3, &out3)] {
+        let what = format!("{workers} worker(s)");
+        let out_str = out.display().to_string();
+        let run = vemo_ok(&[
+            "index",
+            "--job",
+            &job,
+            "--output",
+            &out_str,
+            "-w",
+            &workers.to_string(),
+            "--job-id",
+            "night-2",
+        ]);
+        let summary = json(&run.stdout);
+        assert_eq!(summary["incremental"], true, "{what}");
+        // The broken items fail before the encoder: it ran on the added and changed only.
+        assert_eq!(
+            summary["encoded"],
+            ADDED + EDITED + REPLACED,
+            "{what}: {summary}"
+        );
+        assert_eq!(
+            summary["items_written"],
+            ADDED + EDITED + REPLACED,
+            "{what}"
+        );
+        assert_eq!(
+            summary["deleted_rows"],
+            EDITED + REPLACED + DELETED,
+            "{what}"
+        );
+        let got = read_output(out);
+        assert_same_rows(&expected, &got, &what);
+
+        // The Parquet tables agree with the Lance tables.
+        let items: BTreeSet<String> = got.items.keys().cloned().collect();
+        let errors: BTreeSet<String> = got.errors.keys().cloned().collect();
+        assert_eq!(
+            parquet_id_set(out, "embeddings"),
+            items,
+            "{what}: parquet/embeddings"
+        );
+        assert_eq!(
+            parquet_id_set(out, "errors"),
+            errors,
+            "{what}: parquet/errors"
+        );
+        assert_eq!(
+            parquet_ids(&out.join("parquet/embeddings")).len(),
+            items.len() * 4,
+            "{what}: one embeddings row per item and column, no stale row"
+        );
+
+        // Each run's version is listed with its job.
+        let inspect = json(&vemo_ok(&["inspect", &out_str, "--versions", "--json"]).stdout);
+        let versions = inspect["versions"].as_array().expect("versions");
+        let last = versions.last().expect("a version");
+        assert_eq!(last["version"], summary["items_version"], "{what}");
+        assert_eq!(last["job_id"], "night-2", "{what}");
+        assert!(versions.iter().any(|v| v["job_id"] == "night-1"), "{what}");
+    }
+}
