@@ -55,7 +55,7 @@ run() {
   start=$(date +%s.%N)
   summary=$(VEMO_LOG=warn "$vemo" index --job "$dir/job.toml" --no-progress "$@" 2>"$dir/last.log")
   end=$(date +%s.%N)
-  python3 -c 'import json,sys; s=json.loads(sys.argv[1]); print(f"{float(sys.argv[3])-float(sys.argv[2]):.1f} {s[\"encoded\"]} {s[\"items_version\"]}")' \
+  python3 -c 'import json,sys; s=json.loads(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); print("%.1f %d %d" % (t, s["encoded"], s["items_version"]))' \
     "$summary" "$start" "$end"
 }
 

@@ -50,14 +50,17 @@ async fn versions(items_uri: &str) -> anyhow::Result<Vec<VersionLine>> {
         return Ok(Vec::new());
     };
     let listed = dataset.versions().await?;
-    let (Some(first), Some(last)) = (listed.first(), listed.last()) else {
-        return Ok(Vec::new());
-    };
-    let properties = version_properties(items_uri, &dataset, first.version, last.version).await?;
-    let mut entries: std::collections::HashMap<u64, LedgerEntry> = properties
-        .into_iter()
-        .filter_map(|(v, mut p)| Some((v, serde_json::from_str(&p.remove(ITEMS_PROPERTY)?).ok()?)))
-        .collect();
+    // Read the transactions by runs of consecutive versions (a cleanup can leave gaps).
+    let mut entries: std::collections::HashMap<u64, LedgerEntry> = Default::default();
+    let numbers: Vec<u64> = listed.iter().map(|v| v.version).collect();
+    for run in numbers.chunk_by(|a, b| b == &(a + 1)) {
+        let (first, last) = (run[0], run[run.len() - 1]);
+        for (v, mut p) in version_properties(items_uri, &dataset, first, last).await? {
+            if let Some(entry) = p.remove(ITEMS_PROPERTY) {
+                entries.insert(v, serde_json::from_str(&entry)?);
+            }
+        }
+    }
     Ok(listed
         .iter()
         .map(|version| {

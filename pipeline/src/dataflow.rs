@@ -38,6 +38,7 @@ use vemo_schemas::{
 
 use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
+use crate::delta::all_gather;
 use crate::incremental::{DeltaReport, DeltaSource, check_columns, plan_delta};
 use crate::jobs::JobRecord;
 use crate::ledger::Ledger;
@@ -422,6 +423,16 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         image_batch_size: shared.config.image_batch_size,
         read_concurrency: shared.config.read_concurrency,
     });
+    // Every process decided alone whether the output holds rows: they must agree (a run that
+    // created the output in between would have them build different dataflows).
+    let modes = all_gather(worker, shared.delta.is_some());
+    if modes.iter().any(|&m| m != shared.delta.is_some()) {
+        return Err(Error::Plan(
+            "the processes found the output in different states (another run wrote to it as \
+             they started): rerun"
+                .into(),
+        ));
+    }
     let (shards, delta) = match &shared.delta {
         Some(source) => {
             let (shards, report) = plan_delta(worker, &shared.runtime, &processor.reader, source)?;

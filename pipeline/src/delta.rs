@@ -8,8 +8,9 @@
 //! those. [`oracle`] computes the same answer sequentially with hash maps; the tests hold the
 //! dataflow to it.
 //!
-//! A fingerprint covers what a row is made from: the SHA-256 of the image bytes, the caption
-//! and the bundle id. The exits and tasks are the table's columns, checked once per run.
+//! A fingerprint covers what a row is made from: the SHA-256 of the image bytes, the image URI,
+//! the caption, the extra manifest columns and the bundle id. The exits and tasks are the
+//! table's columns, checked once per run.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -101,11 +102,29 @@ pub struct DeltaItem {
     pub entry: Option<(u64, ManifestEntry)>,
 }
 
-/// The fingerprint of a row made from an image with SHA-256 `content_hash`, `caption` and the
-/// bundle `bundle`.
-pub fn fingerprint(content_hash: &str, caption: Option<&str>, bundle: &str) -> u64 {
+/// What a row is made from: the fields its fingerprint hashes.
+#[derive(Debug, Clone, Copy)]
+pub struct RowSource<'a> {
+    /// SHA-256 (hex) of the image bytes.
+    pub content_hash: &'a str,
+    /// The image URI, caption and extra manifest columns, as the row stores them.
+    pub image: &'a str,
+    pub caption: Option<&'a str>,
+    pub metadata: Option<&'a str>,
+    /// The bundle id.
+    pub bundle: &'a str,
+}
+
+/// The fingerprint of a row: the first 8 bytes of a SHA-256 over what it is made from.
+pub fn fingerprint(source: RowSource) -> u64 {
     let mut hash = Sha256::new();
-    for part in [content_hash, caption.unwrap_or_default(), bundle] {
+    for part in [
+        source.content_hash,
+        source.image,
+        source.caption.unwrap_or_default(),
+        source.metadata.unwrap_or_default(),
+        source.bundle,
+    ] {
         hash.update(part.as_bytes());
         hash.update([0u8]);
     }
@@ -292,7 +311,14 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut share = DeltaInput::default();
         for i in 0..n {
-            let fp = fingerprint(&format!("{i}"), Some("c"), "b");
+            let hash = format!("{i}");
+            let fp = fingerprint(RowSource {
+                content_hash: &hash,
+                image: "x.jpg",
+                caption: Some("c"),
+                metadata: None,
+                bundle: "b",
+            });
             match rng.random_range(0..20) {
                 0 => share.errors.push(entry(i).id),
                 _ => share.indexed.push((entry(i).id, fp)),

@@ -14,9 +14,13 @@ use timely::worker::Worker;
 use tokio::runtime::Runtime;
 use vemo_operators::images::ImageReader;
 use vemo_operators::lance_io::scan_share;
-use vemo_schemas::{COL_BUNDLE, COL_CAPTION, COL_CONTENT_HASH, COL_ID, ManifestEntry};
+use vemo_schemas::{
+    COL_BUNDLE, COL_CAPTION, COL_CONTENT_HASH, COL_ID, COL_IMAGE, COL_METADATA, ManifestEntry,
+};
 
-use crate::delta::{Change, DeltaCounts, DeltaInput, all_gather, compute_delta, fingerprint};
+use crate::delta::{
+    Change, DeltaCounts, DeltaInput, RowSource, all_gather, compute_delta, fingerprint,
+};
 use crate::plan::{Shard, delta_shards};
 use crate::{Error, Result};
 
@@ -109,7 +113,10 @@ pub fn plan_delta(
             DeltaInput::default()
         });
     let delta = compute_delta(worker, share);
-    let shards = delta_shards(&delta, index, peers, source.shard_size, &source.job_id);
+    // Keys name the job and the version planned against: a later run with the same job id
+    // (a fixed one in cluster mode) and the same work never finds its shards already done.
+    let prefix = format!("{}/v{}", source.job_id, mine.items_version);
+    let shards = delta_shards(&delta, index, peers, source.shard_size, &prefix);
     mine.counts = DeltaCounts::of(delta.iter().map(|d| &d.change));
     mine.shards = shards.len();
     for item in delta.iter().filter(|d| d.change != Change::Unchanged) {
@@ -154,22 +161,40 @@ async fn read_share(
     let corpus = entries
         .into_iter()
         .zip(hashes)
-        .map(|(entry, hash)| (fingerprint(&hash, entry.caption.as_deref(), bundle), entry))
+        .map(|(entry, hash)| {
+            let fp = fingerprint(RowSource {
+                content_hash: &hash,
+                image: &entry.image,
+                caption: entry.caption.as_deref(),
+                metadata: entry.metadata.as_deref(),
+                bundle,
+            });
+            (fp, entry)
+        })
         .collect();
     let mut share = DeltaInput {
         corpus,
         ..Default::default()
     };
     if let Some(items) = &source.items {
-        let columns = [COL_ID, COL_CONTENT_HASH, COL_CAPTION, COL_BUNDLE];
+        let columns = [
+            COL_ID,
+            COL_CONTENT_HASH,
+            COL_IMAGE,
+            COL_CAPTION,
+            COL_METADATA,
+            COL_BUNDLE,
+        ];
         for row in scan_share(items, &columns, index, peers).await? {
-            let [id, hash, caption, bundle] =
-                <[Option<String>; 4]>::try_from(row).unwrap_or_default();
-            let fp = fingerprint(
-                hash.as_deref().unwrap_or_default(),
-                caption.as_deref(),
-                bundle.as_deref().unwrap_or_default(),
-            );
+            let [id, hash, image, caption, metadata, bundle] =
+                <[Option<String>; 6]>::try_from(row).unwrap_or_default();
+            let fp = fingerprint(RowSource {
+                content_hash: hash.as_deref().unwrap_or_default(),
+                image: image.as_deref().unwrap_or_default(),
+                caption: caption.as_deref(),
+                metadata: metadata.as_deref(),
+                bundle: bundle.as_deref().unwrap_or_default(),
+            });
             share.indexed.push((id.unwrap_or_default(), fp));
         }
     }

@@ -265,20 +265,9 @@ impl Ledger {
                 shards: fresh.iter().map(|s| s.record.clone()).collect(),
                 deleted,
             };
-            let properties = HashMap::from([(
-                ITEMS_PROPERTY.to_string(),
-                serde_json::to_string(&entry).unwrap_or_default(),
-            )]);
-            match commit_replacing_at(
-                &self.items_uri,
-                schema,
-                current.as_ref(),
-                fragments,
-                deletions,
-                properties,
-            )
-            .await?
-            {
+            let value = serde_json::to_string(&entry).unwrap_or_default();
+            let read = (self.items_uri.as_str(), schema, current.as_ref());
+            match commit_recorded(read, fragments, deletions, ITEMS_PROPERTY, value).await? {
                 Commit::Landed(version) => {
                     *self.jobs.entry(job_id.to_string()).or_default() += 1;
                     for shard in entry.shards {
@@ -335,21 +324,10 @@ impl Ledger {
                 let replaces = missing.iter().flat_map(|s| &s.replaces);
                 let deletions = deletions_in(current.as_ref(), replaces).await?;
                 let keys: Vec<String> = missing.iter().map(|s| s.key.clone()).collect();
-                let properties = HashMap::from([(
-                    ERRORS_PROPERTY.to_string(),
-                    serde_json::to_string(&keys).unwrap_or_default(),
-                )]);
+                let value = serde_json::to_string(&keys).unwrap_or_default();
                 let schema = errors_schema();
-                match commit_replacing_at(
-                    &self.errors_uri,
-                    &schema,
-                    current.as_ref(),
-                    fragments,
-                    deletions,
-                    properties,
-                )
-                .await?
-                {
+                let read = (self.errors_uri.as_str(), &schema, current.as_ref());
+                match commit_recorded(read, fragments, deletions, ERRORS_PROPERTY, value).await? {
                     Commit::Landed(version) => {
                         self.errors_done.extend(keys);
                         self.errors_read = version;
@@ -369,51 +347,54 @@ impl Ledger {
     /// `items` version `V` whose shards replace ids and that has no `pruned` marker yet, every
     /// part published before `V` loses the rows of those ids (the parts of `V` and later hold
     /// their new rows). Runs after [`Ledger::publish_parquet`]; returns the rows dropped.
-    /// Reads every part's ids, so it runs once per run, not per epoch.
+    /// Reads every part's ids, so it runs once per run, not per epoch. A part is rewritten
+    /// without a precondition: two runs pruning one output at once can undo each other's drops.
     pub async fn prune_parquet(&mut self, output: &Location) -> vemo_operators::Result<usize> {
         let markers = output.child(&format!("{VEMO_DIR}/ledger/pruned"))?;
         if self.pruned.is_none() {
             self.pruned = Some(marked_versions(&markers).await?);
         }
-        let pruned = self.pruned.get_or_insert_with(HashSet::new);
-        let mut replaced: BTreeMap<u64, HashSet<&str>> = BTreeMap::new();
-        let mut part_version: HashMap<&str, u64> = HashMap::new();
-        for (version, shard) in self.shards.values() {
-            for (_, published) in &shard.parquet {
-                part_version.insert(published.as_str(), *version);
-            }
-            if *version > self.snapshot_version
-                && !pruned.contains(version)
-                && !shard.replaces.is_empty()
-            {
-                let ids = replaced.entry(*version).or_default();
-                ids.extend(shard.replaces.iter().map(String::as_str));
-            }
-        }
-        if replaced.is_empty() {
+        if self.unpruned().is_empty() {
             return Ok(0);
         }
-        let mut dropped = 0;
-        for dir in [
+        // List the parts, then read the ledger up to now: a listed part was published after
+        // its version's commit, so its shard is in the ledger (or older than its snapshot),
+        // even when another run committed it meanwhile.
+        let dirs = [
             PARQUET_EMBEDDINGS_DIR,
             PARQUET_ENTITIES_DIR,
             PARQUET_SPOTTED_DIR,
             PARQUET_ERRORS_DIR,
-        ] {
+        ];
+        let mut listed = Vec::new();
+        for dir in dirs {
             let folder = output.child(dir)?;
             for name in folder.list_names().await? {
-                let part = format!("{dir}/{name}");
-                // Parts the ledger no longer lists are older than every unpruned version.
-                let written = part_version.get(part.as_str()).copied().unwrap_or(0);
-                let ids: HashSet<String> = replaced
-                    .range(written + 1..)
-                    .flat_map(|(_, ids)| ids.iter().map(|id| id.to_string()))
-                    .collect();
-                if !ids.is_empty() {
-                    dropped += drop_ids(&folder.child(&name)?, &ids).await?;
-                }
+                listed.push((format!("{dir}/{name}"), folder.child(&name)?));
             }
         }
+        if let Some(items) = open_if_exists(&self.items_uri).await? {
+            self.read_items(&items).await?;
+        }
+        let replaced = self.unpruned();
+        let part_version: HashMap<&str, u64> = self
+            .shards
+            .values()
+            .flat_map(|(version, shard)| shard.parquet.iter().map(|(_, p)| (p.as_str(), *version)))
+            .collect();
+        let mut dropped = 0;
+        for (part, location) in &listed {
+            // Parts the ledger no longer lists are older than every unpruned version.
+            let written = part_version.get(part.as_str()).copied().unwrap_or(0);
+            let ids: HashSet<String> = replaced
+                .range(written + 1..)
+                .flat_map(|(_, ids)| ids.iter().cloned())
+                .collect();
+            if !ids.is_empty() {
+                dropped += drop_ids(location, &ids).await?;
+            }
+        }
+        let pruned = self.pruned.get_or_insert_with(HashSet::new);
         for version in replaced.into_keys() {
             markers
                 .child(&format!("v{version}"))?
@@ -422,6 +403,21 @@ impl Ledger {
             pruned.insert(version);
         }
         Ok(dropped)
+    }
+
+    /// The ids replaced by each `items` version after the snapshot that is not pruned yet.
+    fn unpruned(&self) -> BTreeMap<u64, HashSet<String>> {
+        let mut replaced: BTreeMap<u64, HashSet<String>> = BTreeMap::new();
+        for (version, shard) in self.shards.values() {
+            let done = self.pruned.as_ref().is_some_and(|p| p.contains(version));
+            if *version > self.snapshot_version && !done && !shard.replaces.is_empty() {
+                replaced
+                    .entry(*version)
+                    .or_default()
+                    .extend(shard.replaces.iter().cloned());
+            }
+        }
+        replaced
     }
 
     /// Publishes the staged Parquet parts of every `items` version that has no `published`
@@ -520,6 +516,19 @@ async fn marked_versions(markers: &Location) -> vemo_operators::Result<HashSet<u
         .iter()
         .filter_map(|name| name.strip_prefix('v')?.parse::<u64>().ok())
         .collect())
+}
+
+/// The conditional commit of `fragments` and `deletions` on the dataset `(uri, schema, read
+/// version)`, with the ledger `property` set to `value` in its transaction.
+async fn commit_recorded(
+    (uri, schema, read): (&str, &SchemaRef, Option<&lance::Dataset>),
+    fragments: Vec<lance::table::format::Fragment>,
+    deletions: Deletions,
+    property: &str,
+    value: String,
+) -> vemo_operators::Result<Commit> {
+    let properties = HashMap::from([(property.to_string(), value)]);
+    commit_replacing_at(uri, schema, read, fragments, deletions, properties).await
 }
 
 /// The deletions of the rows of `ids` in `dataset` (none when there is no dataset or no id).

@@ -99,15 +99,15 @@ pub fn plan_shards(
 /// The shards of one worker's delta (see [`crate::delta`]): its added, changed and retried
 /// items in runs of `shard_size`, each replacing whatever rows its ids had; its removed ids
 /// spread over those shards, or in shards of their own when it has nothing to encode. Shard
-/// `n` of the worker has id `n * peers + worker`, so it runs in epoch `n`. A key names the job
-/// and hashes the shard's ids and fingerprints: a rerun of the same job that finds the same
-/// work already committed drops it.
+/// `n` of the worker has id `n * peers + worker`, so it runs in epoch `n`. A key is
+/// `{prefix}-{hash}`, the hash over the shard's ids and fingerprints: two runs with the same
+/// prefix that plan the same shard commit it once.
 pub fn delta_shards(
     delta: &[DeltaItem],
     worker: usize,
     peers: usize,
     shard_size: usize,
-    job_id: &str,
+    prefix: &str,
 ) -> Vec<Shard> {
     let size = shard_size.max(1);
     let work: Vec<&(u64, ManifestEntry)> = delta
@@ -143,7 +143,7 @@ pub fn delta_shards(
             }
             Shard {
                 id: (n * peers + worker) as u64,
-                key: format!("{job_id}/{}", &hex::encode(hash.finalize())[..16]),
+                key: format!("{prefix}-{}", &hex::encode(hash.finalize())[..16]),
                 entries: items.iter().map(|(_, e)| e.clone()).collect(),
                 replaces,
             }

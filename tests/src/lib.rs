@@ -60,6 +60,16 @@ pub fn vemo(args: &[&str]) -> Output {
         .expect("start vemo")
 }
 
+/// Runs `vemo` with `args` and extra environment variables, returning its output.
+pub fn vemo_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(vemo_bin())
+        .args(args)
+        .env("VEMO_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .expect("start vemo")
+}
+
 /// Runs `vemo` with `VEMO_HOME` set to `home`, asserting it exited 0.
 pub fn vemo_ok_in_home(home: &Path, args: &[&str]) -> Output {
     let out = Command::new(vemo_bin())

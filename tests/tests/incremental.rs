@@ -17,9 +17,11 @@ const EDITED: usize = 2;
 const REPLACED: usize = 2;
 const DELETED: usize = 2;
 const BROKEN: usize = 3;
+/// Of the broken items, the one with an empty caption is fixed: its retry succeeds.
+const FIXED: usize = 1;
 
-/// Adds, edits, replaces and deletes items of the corpus at `corpus` (see the constants); new
-/// images come from a second synthetic corpus made with another seed.
+/// Adds, edits, replaces and deletes items of the corpus at `corpus` and fixes a broken one
+/// (see the constants); new images come from a second synthetic corpus made with another seed.
 fn mutate(dir: &Path, corpus: &Path) {
     let other = dir.join("other");
     vemo_ok(&[
@@ -49,6 +51,13 @@ fn mutate(dir: &Path, corpus: &Path) {
     for line in lines.iter_mut().skip(REPLACED).take(EDITED) {
         let caption = line["caption"].as_str().expect("caption").to_string();
         line["caption"] = format!("{caption} Edited tonight.").into();
+    }
+    // Fix the empty caption of one broken item.
+    for line in lines
+        .iter_mut()
+        .filter(|l| l["id"] == "broken-empty-caption")
+    {
+        line["caption"] = "A fixed caption.".into();
     }
     // Delete items 4 and 5.
     let deleted: Vec<serde_json::Value> = lines.drain(4..4 + DELETED).collect();
@@ -93,6 +102,62 @@ fn parquet_id_set(root: &Path, table: &str) -> BTreeSet<String> {
     parquet_ids(&root.join("parquet").join(table))
         .into_iter()
         .collect()
+}
+
+/// An incremental run killed after a shard's `items` commit (its deletions and rows landed,
+/// its `errors` commit, Parquet parts and pruning not) or before its second commit, then
+/// rerun: the output equals a fresh index of the mutated corpus, Parquet included.
+#[test]
+fn an_incremental_run_killed_mid_way_is_finished_by_a_rerun() {
+    let Some(bundle) = bundle_or_skip("an_incremental_run_killed_mid_way") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    let base = dir.path().join("base");
+    let job = write_job(dir.path(), &corpus, &base.display().to_string(), &bundle, 7);
+    let job = job.display().to_string();
+    vemo_ok(&["index", "--job", &job]);
+    mutate(dir.path(), Path::new(&corpus));
+    let fresh = dir.path().join("fresh");
+    vemo_ok(&[
+        "index",
+        "--job",
+        &job,
+        "--output",
+        &fresh.display().to_string(),
+    ]);
+    let expected = read_output(&fresh);
+    // One worker: the delta (11 items to encode or retry, 2 removals) is shards 0 and 1.
+    for point in ["mid-commit:0", "before-commit:1"] {
+        let out = dir.path().join(point.replace(':', "-"));
+        copy_dir(&base, &out);
+        let out_str = out.display().to_string();
+        let crashed = vemo_tests::vemo_with_env(
+            &["index", "--job", &job, "--output", &out_str],
+            &[("VEMO_CRASH_AT", point)],
+        );
+        assert!(
+            !crashed.status.success(),
+            "{point}: the run should be killed"
+        );
+        let rerun = json(&vemo_ok(&["index", "--job", &job, "--output", &out_str]).stdout);
+        println!(
+            "{point}: the rerun encoded {} items and deleted {} rows",
+            rerun["encoded"], rerun["deleted_rows"]
+        );
+        let got = read_output(&out);
+        assert_same_rows(&expected, &got, point);
+        let items: BTreeSet<String> = got.items.keys().cloned().collect();
+        let errors: BTreeSet<String> = got.errors.keys().cloned().collect();
+        assert_eq!(parquet_id_set(&out, "embeddings"), items, "{point}");
+        assert_eq!(parquet_id_set(&out, "errors"), errors, "{point}");
+        assert_eq!(
+            parquet_ids(&out.join("parquet/embeddings")).len(),
+            items.len() * 4,
+            "{point}: no stale Parquet row"
+        );
+    }
 }
 
 #[test]
@@ -155,17 +220,12 @@ fn an_incremental_rerun_equals_a_fresh_index_of_the_mutated_corpus() {
         ]);
         let summary = json(&run.stdout);
         assert_eq!(summary["incremental"], true, "{what}");
-        // The broken items fail before the encoder: it ran on the added and changed only.
-        assert_eq!(
-            summary["encoded"],
-            ADDED + EDITED + REPLACED,
-            "{what}: {summary}"
-        );
-        assert_eq!(
-            summary["items_written"],
-            ADDED + EDITED + REPLACED,
-            "{what}"
-        );
+        // The encoder ran on the added and changed items and the fixed one only (the other
+        // retried items fail before it, again).
+        let encoded = ADDED + EDITED + REPLACED + FIXED;
+        assert_eq!(summary["encoded"], encoded, "{what}: {summary}");
+        assert_eq!(summary["items_written"], encoded, "{what}");
+        assert_eq!(summary["errors_written"], BROKEN - FIXED, "{what}");
         assert_eq!(
             summary["deleted_rows"],
             EDITED + REPLACED + DELETED,
