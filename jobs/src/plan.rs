@@ -37,6 +37,12 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             None => println!("  {name:<9} {count:>9}"),
         }
     }
+    if !report.columns_to_add.is_empty() {
+        println!(
+            "  columns to add to the rows already indexed: {}",
+            report.columns_to_add.join(", ")
+        );
+    }
     println!(
         "  {} items to encode in {} shards",
         counts.to_encode(),

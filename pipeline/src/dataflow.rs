@@ -36,10 +36,11 @@ use vemo_schemas::{
     COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema_for,
 };
 
+use crate::backfill::{ColumnJob, add_columns, missing_columns};
 use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
 use crate::delta::all_gather;
-use crate::incremental::{DeltaReport, DeltaSource, check_columns, plan_delta};
+use crate::incremental::{DeltaReport, DeltaSource, plan_delta};
 use crate::jobs::JobRecord;
 use crate::ledger::Ledger;
 use crate::plan::{Plan, Shard, plan_shards, shard_keys};
@@ -69,6 +70,9 @@ pub struct RunSummary {
     pub encoded: usize,
     /// `items` rows deleted (earlier rows of changed, retried and removed ids).
     pub deleted_rows: u64,
+    /// Columns added to the rows already in `items` (new text exits, the entity task).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub columns_added: Vec<String>,
     pub shards: usize,
     /// Shards of this run that another run committed first (dropped, not written twice).
     pub already_committed: u64,
@@ -98,6 +102,8 @@ struct Shared {
     delta: Option<DeltaSource>,
     /// Stop after planning (`vemo plan`).
     plan_only: bool,
+    /// Columns of the job that `items` lacks: added to its rows before the delta runs.
+    missing: Vec<String>,
     items_schema: SchemaRef,
     ledger: Ledger,
     workers_per_process: usize,
@@ -171,7 +177,7 @@ fn execute(
             spotting: config.spotting,
         },
     );
-    let (plan, ledger, delta) = runtime.block_on(async {
+    let (plan, ledger, delta, missing, order) = runtime.block_on(async {
         let manifest = read_manifest(&config.input).await?;
         let mut ledger = Ledger::load(&output).await?;
         if cluster.process == 0 && !plan_only {
@@ -179,10 +185,15 @@ fn execute(
         }
         let items = open_if_exists(&items_uri).await?;
         let errors = open_if_exists(&errors_uri).await?;
+        // New rows keep the output's column order (added columns come last in it).
+        let order: Option<Vec<String>> = items
+            .as_ref()
+            .map(|d| d.schema().fields.iter().map(|f| f.name.clone()).collect());
         if config.incremental && (items.is_some() || errors.is_some()) {
-            if let Some(items) = &items {
-                check_columns(items, &items_uri, &items_schema)?;
-            }
+            let missing = match &items {
+                Some(items) => missing_columns(items, &items_uri, &items_schema)?,
+                None => Vec::new(),
+            };
             let source = DeltaSource {
                 entries: Arc::new(manifest.entries),
                 items,
@@ -192,7 +203,7 @@ fn execute(
                 shard_size: config.shard_size,
                 job_id: config.job_id.clone(),
             };
-            return Ok((Plan::default(), ledger, Some(source)));
+            return Ok((Plan::default(), ledger, Some(source), missing, order));
         }
         // The ids are read (a scan of both tables) only when the ledger alone cannot tell.
         let keys = shard_keys(&manifest.entries, config.shard_size);
@@ -215,7 +226,7 @@ fn execute(
             &|key| ledger.is_committed(key),
             config.shard_size,
         );
-        Ok::<_, Error>((plan, ledger, None))
+        Ok::<_, Error>((plan, ledger, None, Vec::new(), order))
     })?;
     if delta.is_none() {
         tracing::info!(
@@ -240,7 +251,11 @@ fn execute(
         plan,
         delta,
         plan_only,
-        items_schema,
+        items_schema: match order {
+            Some(order) => in_order(&items_schema, order.iter().chain(&missing))?,
+            None => items_schema,
+        },
+        missing,
         ledger,
         workers_per_process: cluster.workers,
         output,
@@ -422,6 +437,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         batch_size: shared.config.batch_size,
         image_batch_size: shared.config.image_batch_size,
         read_concurrency: shared.config.read_concurrency,
+        items_schema: shared.items_schema.clone(),
     });
     // Every process decided alone whether the output holds rows: they must agree (a run that
     // created the output in between would have them build different dataflows).
@@ -433,6 +449,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
                 .into(),
         ));
     }
+    let columns_added = add_missing_columns(worker, shared)?;
     let (shards, delta) = match &shared.delta {
         Some(source) => {
             let (shards, report) = plan_delta(worker, &shared.runtime, &processor.reader, source)?;
@@ -447,6 +464,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
                     "Planned incremental run."
                 );
             }
+            let report = DeltaReport {
+                columns_to_add: shared.missing.clone(),
+                ..report
+            };
             (shards, Some(report))
         }
         None => {
@@ -556,6 +577,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         delta,
         encoded: stats.encoded,
         deleted_rows: stats.deleted,
+        columns_added,
         shards: shards_total,
         already_committed: stats.already_committed,
         workers: peers,
@@ -574,6 +596,71 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
             .push(format!("writing the run summary: {e}"));
     }
     Ok(Some(summary))
+}
+
+/// Adds the job's missing columns to the rows of `items` (worker 0 computes them; every
+/// worker waits for it). Returns the columns added (on worker 0).
+fn add_missing_columns(
+    worker: &mut timely::worker::Worker,
+    shared: &Shared,
+) -> Result<Vec<String>> {
+    if shared.missing.is_empty() || shared.plan_only {
+        return Ok(Vec::new());
+    }
+    let failure = match worker.index() {
+        0 => {
+            let job = ColumnJob {
+                encoder: shared.encoder.clone(),
+                columns: &shared.columns,
+                tasks: vemo_schemas::ItemTasks {
+                    entities: shared.config.entities,
+                    spotting: shared.config.spotting,
+                },
+                stamp: RowStamp {
+                    bundle: shared.bundle_id.clone(),
+                    job_id: shared.config.job_id.clone(),
+                    indexed_at_us: shared.started_us,
+                },
+                batch_size: shared.config.batch_size,
+                output: &shared.output,
+            };
+            let added =
+                shared
+                    .runtime
+                    .block_on(add_columns(&shared.items_uri, &shared.missing, job));
+            match added {
+                Ok(rows) => {
+                    tracing::info!(rows, columns = ?shared.missing, "Added columns to items.");
+                    String::new()
+                }
+                Err(e) => e.to_string(),
+            }
+        }
+        _ => String::new(),
+    };
+    let failures: Vec<String> = all_gather(worker, failure)
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .collect();
+    match failures.is_empty() {
+        true => Ok(shared.missing.clone()),
+        false => Err(Error::Plan(failures.join("; "))),
+    }
+}
+
+/// `schema` with its fields in the order of `names` (fields not named there follow; names
+/// not in it are skipped).
+fn in_order<'a>(schema: &SchemaRef, names: impl Iterator<Item = &'a String>) -> Result<SchemaRef> {
+    let mut order: Vec<usize> = names.filter_map(|n| schema.index_of(n).ok()).collect();
+    let rest: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !order.contains(i))
+        .collect();
+    order.extend(rest);
+    Ok(Arc::new(
+        schema
+            .project(&order)
+            .map_err(vemo_operators::Error::from)?,
+    ))
 }
 
 /// The delta of a plan that is not incremental: its items are added, the rest skipped.

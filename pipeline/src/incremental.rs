@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_schema::SchemaRef;
 use lance::Dataset;
 use serde::{Deserialize, Serialize};
 use timely::worker::Worker;
@@ -51,6 +50,9 @@ pub struct DeltaReport {
     pub items_version: u64,
     /// A few ids of each change but `unchanged`, by change.
     pub samples: BTreeMap<String, Vec<String>>,
+    /// Columns of the job that `items` lacks, added to every row before the delta runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns_to_add: Vec<String>,
     /// Workers that could not read their share (the run stops: a partial corpus would read as
     /// removals).
     pub failures: Vec<String>,
@@ -69,28 +71,6 @@ impl DeltaReport {
         }
         self.failures.extend(other.failures);
     }
-}
-
-/// Checks that the output's `items` columns are the job's: the exits and tasks a row is made
-/// with are the table's columns, so a job with others cannot add rows to it.
-pub fn check_columns(items: &Dataset, uri: &str, job: &SchemaRef) -> Result<()> {
-    let have: Vec<&str> = items
-        .schema()
-        .fields
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect();
-    let want: Vec<&str> = job.fields().iter().map(|f| f.name().as_str()).collect();
-    if have == want {
-        return Ok(());
-    }
-    Err(Error::Incompatible(format!(
-        "{uri} has the columns [{}], but this job writes [{}]. Recomputing only the columns of \
-         new exits or tasks is not supported yet: run the job with the exits and tasks the \
-         output was written with, or index into a new output",
-        have.join(", "),
-        want.join(", ")
-    )))
 }
 
 /// Plans this worker's part of an incremental run. Returns its shards and the whole run's

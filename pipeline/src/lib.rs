@@ -12,6 +12,7 @@
 //! the added, changed and failed items, and each commit deletes the old rows of the ids it
 //! replaces as it appends their new ones.
 
+mod backfill;
 mod commit;
 mod config;
 mod dataflow;

@@ -86,6 +86,8 @@ pub struct ShardProcessor {
     pub batch_size: usize,
     pub image_batch_size: usize,
     pub read_concurrency: usize,
+    /// The `items` schema rows are written in (the output's column order).
+    pub items_schema: arrow_schema::SchemaRef,
 }
 
 impl ShardProcessor {
@@ -278,7 +280,10 @@ impl ShardProcessor {
             self.stamp.job_id, shard.shard
         );
         if !shard.items.is_empty() {
-            let items = items_batch(&self.columns, &shard.items, &self.stamp)?;
+            let items = in_schema_order(
+                items_batch(&self.columns, &shard.items, &self.stamp)?,
+                &self.items_schema,
+            )?;
             let fragments = write_fragments_uncommitted(&self.items_uri, vec![items]).await?;
             out.item_fragments = fragments_to_json(&fragments)?;
             let long = embeddings_long_batch(&self.columns, &shard.items, &self.stamp)?;
@@ -322,4 +327,17 @@ impl ShardProcessor {
         write_parquet(&self.output.child(&staged)?, batch).await?;
         Ok((staged, format!("{dir}/{part}")))
     }
+}
+
+/// `batch` with its columns in the order of `schema` (the same columns, by name).
+fn in_schema_order(
+    batch: arrow_array::RecordBatch,
+    schema: &arrow_schema::SchemaRef,
+) -> vemo_operators::Result<arrow_array::RecordBatch> {
+    let order: Vec<usize> = schema
+        .fields()
+        .iter()
+        .map(|f| batch.schema().index_of(f.name()))
+        .collect::<Result<_, _>>()?;
+    Ok(batch.project(&order)?)
 }

@@ -262,3 +262,112 @@ fn an_incremental_rerun_equals_a_fresh_index_of_the_mutated_corpus() {
         assert!(versions.iter().any(|v| v["job_id"] == "night-1"), "{what}");
     }
 }
+
+/// The `text_emb_e3` column and the entity columns of every row of an output, by id.
+fn added_columns(root: &Path) -> std::collections::BTreeMap<String, (Vec<f32>, String)> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float32Type;
+    let mut rows = std::collections::BTreeMap::new();
+    for batch in vemo_tests::read_lance(&root.join("items.lance").display().to_string()) {
+        let ids = batch.column_by_name("id").expect("id").as_string::<i32>();
+        let e3 = batch
+            .column_by_name("text_emb_e3")
+            .expect("text_emb_e3")
+            .as_fixed_size_list();
+        let keys = batch
+            .column_by_name("entity_keys")
+            .expect("entity_keys")
+            .as_list::<i32>();
+        for row in 0..batch.num_rows() {
+            let vector = e3
+                .value(row)
+                .as_primitive::<Float32Type>()
+                .values()
+                .to_vec();
+            let list = keys.value(row);
+            let names = list.as_string::<i32>();
+            let joined: Vec<&str> = (0..names.len()).map(|i| names.value(i)).collect();
+            rows.insert(ids.value(row).to_string(), (vector, joined.join("|")));
+        }
+    }
+    rows
+}
+
+/// A job that asks for a text exit and the entity task an output was written without adds
+/// those columns to its rows (from their captions) instead of re-encoding them: the result
+/// equals a fresh index with the new job, Parquet included.
+#[test]
+fn a_new_text_exit_and_the_entity_task_only_add_columns() {
+    let Some(bundle) = bundle_or_skip("a_new_text_exit_and_the_entity_task_only_add_columns")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = make_corpus(dir.path());
+    let out = dir.path().join("out");
+    let out_str = out.display().to_string();
+    let job = write_job(dir.path(), &corpus, &out_str, &bundle, 7);
+    let text = std::fs::read_to_string(&job).expect("job");
+    let narrow = dir.path().join("narrow.toml");
+    std::fs::write(&narrow, text.replace("text = [3, 6]", "text = [6]")).expect("job");
+    let wide = dir.path().join("wide.toml");
+    let with_entities = text.replace(
+        "[model.exits]",
+        "tasks = [\"semantic\", \"entities\"]\n[model.exits]",
+    );
+    assert_ne!(with_entities, text, "the job file to widen");
+    std::fs::write(&wide, with_entities).expect("job");
+    let (narrow, wide) = (narrow.display().to_string(), wide.display().to_string());
+    vemo_ok(&["index", "--job", &narrow]);
+
+    let plan = json(&vemo_ok(&["plan", "--job", &wide, "--json"]).stdout);
+    assert_eq!(
+        plan["columns_to_add"],
+        serde_json::json!(["text_emb_e3", "entities", "entity_keys"]),
+        "{plan}"
+    );
+    let summary = json(&vemo_ok(&["index", "--job", &wide]).stdout);
+    assert_eq!(summary["encoded"], 0, "no row re-encoded whole: {summary}");
+    assert_eq!(
+        summary["columns_added"], plan["columns_to_add"],
+        "{summary}"
+    );
+
+    let fresh = dir.path().join("fresh");
+    vemo_ok(&[
+        "index",
+        "--job",
+        &wide,
+        "--output",
+        &fresh.display().to_string(),
+    ]);
+    assert_same_rows(&read_output(&fresh), &read_output(&out), "columns added");
+    let (expected, got) = (added_columns(&fresh), added_columns(&out));
+    assert_eq!(expected.len(), ITEMS);
+    for (id, (vector, keys)) in &expected {
+        let (other, other_keys) = &got[id];
+        let worst = vector
+            .iter()
+            .zip(other)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{id}: text_emb_e3 differs by {worst}");
+        assert_eq!(keys, other_keys, "{id}: entity keys");
+    }
+    assert_eq!(
+        parquet_ids(&out.join("parquet/embeddings")).len(),
+        ITEMS * 4,
+        "e3, e6, image e7 and the image feature, one row each per item"
+    );
+    let mut entity_ids = parquet_ids(&out.join("parquet/entities"));
+    let mut fresh_ids = parquet_ids(&fresh.join("parquet/entities"));
+    entity_ids.sort();
+    fresh_ids.sort();
+    assert_eq!(entity_ids, fresh_ids, "parquet/entities");
+
+    // The next incremental run with the wide job finds nothing to do.
+    let again = json(&vemo_ok(&["index", "--job", &wide]).stdout);
+    assert_eq!(again["encoded"], 0, "{again}");
+    assert!(again.get("columns_added").is_none(), "{again}");
+}

@@ -1,0 +1,296 @@
+//! New columns on an existing output. When a job asks for text exits or the entity task that
+//! `items` was written without, an incremental run computes only those columns, from the
+//! captions already in `items`, and adds them to every row with Lance's `add_columns` (new data
+//! files beside the old ones, one new version; nothing else is rewritten). Their Parquet rows
+//! follow as new parts. Columns that need the images again (image exits, the spotting task)
+//! are not added this way: the run stops and says so.
+
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_schema::{ArrowError, SchemaRef};
+use lance::Dataset;
+use lance::dataset::{BatchUDF, NewColumnTransform};
+use vemo_operators::batches::{
+    IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, items_batch,
+};
+use vemo_operators::images::DecodedImage;
+use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_operators::parquet_io::write_parquet;
+use vemo_operators::store::Location;
+use vemo_schemas::{
+    COL_CAPTION, COL_COLUMN, COL_CONTENT_HASH, COL_ENTITIES, COL_ENTITY_KEYS, COL_HEIGHT, COL_ID,
+    COL_IMAGE, COL_METADATA, COL_WIDTH, EmbeddingColumn, ItemTasks, ManifestEntry,
+    PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
+};
+
+use crate::{Error, Result};
+
+/// The columns of `job` that `items` lacks (empty: none), when they can be added from the
+/// captions. An output with columns the job does not write, or lacking ones that need the
+/// images, is a user error.
+pub fn missing_columns(items: &Dataset, uri: &str, job: &SchemaRef) -> Result<Vec<String>> {
+    let have: Vec<&str> = items
+        .schema()
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    let want: Vec<&str> = job.fields().iter().map(|f| f.name().as_str()).collect();
+    let extra: Vec<&str> = have.iter().copied().filter(|c| !want.contains(c)).collect();
+    let missing: Vec<String> = want
+        .iter()
+        .filter(|c| !have.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    let from_captions =
+        |c: &String| c.starts_with("text_emb_e") || c == COL_ENTITIES || c == COL_ENTITY_KEYS;
+    let needs_images: Vec<&String> = missing.iter().filter(|c| !from_captions(c)).collect();
+    if extra.is_empty() && needs_images.is_empty() {
+        return Ok(missing);
+    }
+    Err(Error::Incompatible(format!(
+        "{uri} has the columns [{}], but this job writes [{}]. An incremental run can add text \
+         exits and the entity task to an output (computed from the captions in it); it cannot \
+         drop columns{} nor add ones that need the images again{}. Run the job with the \
+         output's exits and tasks, or index into a new output",
+        have.join(", "),
+        want.join(", "),
+        match extra.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", extra.join(", ")),
+        },
+        match needs_images.is_empty() {
+            true => String::new(),
+            false => format!(
+                " ({})",
+                needs_images
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    )))
+}
+
+/// What adding columns needs: the job's encoder (carrying the NER branch for the entity
+/// task), its embedding columns and tasks, and where and how to write.
+pub struct ColumnJob<'a> {
+    pub encoder: Arc<TextEncoder>,
+    pub columns: &'a [EmbeddingColumn],
+    pub tasks: ItemTasks,
+    pub stamp: RowStamp,
+    pub batch_size: usize,
+    pub output: &'a Location,
+}
+
+/// Computes the `missing` columns for every row of the `items` dataset at `uri` from its
+/// captions and adds them in one new version, then writes their Parquet rows. Returns the rows
+/// that gained the columns.
+pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> Result<usize> {
+    let Some(mut dataset) = vemo_operators::lance_io::open_if_exists(uri).await? else {
+        return Ok(0);
+    };
+    let full = vemo_schemas::items_schema_for(job.columns, job.tasks);
+    let indices: Vec<usize> = missing
+        .iter()
+        .filter_map(|name| full.index_of(name).ok())
+        .collect();
+    let output_schema = Arc::new(
+        full.project(&indices)
+            .map_err(vemo_operators::Error::from)?,
+    );
+    let long: Arc<Mutex<Vec<RecordBatch>>> = Arc::default();
+    let rows = Arc::new(Mutex::new(0usize));
+    let maker = RowMaker {
+        encoder: job.encoder.clone(),
+        columns: job.columns.to_vec(),
+        tasks: job.tasks,
+        stamp: job.stamp.clone(),
+        batch_size: job.batch_size,
+        missing: missing.to_vec(),
+        indices,
+        long: long.clone(),
+        rows: rows.clone(),
+    };
+    let mapper = move |batch: &RecordBatch| -> lance::Result<RecordBatch> {
+        maker
+            .columns_of(batch)
+            .map_err(|e| lance::Error::from(ArrowError::ComputeError(e.to_string())))
+    };
+    let read: Vec<String> = [
+        COL_ID,
+        COL_IMAGE,
+        COL_CAPTION,
+        COL_METADATA,
+        COL_WIDTH,
+        COL_HEIGHT,
+        COL_CONTENT_HASH,
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    let transform = NewColumnTransform::BatchUDF(BatchUDF {
+        mapper: Box::new(mapper),
+        output_schema,
+        result_checkpoint: None,
+    });
+    dataset
+        .add_columns(transform, Some(read), Some(256))
+        .await
+        .map_err(|e| Error::Plan(format!("adding columns to {uri}: {e}")))?;
+    let batches = std::mem::take(&mut *long.lock().unwrap_or_else(|p| p.into_inner()));
+    write_long_parts(job.output, &job.stamp.job_id, batches).await?;
+    let added = *rows.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(added)
+}
+
+/// The state of the column-adding function Lance calls on each batch of existing rows.
+struct RowMaker {
+    encoder: Arc<TextEncoder>,
+    columns: Vec<EmbeddingColumn>,
+    tasks: ItemTasks,
+    stamp: RowStamp,
+    batch_size: usize,
+    missing: Vec<String>,
+    /// Positions of the missing columns in a whole `items` batch.
+    indices: Vec<usize>,
+    /// The Parquet rows of the new columns, written once Lance has committed them.
+    long: Arc<Mutex<Vec<RecordBatch>>>,
+    rows: Arc<Mutex<usize>>,
+}
+
+impl RowMaker {
+    /// The missing columns for the rows of `batch` (the read columns of `items`).
+    fn columns_of(&self, batch: &RecordBatch) -> vemo_operators::Result<RecordBatch> {
+        let items = self.items_of(batch)?;
+        let whole = items_batch(&self.columns, &items, &self.stamp)?;
+        let added: Vec<EmbeddingColumn> = self
+            .columns
+            .iter()
+            .filter(|c| self.missing.contains(&c.name()))
+            .cloned()
+            .collect();
+        let mut parts = Vec::new();
+        if !added.is_empty() {
+            let all = embeddings_long_batch(&self.columns, &items, &self.stamp)?;
+            parts.push(keep_columns(&all, &added)?);
+        }
+        if self.missing.iter().any(|c| c == COL_ENTITIES) {
+            parts.push(entities_long_batch(&items, &self.stamp)?);
+        }
+        self.long
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(parts);
+        *self.rows.lock().unwrap_or_else(|p| p.into_inner()) += batch.num_rows();
+        Ok(whole.project(&self.indices)?)
+    }
+
+    /// The rows of `batch` as items: their captions encoded at the job's text exits (and
+    /// tagged, with the entity task); the image columns, which are not added, as zeros.
+    fn items_of(&self, batch: &RecordBatch) -> vemo_operators::Result<Vec<IndexedItem>> {
+        let text = |name: &str| -> vemo_operators::Result<Vec<Option<String>>> {
+            let column = batch.column_by_name(name).ok_or_else(|| {
+                vemo_operators::Error::from(ArrowError::SchemaError(format!("no {name}")))
+            })?;
+            Ok(column
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect())
+        };
+        let size = |name: &str| -> Vec<u32> {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_primitive::<UInt32Type>().values().to_vec())
+                .unwrap_or_else(|| vec![0; batch.num_rows()])
+        };
+        let (ids, images, captions) = (text(COL_ID)?, text(COL_IMAGE)?, text(COL_CAPTION)?);
+        let (metadata, hashes) = (text(COL_METADATA)?, text(COL_CONTENT_HASH)?);
+        let (widths, heights) = (size(COL_WIDTH), size(COL_HEIGHT));
+        let refs: Vec<&str> = captions
+            .iter()
+            .map(|c| c.as_deref().unwrap_or(""))
+            .collect();
+        let (per_exit, mut entities) = self
+            .encoder
+            .encode_all_with_entities(&refs, self.batch_size)?;
+        let exits = self.encoder.exits();
+        let mut items = Vec::with_capacity(refs.len());
+        for i in 0..refs.len() {
+            let embeddings = self
+                .columns
+                .iter()
+                .map(|c| match exits.iter().position(|&e| e == c.exit) {
+                    Some(at) if c.tower == "text" => per_exit[at][i].clone(),
+                    _ => vec![0.0; c.dim],
+                })
+                .collect();
+            items.push(IndexedItem {
+                entry: ManifestEntry {
+                    id: ids[i].clone().unwrap_or_default(),
+                    image: images[i].clone().unwrap_or_default(),
+                    caption: captions[i].clone(),
+                    metadata: metadata[i].clone(),
+                },
+                image: DecodedImage {
+                    width: widths[i],
+                    height: heights[i],
+                    content_hash: hashes[i].clone().unwrap_or_default(),
+                    crop: None,
+                    full: None,
+                },
+                embeddings,
+                entities: self
+                    .tasks
+                    .entities
+                    .then(|| std::mem::take(&mut entities[i])),
+                spotted: self.tasks.spotting.then(Vec::new),
+                spotted_entities: (self.tasks.spotting && self.tasks.entities).then(Vec::new),
+            });
+        }
+        Ok(items)
+    }
+}
+
+/// The rows of the embeddings long table `batch` whose column is one of `columns`.
+fn keep_columns(
+    batch: &RecordBatch,
+    columns: &[EmbeddingColumn],
+) -> vemo_operators::Result<RecordBatch> {
+    let names: Vec<String> = columns.iter().map(EmbeddingColumn::name).collect();
+    let keep: arrow_array::BooleanArray = match batch.column_by_name(COL_COLUMN) {
+        Some(column) => column
+            .as_string::<i32>()
+            .iter()
+            .map(|v| Some(v.is_some_and(|v| names.iter().any(|n| n == v))))
+            .collect(),
+        None => return Ok(batch.slice(0, 0)),
+    };
+    Ok(arrow::compute::filter_record_batch(batch, &keep)?)
+}
+
+/// Writes the Parquet rows of added columns as new parts of their long tables.
+async fn write_long_parts(
+    output: &Location,
+    job_id: &str,
+    batches: Vec<RecordBatch>,
+) -> vemo_operators::Result<()> {
+    for (n, batch) in batches.iter().enumerate() {
+        let dir = match batch.schema().index_of(COL_COLUMN) {
+            Ok(_) => PARQUET_EMBEDDINGS_DIR,
+            Err(_) => PARQUET_ENTITIES_DIR,
+        };
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let suffix: u64 = rand::random();
+        let part = format!("{dir}/part-{job_id}-columns-{n:06}-{suffix:016x}.parquet");
+        write_parquet(&output.child(&part)?, batch).await?;
+    }
+    Ok(())
+}
