@@ -294,3 +294,21 @@ async fn write_long_parts(
     }
     Ok(())
 }
+
+/// `schema` with its fields in the order of `names` (fields not named there follow; names
+/// not in it are skipped).
+pub fn in_order<'a>(
+    schema: &SchemaRef,
+    names: impl Iterator<Item = &'a String>,
+) -> Result<SchemaRef> {
+    let mut order: Vec<usize> = names.filter_map(|n| schema.index_of(n).ok()).collect();
+    let rest: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !order.contains(i))
+        .collect();
+    order.extend(rest);
+    Ok(Arc::new(
+        schema
+            .project(&order)
+            .map_err(vemo_operators::Error::from)?,
+    ))
+}

@@ -6,8 +6,11 @@
 //!   -> exchange to worker 0 -> CommitEpoch            (one Lance commit per epoch)
 //! ```
 //!
-//! After the last epoch, worker 0's process builds a vector index on each embedding column
-//! when `items` is large enough.
+//! On an output that holds rows (an incremental run), the workers first add the job's missing
+//! columns to the rows there (`backfill`, on worker 0) and plan the delta with differential
+//! dataflow (`incremental`): each then feeds the shards of the ids it owns.
+//!
+//! After the last epoch, worker 0's process builds or updates the indexes (`indexes`).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -36,11 +39,12 @@ use vemo_schemas::{
     COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema_for,
 };
 
-use crate::backfill::{ColumnJob, add_columns, missing_columns};
+use crate::backfill::{ColumnJob, add_columns, in_order, missing_columns};
 use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
 use crate::delta::all_gather;
 use crate::incremental::{DeltaReport, DeltaSource, plan_delta};
+use crate::indexes::index_columns;
 use crate::jobs::JobRecord;
 use crate::ledger::Ledger;
 use crate::plan::{Plan, Shard, plan_shards, shard_keys};
@@ -311,99 +315,6 @@ async fn roll_forward(ledger: &mut Ledger, output: &Location) -> vemo_operators:
     Ok(())
 }
 
-/// Builds the vector indexes after the last commit and records what happened in the summary.
-/// An incremental run updates the indexes the output has (new rows appended, deleted rows
-/// masked) and builds only the missing ones; other runs rebuild them all.
-fn index_columns(runtime: &Runtime, items_uri: &str, min_rows: usize, summary: &mut RunSummary) {
-    use vemo_operators::vector_search::{
-        IndexOutcome, build_indexes_except, index_names, update_indexes,
-    };
-    let mut existing = HashSet::new();
-    if summary.incremental {
-        let updated = runtime.block_on(async {
-            let names = index_names(items_uri).await?;
-            if !names.is_empty() {
-                update_indexes(items_uri).await?;
-            }
-            Ok::<_, vemo_operators::Error>(names)
-        });
-        match updated {
-            Ok(names) => {
-                let mut sorted: Vec<&String> = names.iter().collect();
-                sorted.sort();
-                for name in sorted {
-                    let line = format!("{name}: updated (new rows appended, deleted rows masked)");
-                    tracing::info!("Index: {line}");
-                    summary.vector_indexes.push(line);
-                }
-                existing = names;
-            }
-            Err(e) => summary.failures.push(format!("updating the indexes: {e}")),
-        }
-    }
-    match runtime.block_on(build_indexes_except(items_uri, min_rows, &existing)) {
-        Ok(outcomes) => {
-            for outcome in outcomes {
-                let line = match outcome {
-                    IndexOutcome::Built {
-                        column,
-                        partitions,
-                        sub_vectors,
-                    } => format!(
-                        "{column}: IVF_PQ index, {partitions} partitions, {sub_vectors} sub-vectors, cosine"
-                    ),
-                    IndexOutcome::Flat { column, rows } => format!(
-                        "{column}: no index ({rows} rows < {}), exact flat search",
-                        min_rows.max(256)
-                    ),
-                };
-                tracing::info!("Vector index: {line}");
-                summary.vector_indexes.push(line);
-            }
-        }
-        Err(e) => summary
-            .failures
-            .push(format!("building the vector indexes: {e}")),
-    }
-    let build = |name: &str, future: std::pin::Pin<Box<dyn Future<Output = _>>>| match existing
-        .contains(name)
-    {
-        true => Ok(false),
-        false => runtime.block_on(future),
-    };
-    let scalar = [
-        (
-            build(
-                "entity_keys_label_list",
-                Box::pin(vemo_operators::vector_search::build_entity_index(items_uri)),
-            ),
-            "entity_keys: LABEL_LIST index",
-            "the entity index",
-        ),
-        (
-            build(
-                "spotted_text_inverted",
-                Box::pin(vemo_operators::spotting::search::build_text_index(
-                    items_uri,
-                )),
-            ),
-            "spotted_text: INVERTED (full-text) index",
-            "the spotted-text index",
-        ),
-    ];
-    // Each built only when the dataset has its column (Ok(false) otherwise).
-    for (outcome, line, what) in scalar {
-        match outcome {
-            Ok(true) => {
-                tracing::info!("Scalar index: {line}");
-                summary.vector_indexes.push(line.to_string());
-            }
-            Ok(false) => {}
-            Err(e) => summary.failures.push(format!("building {what}: {e}")),
-        }
-    }
-}
-
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<RunSummary>> {
     let (index, peers) = (worker.index(), worker.peers());
     let processor = Rc::new(ShardProcessor {
@@ -482,7 +393,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
     };
     if index == 0 && shared.plan_only {
         return Ok(Some(RunSummary {
-            delta: Some(delta.unwrap_or_else(|| report_of(&shared.plan))),
+            delta: Some(delta.unwrap_or_else(|| DeltaReport::of_plan(&shared.plan))),
             ..Default::default()
         }));
     }
@@ -646,36 +557,6 @@ fn add_missing_columns(
         true => Ok(shared.missing.clone()),
         false => Err(Error::Plan(failures.join("; "))),
     }
-}
-
-/// `schema` with its fields in the order of `names` (fields not named there follow; names
-/// not in it are skipped).
-fn in_order<'a>(schema: &SchemaRef, names: impl Iterator<Item = &'a String>) -> Result<SchemaRef> {
-    let mut order: Vec<usize> = names.filter_map(|n| schema.index_of(n).ok()).collect();
-    let rest: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| !order.contains(i))
-        .collect();
-    order.extend(rest);
-    Ok(Arc::new(
-        schema
-            .project(&order)
-            .map_err(vemo_operators::Error::from)?,
-    ))
-}
-
-/// The delta of a plan that is not incremental: its items are added, the rest skipped.
-fn report_of(plan: &Plan) -> DeltaReport {
-    let mut report = DeltaReport {
-        shards: plan.pending_shards(),
-        ..Default::default()
-    };
-    report.counts.added = plan.items();
-    report.counts.unchanged = plan.skipped;
-    let first = plan.shards.iter().flat_map(|s| &s.entries).take(5);
-    report
-        .samples
-        .insert("added".into(), first.map(|e| e.id.clone()).collect());
-    report
 }
 
 /// Writes `_vemo/runs/JOB.json` under the output root.

@@ -20,7 +20,7 @@ use vemo_schemas::{
 use crate::delta::{
     Change, DeltaCounts, DeltaInput, RowSource, all_gather, compute_delta, fingerprint,
 };
-use crate::plan::{Shard, delta_shards};
+use crate::plan::{Plan, Shard, delta_shards};
 use crate::{Error, Result};
 
 /// Ids of each change a plan shows.
@@ -59,6 +59,21 @@ pub struct DeltaReport {
 }
 
 impl DeltaReport {
+    /// The delta of a plan that is not incremental: its items are added, the rest skipped.
+    pub fn of_plan(plan: &Plan) -> DeltaReport {
+        let mut report = DeltaReport {
+            shards: plan.pending_shards(),
+            ..Default::default()
+        };
+        report.counts.added = plan.items();
+        report.counts.unchanged = plan.skipped;
+        let first = plan.shards.iter().flat_map(|s| &s.entries).take(5);
+        report
+            .samples
+            .insert("added".into(), first.map(|e| e.id.clone()).collect());
+        report
+    }
+
     fn merge(&mut self, other: DeltaReport) {
         self.counts.merge(&other.counts);
         self.shards += other.shards;

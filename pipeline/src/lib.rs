@@ -19,6 +19,7 @@ mod dataflow;
 pub mod delta;
 mod error;
 mod incremental;
+mod indexes;
 mod jobs;
 pub mod ledger;
 mod plan;

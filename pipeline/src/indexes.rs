@@ -1,0 +1,107 @@
+//! The indexes of `items` at the end of a run: vector indexes (IVF_PQ) on the embedding
+//! columns, the entity LABEL_LIST and the spotted-text INVERTED index; built, or updated in
+//! place by an incremental run.
+
+use std::collections::HashSet;
+
+use tokio::runtime::Runtime;
+
+use crate::dataflow::RunSummary;
+
+/// Builds the vector indexes after the last commit and records what happened in the summary.
+/// An incremental run updates the indexes the output has (new rows appended, deleted rows
+/// masked) and builds only the missing ones; other runs rebuild them all.
+pub fn index_columns(
+    runtime: &Runtime,
+    items_uri: &str,
+    min_rows: usize,
+    summary: &mut RunSummary,
+) {
+    use vemo_operators::vector_search::{
+        IndexOutcome, build_indexes_except, index_names, update_indexes,
+    };
+    let mut existing = HashSet::new();
+    if summary.incremental {
+        let updated = runtime.block_on(async {
+            let names = index_names(items_uri).await?;
+            if !names.is_empty() {
+                update_indexes(items_uri).await?;
+            }
+            Ok::<_, vemo_operators::Error>(names)
+        });
+        match updated {
+            Ok(names) => {
+                let mut sorted: Vec<&String> = names.iter().collect();
+                sorted.sort();
+                for name in sorted {
+                    let line = format!("{name}: updated (new rows appended, deleted rows masked)");
+                    tracing::info!("Index: {line}");
+                    summary.vector_indexes.push(line);
+                }
+                existing = names;
+            }
+            Err(e) => summary.failures.push(format!("updating the indexes: {e}")),
+        }
+    }
+    match runtime.block_on(build_indexes_except(items_uri, min_rows, &existing)) {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                let line = match outcome {
+                    IndexOutcome::Built {
+                        column,
+                        partitions,
+                        sub_vectors,
+                    } => format!(
+                        "{column}: IVF_PQ index, {partitions} partitions, {sub_vectors} sub-vectors, cosine"
+                    ),
+                    IndexOutcome::Flat { column, rows } => format!(
+                        "{column}: no index ({rows} rows < {}), exact flat search",
+                        min_rows.max(256)
+                    ),
+                };
+                tracing::info!("Vector index: {line}");
+                summary.vector_indexes.push(line);
+            }
+        }
+        Err(e) => summary
+            .failures
+            .push(format!("building the vector indexes: {e}")),
+    }
+    let build = |name: &str, future: std::pin::Pin<Box<dyn Future<Output = _>>>| match existing
+        .contains(name)
+    {
+        true => Ok(false),
+        false => runtime.block_on(future),
+    };
+    let scalar = [
+        (
+            build(
+                "entity_keys_label_list",
+                Box::pin(vemo_operators::vector_search::build_entity_index(items_uri)),
+            ),
+            "entity_keys: LABEL_LIST index",
+            "the entity index",
+        ),
+        (
+            build(
+                "spotted_text_inverted",
+                Box::pin(vemo_operators::spotting::search::build_text_index(
+                    items_uri,
+                )),
+            ),
+            "spotted_text: INVERTED (full-text) index",
+            "the spotted-text index",
+        ),
+    ];
+    // Each built only when the dataset has its column (Ok(false) otherwise).
+    for (outcome, line, what) in scalar {
+        match outcome {
+            Ok(true) => {
+                tracing::info!("Scalar index: {line}");
+                summary.vector_indexes.push(line.to_string());
+            }
+            Ok(false) => {}
+            Err(e) => summary.failures.push(format!("building {what}: {e}")),
+        }
+    }
+}
