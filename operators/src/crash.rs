@@ -5,7 +5,9 @@
 //! Points: `before-write:SHARD` (a worker, before writing the shard's files),
 //! `before-commit:SHARD` (the committer, with the shard's files written, before its commit),
 //! `manifest-put:DATASET@VERSION` (inside the conditional commit, just before the manifest
-//! put), `mid-commit:SHARD` (after the shard's `items` commit, before `errors` and Parquet).
+//! put), `mid-commit:SHARD` (after the shard's `items` commit, before `errors` and Parquet),
+//! `columns-committed:JOB` (after the commit of columns added to `items`, before their Parquet
+//! parts are published).
 
 /// Kills this process if `VEMO_CRASH_AT` names this point.
 pub fn point(name: &str, what: &str) {

@@ -102,7 +102,6 @@ pub async fn commit_replacing_at(
     deletions: Deletions,
     properties: HashMap<String, String>,
 ) -> Result<Commit> {
-    let read_version = read.map(|d| d.version().version).unwrap_or(0);
     let deletes = !deletions.updated.is_empty() || !deletions.removed.is_empty();
     let operation = match read {
         Some(_) if deletes => Operation::Update {
@@ -125,6 +124,18 @@ pub async fn commit_replacing_at(
             initial_bases: None,
         },
     };
+    commit_operation_at(uri, read, operation, properties).await
+}
+
+/// Commits `operation` to the dataset at `uri` as version `read_version + 1` (`read` absent:
+/// creates it), or not at all, with `properties` in its transaction.
+pub async fn commit_operation_at(
+    uri: &str,
+    read: Option<&Dataset>,
+    operation: Operation,
+    properties: HashMap<String, String>,
+) -> Result<Commit> {
+    let read_version = read.map(|d| d.version().version).unwrap_or(0);
     let moved = Arc::new(AtomicBool::new(false));
     let handler = Arc::new(AtVersion {
         version: read_version + 1,

@@ -1,10 +1,11 @@
 //! New columns on an existing output. When a job asks for text exits or the entity task that
 //! `items` was written without, an incremental run computes only those columns, from the
 //! captions already in `items`, and adds them to every row with Lance's `add_columns` (new data
-//! files beside the old ones, one new version; nothing else is rewritten). Their Parquet rows
-//! follow as new parts. Columns that need the images again (image exits, the spotting task)
+//! files beside the old ones, one conditional commit; nothing else is rewritten). Their
+//! Parquet rows follow as new parts, staged before the commit and published after it. Columns that need the images again (image exits, the spotting task)
 //! are not added this way: the run stops and says so.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
@@ -12,18 +13,22 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_schema::{ArrowError, SchemaRef};
 use lance::Dataset;
+use lance::dataset::transaction::Operation;
 use lance::dataset::{BatchUDF, NewColumnTransform};
+use serde::{Deserialize, Serialize};
 use vemo_operators::batches::{
     IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, items_batch,
 };
 use vemo_operators::images::DecodedImage;
+use vemo_operators::lance_commit::{Commit, commit_operation_at};
+use vemo_operators::lance_io::open_if_exists;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
 use vemo_schemas::{
     COL_CAPTION, COL_COLUMN, COL_CONTENT_HASH, COL_ENTITIES, COL_ENTITY_KEYS, COL_HEIGHT, COL_ID,
     COL_IMAGE, COL_METADATA, COL_WIDTH, EmbeddingColumn, ItemTasks, ManifestEntry,
-    PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
+    PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR, VEMO_DIR,
 };
 
 use crate::{Error, Result};
@@ -88,10 +93,12 @@ pub struct ColumnJob<'a> {
 }
 
 /// Computes the `missing` columns for every row of the `items` dataset at `uri` from its
-/// captions and adds them in one new version, then writes their Parquet rows. Returns the rows
-/// that gained the columns.
+/// captions and adds them in one new version. Crash-safe: the new columns' Parquet parts are
+/// staged and listed in `_vemo/columns/JOB.json` before the Lance commit and published after
+/// it; [`roll_forward`] finishes or discards what a crash left. Returns the rows that gained
+/// the columns.
 pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> Result<usize> {
-    let Some(mut dataset) = vemo_operators::lance_io::open_if_exists(uri).await? else {
+    let Some(dataset) = open_if_exists(uri).await? else {
         return Ok(0);
     };
     let full = vemo_schemas::items_schema_for(job.columns, job.tasks);
@@ -103,9 +110,7 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
         full.project(&indices)
             .map_err(vemo_operators::Error::from)?,
     );
-    let long: Arc<Mutex<Vec<RecordBatch>>> = Arc::default();
-    let rows = Arc::new(Mutex::new(0usize));
-    let maker = RowMaker {
+    let maker = Arc::new(RowMaker {
         encoder: job.encoder.clone(),
         columns: job.columns.to_vec(),
         tasks: job.tasks,
@@ -113,14 +118,9 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
         batch_size: job.batch_size,
         missing: missing.to_vec(),
         indices,
-        long: long.clone(),
-        rows: rows.clone(),
-    };
-    let mapper = move |batch: &RecordBatch| -> lance::Result<RecordBatch> {
-        maker
-            .columns_of(batch)
-            .map_err(|e| lance::Error::from(ArrowError::ComputeError(e.to_string())))
-    };
+        long: Arc::default(),
+        rows: Arc::default(),
+    });
     let read: Vec<String> = [
         COL_ID,
         COL_IMAGE,
@@ -133,19 +133,116 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
     .iter()
     .map(|c| c.to_string())
     .collect();
-    let transform = NewColumnTransform::BatchUDF(BatchUDF {
-        mapper: Box::new(mapper),
-        output_schema,
-        result_checkpoint: None,
-    });
-    dataset
-        .add_columns(transform, Some(read), Some(256))
-        .await
-        .map_err(|e| Error::Plan(format!("adding columns to {uri}: {e}")))?;
-    let batches = std::mem::take(&mut *long.lock().unwrap_or_else(|p| p.into_inner()));
-    write_long_parts(job.output, &job.stamp.job_id, batches).await?;
-    let added = *rows.lock().unwrap_or_else(|p| p.into_inner());
+    let failed = |e: lance::Error| Error::Plan(format!("adding columns to {uri}: {e}"));
+    // Each fragment gains data files with the new columns (uncommitted).
+    let mut fragments = Vec::new();
+    let mut schema = None;
+    for fragment in dataset.get_fragments() {
+        let maker = maker.clone();
+        let mapper = move |batch: &RecordBatch| -> lance::Result<RecordBatch> {
+            maker
+                .columns_of(batch)
+                .map_err(|e| lance::Error::from(ArrowError::ComputeError(e.to_string())))
+        };
+        let transform = NewColumnTransform::BatchUDF(BatchUDF {
+            mapper: Box::new(mapper),
+            output_schema: output_schema.clone(),
+            result_checkpoint: None,
+        });
+        let (updated, with_columns) = fragment
+            .add_columns(transform, Some(read.clone()), Some(256))
+            .await
+            .map_err(failed)?;
+        fragments.push(updated);
+        schema = Some(with_columns);
+    }
+    let Some(schema) = schema else {
+        return Ok(0);
+    };
+    // Stage the Parquet rows and record them, then commit, then publish.
+    let batches = std::mem::take(&mut *maker.long.lock().unwrap_or_else(|p| p.into_inner()));
+    let pending = Pending {
+        columns: missing.to_vec(),
+        parts: stage_long_parts(job.output, &job.stamp.job_id, batches).await?,
+    };
+    let record = job
+        .output
+        .child(&format!("{PENDING_DIR}/{}.json", job.stamp.job_id))?;
+    record
+        .write(serde_json::to_vec(&pending).unwrap_or_default())
+        .await?;
+    let operation = Operation::Merge {
+        fragments,
+        schema,
+        preserves_nullability: false,
+    };
+    match commit_operation_at(uri, Some(&dataset), operation, HashMap::new()).await? {
+        Commit::Landed(version) => tracing::debug!(version, "Columns committed."),
+        Commit::Moved => {
+            pending.discard(job.output).await?;
+            record.delete().await?;
+            return Err(Error::Plan(format!(
+                "{uri} moved on while its columns were being added (another run): rerun"
+            )));
+        }
+    }
+    vemo_operators::crash::point("columns-committed", &job.stamp.job_id);
+    crate::ledger::publish_parts(job.output, &pending.parts).await?;
+    record.delete().await?;
+    let added = *maker.rows.lock().unwrap_or_else(|p| p.into_inner());
     Ok(added)
+}
+
+/// Folder of the records of column additions in progress, under the output root.
+const PENDING_DIR: &str = "_vemo/columns";
+
+/// A column addition in progress: its columns and its staged Parquet parts (staged path,
+/// published path).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Pending {
+    columns: Vec<String>,
+    parts: Vec<(String, String)>,
+}
+
+impl Pending {
+    async fn discard(&self, output: &Location) -> vemo_operators::Result<()> {
+        for (staged, _) in &self.parts {
+            output.child(staged)?.delete().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Finishes the column additions a crash interrupted: publishes the Parquet parts of those
+/// whose columns `items` has (the Lance commit landed), discards the others. Returns the
+/// additions finished or discarded.
+pub async fn roll_forward(output: &Location, items_uri: &str) -> vemo_operators::Result<usize> {
+    let dir = output.child(PENDING_DIR)?;
+    let names = dir.list_names().await?;
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let have: Vec<String> = match open_if_exists(items_uri).await? {
+        Some(items) => items
+            .schema()
+            .fields
+            .iter()
+            .map(|f| f.name.clone())
+            .collect(),
+        None => Vec::new(),
+    };
+    for name in &names {
+        let record = dir.child(name)?;
+        let pending: Pending = serde_json::from_slice(&record.read().await?).unwrap_or_default();
+        match pending.columns.iter().all(|c| have.contains(c)) {
+            true => {
+                crate::ledger::publish_parts(output, &pending.parts).await?;
+            }
+            false => pending.discard(output).await?,
+        }
+        record.delete().await?;
+    }
+    Ok(names.len())
 }
 
 /// The state of the column-adding function Lance calls on each batch of existing rows.
@@ -274,12 +371,14 @@ fn keep_columns(
     Ok(arrow::compute::filter_record_batch(batch, &keep)?)
 }
 
-/// Writes the Parquet rows of added columns as new parts of their long tables.
-async fn write_long_parts(
+/// Writes the Parquet rows of added columns to staging: (staged path, published path) of
+/// each part, relative to the output root.
+async fn stage_long_parts(
     output: &Location,
     job_id: &str,
     batches: Vec<RecordBatch>,
-) -> vemo_operators::Result<()> {
+) -> vemo_operators::Result<Vec<(String, String)>> {
+    let mut parts = Vec::new();
     for (n, batch) in batches.iter().enumerate() {
         let dir = match batch.schema().index_of(COL_COLUMN) {
             Ok(_) => PARQUET_EMBEDDINGS_DIR,
@@ -289,10 +388,12 @@ async fn write_long_parts(
             continue;
         }
         let suffix: u64 = rand::random();
-        let part = format!("{dir}/part-{job_id}-columns-{n:06}-{suffix:016x}.parquet");
-        write_parquet(&output.child(&part)?, batch).await?;
+        let part = format!("part-{job_id}-columns-{n:06}-{suffix:016x}.parquet");
+        let staged = format!("{VEMO_DIR}/staging/{job_id}/{dir}/{part}");
+        write_parquet(&output.child(&staged)?, batch).await?;
+        parts.push((staged, format!("{dir}/{part}")));
     }
-    Ok(())
+    Ok(parts)
 }
 
 /// `schema` with its fields in the order of `names` (fields not named there follow; names

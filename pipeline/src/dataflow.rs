@@ -305,6 +305,13 @@ async fn roll_forward(ledger: &mut Ledger, output: &Location) -> vemo_operators:
             "Rolled forward the Parquet parts of an interrupted commit."
         );
     }
+    let columns = crate::backfill::roll_forward(output, &ledger.items_uri).await?;
+    if columns > 0 {
+        tracing::warn!(
+            columns,
+            "Finished the column additions of an interrupted run."
+        );
+    }
     let pruned = ledger.prune_parquet(output).await?;
     if pruned > 0 {
         tracing::warn!(

@@ -88,7 +88,7 @@ struct Snapshot {
 /// The ledger as read from an output, with what was read so far.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    items_uri: String,
+    pub(crate) items_uri: String,
     errors_uri: String,
     /// The `items` version of the snapshot the ledger started from (0: none).
     snapshot_version: u64,
@@ -436,19 +436,9 @@ impl Ledger {
         }
         let mut moved = 0;
         for (version, shards) in by_version {
-            for (staged, target) in shards.iter().flat_map(|s| &s.parquet) {
-                let (from, to) = (output.child(staged)?, output.child(target)?);
-                match from.rename_to(&to).await {
-                    Ok(()) => moved += 1,
-                    // Moved already (a crash after the rename, or another committer).
-                    Err(_) if to.exists().await? => {}
-                    // Neither there nor staged: deleted by hand. Say so; retrying cannot help.
-                    Err(e) if !from.exists().await? => {
-                        tracing::error!(part = %to.uri, error = %e, "Parquet part lost from staging.")
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            let parts: Vec<(String, String)> =
+                shards.iter().flat_map(|s| s.parquet.clone()).collect();
+            moved += publish_parts(output, &parts).await?;
             markers
                 .child(&format!("v{version}"))?
                 .write(Vec::new())
@@ -507,6 +497,29 @@ async fn new_entries(
         .into_iter()
         .filter_map(|(version, mut properties)| Some((version, properties.remove(property)?)))
         .collect())
+}
+
+/// Moves staged Parquet parts (staged path, published path) to their place; a part moved
+/// already (a crash after the rename, or another committer) counts as published. Returns the
+/// parts moved.
+pub async fn publish_parts(
+    output: &Location,
+    parts: &[(String, String)],
+) -> vemo_operators::Result<usize> {
+    let mut moved = 0;
+    for (staged, target) in parts {
+        let (from, to) = (output.child(staged)?, output.child(target)?);
+        match from.rename_to(&to).await {
+            Ok(()) => moved += 1,
+            Err(_) if to.exists().await? => {}
+            // Neither there nor staged: deleted by hand. Say so; retrying cannot help.
+            Err(e) if !from.exists().await? => {
+                tracing::error!(part = %to.uri, error = %e, "Parquet part lost from staging.")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(moved)
 }
 
 /// The versions named by the markers (`v{N}`) in `markers`.

@@ -370,4 +370,36 @@ fn a_new_text_exit_and_the_entity_task_only_add_columns() {
     let again = json(&vemo_ok(&["index", "--job", &wide]).stdout);
     assert_eq!(again["encoded"], 0, "{again}");
     assert!(again.get("columns_added").is_none(), "{again}");
+
+    // Killed between the commit of the columns and the publishing of their Parquet parts: the
+    // rerun publishes them.
+    let killed = dir.path().join("killed");
+    let killed_str = killed.display().to_string();
+    vemo_ok(&["index", "--job", &narrow, "--output", &killed_str]);
+    let crashed = vemo_tests::vemo_with_env(
+        &[
+            "index",
+            "--job",
+            &wide,
+            "--output",
+            &killed_str,
+            "--job-id",
+            "widen",
+        ],
+        &[("VEMO_CRASH_AT", "columns-committed:widen")],
+    );
+    assert!(
+        !crashed.status.success(),
+        "the widening run should be killed"
+    );
+    let rerun = json(&vemo_ok(&["index", "--job", &wide, "--output", &killed_str]).stdout);
+    assert_eq!(rerun["encoded"], 0, "{rerun}");
+    assert_eq!(added_columns(&killed).len(), ITEMS);
+    assert_eq!(
+        parquet_ids(&killed.join("parquet/embeddings")).len(),
+        ITEMS * 4
+    );
+    let mut killed_ids = parquet_ids(&killed.join("parquet/entities"));
+    killed_ids.sort();
+    assert_eq!(killed_ids, fresh_ids, "parquet/entities after the rerun");
 }
