@@ -141,13 +141,13 @@ pub async fn open_if_exists(uri: &str) -> Result<Option<Dataset>> {
     }
 }
 
-/// Rows of the dataset at `uri` (0 if there is none), from its metadata.
-pub async fn count_rows(uri: &str) -> Result<usize> {
-    match open_if_exists(uri).await? {
+/// Rows of an opened dataset (0 for none), from its metadata.
+pub async fn rows_of(dataset: Option<&Dataset>) -> Result<usize> {
+    match dataset {
         Some(dataset) => dataset
             .count_rows(None)
             .await
-            .map_err(|e| Error::lance(uri, e)),
+            .map_err(|e| Error::lance(dataset.uri(), e)),
         None => Ok(0),
     }
 }

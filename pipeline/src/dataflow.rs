@@ -28,7 +28,7 @@ use vemo_operators::batches::RowStamp;
 use vemo_operators::bundle::Bundle;
 use vemo_operators::faults::Faults;
 use vemo_operators::images::ImageReader;
-use vemo_operators::lance_io::{count_rows, open_if_exists, read_ids, wrap_lance_stores};
+use vemo_operators::lance_io::{open_if_exists, read_ids, rows_of, wrap_lance_stores};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::models::bert::default_device;
 use vemo_operators::models::image_encoder::ImageEncoder;
@@ -212,8 +212,8 @@ fn execute(
         // The ids are read (a scan of both tables) only when the ledger alone cannot tell.
         let keys = shard_keys(&manifest.entries, config.shard_size);
         let rows = (
-            count_rows(&items_uri).await?,
-            count_rows(&errors_uri).await?,
+            rows_of(items.as_ref()).await?,
+            rows_of(errors.as_ref()).await?,
         );
         let done = match ledger.covers(&keys, rows.0, rows.1) {
             true => None,

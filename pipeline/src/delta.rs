@@ -337,29 +337,13 @@ mod tests {
 
     /// Splits a share round-robin as the workers of a run do.
     fn part(share: &DeltaInput, worker: usize, peers: usize) -> DeltaInput {
-        let pick = |i: usize| i % peers == worker;
+        fn every<T: Clone>(all: &[T], worker: usize, peers: usize) -> Vec<T> {
+            all.iter().skip(worker).step_by(peers).cloned().collect()
+        }
         DeltaInput {
-            corpus: share
-                .corpus
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| pick(*i))
-                .map(|(_, x)| x.clone())
-                .collect(),
-            indexed: share
-                .indexed
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| pick(*i))
-                .map(|(_, x)| x.clone())
-                .collect(),
-            errors: share
-                .errors
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| pick(*i))
-                .map(|(_, x)| x.clone())
-                .collect(),
+            corpus: every(&share.corpus, worker, peers),
+            indexed: every(&share.indexed, worker, peers),
+            errors: every(&share.errors, worker, peers),
         }
     }
 
