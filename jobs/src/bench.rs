@@ -81,6 +81,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             read_concurrency: 16,
             job_id: format!("bench-w{workers}"),
             incremental: true,
+            device: Default::default(),
+            precision: Default::default(),
             progress_bar: false,
         };
         let cluster = ClusterConfig {

@@ -302,6 +302,13 @@ pub struct IndexArgs {
     /// deletes a row (resumes an interrupted first run at the least cost).
     #[arg(long, overrides_with = "incremental")]
     pub no_incremental: bool,
+    /// Override the job's device: cpu, cuda (each worker on GPU worker_index % GPUs) or
+    /// cuda:N. CUDA needs a build with `--features cuda`.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Override the job's precision: auto (bf16 towers on CUDA, f32 on CPU), f32 or bf16.
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::HelpLong)]
     pub help: Option<bool>,

@@ -1,6 +1,7 @@
 //! Job files: the TOML that describes a job's data plane, parsed strictly.
 
 use std::path::Path;
+use vemo_models::device::{DeviceSpec, Precision};
 
 use serde::Deserialize;
 
@@ -93,6 +94,13 @@ pub struct RunConfig {
     /// (default 10000; at least 256); below it, search is exact.
     #[serde(default = "default_index_rows")]
     pub vector_index_min_rows: usize,
+    /// Where the models run: `cpu` (default), `cuda` (each worker on GPU `worker % gpus`) or
+    /// `cuda:N`. CUDA needs a vemo built with `--features cuda`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// `auto` (default: bf16 towers on CUDA, f32 on CPU), `f32` or `bf16`.
+    #[serde(default = "default_precision")]
+    pub precision: String,
 }
 
 impl Default for RunConfig {
@@ -103,6 +111,8 @@ impl Default for RunConfig {
             shard_size: default_shard(),
             read_concurrency: default_concurrency(),
             vector_index_min_rows: default_index_rows(),
+            device: default_device(),
+            precision: default_precision(),
         }
     }
 }
@@ -130,6 +140,12 @@ fn default_concurrency() -> usize {
 }
 fn default_index_rows() -> usize {
     10_000
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_precision() -> String {
+    "auto".into()
 }
 
 /// Tasks this build can run.
@@ -178,6 +194,12 @@ impl JobConfig {
             if value == 0 {
                 return Err(format!("[run] {name} must be at least 1"));
             }
+        }
+        if let Err(e) = self.run.device.parse::<DeviceSpec>() {
+            return Err(format!("[run] {e}"));
+        }
+        if let Err(e) = self.run.precision.parse::<Precision>() {
+            return Err(format!("[run] {e}"));
         }
         Ok(())
     }

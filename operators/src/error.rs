@@ -12,6 +12,9 @@ pub enum Error {
     /// The manifest is missing, malformed or inconsistent.
     #[error("manifest `{uri}`: {reason}")]
     Manifest { uri: String, reason: String },
+    /// An input file or a setting is malformed (a CoNLL file, a device name, no CUDA).
+    #[error("`{path}`: {reason}")]
+    Input { path: String, reason: String },
     /// The model bundle is missing or malformed.
     #[error("model bundle `{path}`: {reason}")]
     Bundle { path: String, reason: String },
@@ -50,7 +53,10 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Error::InvalidUri { .. } | Error::Manifest { .. } | Error::Bundle { .. }
+            Error::InvalidUri { .. }
+                | Error::Manifest { .. }
+                | Error::Input { .. }
+                | Error::Bundle { .. }
         )
     }
 
@@ -65,6 +71,19 @@ impl Error {
         Error::Store {
             uri: uri.to_string(),
             cause: source,
+        }
+    }
+}
+
+impl From<vemo_models::Error> for Error {
+    fn from(e: vemo_models::Error) -> Self {
+        use vemo_models::Error as M;
+        match e {
+            M::Bundle { path, reason } => Error::Bundle { path, reason },
+            M::Data { path, reason } => Error::Input { path, reason },
+            M::Model(e) => Error::Model(e),
+            M::Tokenizer(reason) => Error::Tokenizer(reason),
+            M::Io { path, cause } => Error::Io { path, cause },
         }
     }
 }

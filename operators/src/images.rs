@@ -4,7 +4,6 @@
 //! [`ErrorRecord`] with the stage (`read` or `decode`) and the reason.
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, stream};
@@ -12,6 +11,7 @@ use sha2::{Digest, Sha256};
 use vemo_schemas::{ErrorRecord, ManifestEntry, Stage};
 
 pub use image::RgbImage;
+pub use vemo_models::pixels::*;
 
 use crate::store::{self, Location};
 use crate::{Error, Result};
@@ -173,11 +173,7 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedImage, String> {
 /// [`decode`], also returning the pixels.
 pub fn decode_image(bytes: &[u8]) -> Result<(DecodedImage, image::DynamicImage), String> {
     let content_hash = hex::encode(Sha256::digest(bytes));
-    let image = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read image header: {e}"))?
-        .decode()
-        .map_err(|e| format!("cannot decode image: {e}"))?;
+    let image = decode_pixels(bytes)?;
     let decoded = DecodedImage {
         width: image.width(),
         height: image.height(),
@@ -188,142 +184,16 @@ pub fn decode_image(bytes: &[u8]) -> Result<(DecodedImage, image::DynamicImage),
     Ok((decoded, image))
 }
 
-/// Classifier preprocessing as EfficientNet-Lite was trained: short side resized to `resize`
-/// (bicubic), centre crop `crop` x `crop`, TF-Lite normalisation (pixel - 127) / 128.
-/// Returns the pixels as channel-major (3, crop, crop) f32.
-pub fn classifier_input(image: &image::DynamicImage, resize: u32, crop: u32) -> Vec<f32> {
-    normalize_crop(&classifier_crop(image, resize, crop))
-}
-
-/// TF-Lite normalisation of an RGB crop: (pixel - 127) / 128, channel-major (3, h, w).
-pub fn normalize_crop(crop: &image::RgbImage) -> Vec<f32> {
-    let (w, h) = (crop.width() as usize, crop.height() as usize);
-    let mut out = vec![0f32; 3 * w * h];
-    for (x, y, pixel) in crop.enumerate_pixels() {
-        for c in 0..3 {
-            out[c * w * h + y as usize * w + x as usize] = (f32::from(pixel[c]) - 127.0) / 128.0;
-        }
-    }
-    out
-}
-
-/// How an image tower normalises its input pixels.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum PixelNorm {
-    /// TF-Lite's (pixel - 127) / 128, as EfficientNet-Lite was trained.
-    TfLite,
-    /// (pixel / 255 - mean) / std per channel, as CLIP and most torchvision models.
-    MeanStd {
-        /// Per-channel mean of 0..1 pixels (R, G, B).
-        mean: [f32; 3],
-        /// Per-channel standard deviation of 0..1 pixels (R, G, B).
-        std: [f32; 3],
-    },
-}
-
-impl PixelNorm {
-    /// Normalises an RGB crop into channel-major (3, h, w) f32.
-    pub fn apply(&self, crop: &image::RgbImage) -> Vec<f32> {
-        let (mean, std) = match self {
-            PixelNorm::TfLite => return normalize_crop(crop),
-            PixelNorm::MeanStd { mean, std } => (mean, std),
-        };
-        let (w, h) = (crop.width() as usize, crop.height() as usize);
-        let mut out = vec![0f32; 3 * w * h];
-        for (x, y, pixel) in crop.enumerate_pixels() {
-            for c in 0..3 {
-                out[c * w * h + y as usize * w + x as usize] =
-                    (f32::from(pixel[c]) / 255.0 - mean[c]) / std[c];
-            }
-        }
-        out
-    }
-}
-
-/// Ten views of an image for training exit heads: the short side resized to `resize`, crops
-/// of `crop` x `crop` at the centre and the four corners, each also mirrored.
-pub fn training_views(image: &image::DynamicImage, resize: u32, crop: u32) -> Vec<image::RgbImage> {
-    let resized = resized_short_side(image, resize, crop);
-    let (w, h) = resized.dimensions();
-    let corners = [
-        ((w - crop) / 2, (h - crop) / 2),
-        (0, 0),
-        (w - crop, 0),
-        (0, h - crop),
-        (w - crop, h - crop),
-    ];
-    corners
-        .iter()
-        .flat_map(|&(x, y)| {
-            let view = image::imageops::crop_imm(&resized, x, y, crop, crop).to_image();
-            let mirrored = image::imageops::flip_horizontal(&view);
-            [view, mirrored]
-        })
-        .collect()
-}
-
-fn resized_short_side(image: &image::DynamicImage, resize: u32, crop: u32) -> image::RgbImage {
-    let (w, h) = (image.width().max(1), image.height().max(1));
-    let scale = resize as f64 / w.min(h) as f64;
-    let (nw, nh) = (
-        ((w as f64 * scale).round() as u32).max(crop),
-        ((h as f64 * scale).round() as u32).max(crop),
-    );
-    image
-        .resize_exact(nw, nh, image::imageops::FilterType::CatmullRom)
-        .to_rgb8()
-}
-
-/// The short side resized to `resize` (bicubic, Catmull-Rom), then a centre crop `crop` x `crop`.
-pub fn classifier_crop(image: &image::DynamicImage, resize: u32, crop: u32) -> image::RgbImage {
-    let resized = resized_short_side(image, resize, crop);
-    let (nw, nh) = resized.dimensions();
-    let (left, top) = ((nw - crop) / 2, (nh - crop) / 2);
-    image::imageops::crop_imm(&resized, left, top, crop, crop).to_image()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let img = image::RgbImage::from_pixel(width, height, image::Rgb([10, 200, 30]));
-        let mut out = Cursor::new(Vec::new());
+        let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png)
             .expect("encode png");
         out.into_inner()
-    }
-
-    #[test]
-    fn classifier_input_is_a_normalised_centre_crop() {
-        let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(40, 20, |x, _| {
-            image::Rgb(if x < 20 {
-                [255, 255, 255]
-            } else {
-                [127, 127, 127]
-            })
-        }));
-        let input = classifier_input(&img, 16, 8);
-        assert_eq!(input.len(), 3 * 8 * 8);
-        // 40x20 -> 32x16, crop columns 12..20: left half white, right half grey.
-        assert!((input[0] - 1.0).abs() < 1e-6, "white is (255 - 127) / 128");
-        assert!(input[7].abs() < 0.02, "grey is about 0: {}", input[7]);
-    }
-
-    #[test]
-    fn mean_std_normalisation_is_per_channel() {
-        let crop = image::RgbImage::from_pixel(2, 1, image::Rgb([255, 0, 51]));
-        let norm = PixelNorm::MeanStd {
-            mean: [0.5, 0.5, 0.2],
-            std: [0.25, 0.5, 0.1],
-        };
-        let out = norm.apply(&crop);
-        let want = [2.0, 2.0, -1.0, -1.0, 0.0, 0.0];
-        assert!(
-            out.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
-            "{out:?}"
-        );
-        assert_eq!(PixelNorm::TfLite.apply(&crop), normalize_crop(&crop));
     }
 
     #[test]

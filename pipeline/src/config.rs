@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use timely::CommunicationConfig;
+use vemo_models::device::{DeviceSpec, Precision};
 
 use crate::{Error, Result};
 
@@ -41,6 +42,10 @@ pub struct IndexConfig {
     /// When the output holds rows already: bring it to this corpus (encode added, changed and
     /// failed items, delete removed ones). Otherwise only add the ids it lacks.
     pub incremental: bool,
+    /// Where the models run (`cuda`: each worker on GPU `worker_index % gpu_count`).
+    pub device: DeviceSpec,
+    /// The towers' precision (`auto`: bf16 on CUDA, f32 on CPU).
+    pub precision: Precision,
     /// Draw a progress bar (else log lines).
     pub progress_bar: bool,
 }

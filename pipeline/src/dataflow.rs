@@ -30,10 +30,6 @@ use vemo_operators::faults::Faults;
 use vemo_operators::images::ImageReader;
 use vemo_operators::lance_io::{open_if_exists, read_ids, rows_of, wrap_lance_stores};
 use vemo_operators::manifest::read_manifest;
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::image_encoder::ImageEncoder;
-use vemo_operators::models::text_encoder::TextEncoder;
-use vemo_operators::spotting::Spotter;
 use vemo_operators::store::{self, Location};
 use vemo_schemas::{
     COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema_for,
@@ -47,6 +43,7 @@ use crate::incremental::{DeltaReport, DeltaSource, plan_delta};
 use crate::indexes::index_columns;
 use crate::jobs::JobRecord;
 use crate::ledger::Ledger;
+use crate::models::ProcessModels;
 use crate::plan::{Plan, Shard, plan_shards, shard_keys};
 use crate::process::{ShardProcessor, ShardWritten};
 use crate::progress::Progress;
@@ -96,9 +93,7 @@ pub struct RunSummary {
 struct Shared {
     config: IndexConfig,
     runtime: Arc<Runtime>,
-    encoder: Arc<TextEncoder>,
-    images: Option<Arc<ImageEncoder>>,
-    spotter: Option<Arc<Spotter>>,
+    models: ProcessModels,
     bundle_id: String,
     columns: Vec<EmbeddingColumn>,
     plan: Plan,
@@ -140,30 +135,17 @@ fn execute(
             .enable_all()
             .build()?,
     );
-    // User errors (bundle, exits, manifest) surface here, before any worker starts.
+    // User errors (bundle, exits, device, manifest) surface here, before any worker starts.
     let bundle = Bundle::open(&config.bundle)?;
-    let encoder = Arc::new(match config.entities {
-        true => TextEncoder::load_with_ner(&bundle, &config.text_exits, &default_device())?,
-        false => TextEncoder::load(&bundle, &config.text_exits, &default_device())?,
-    });
-    let images = match &bundle.manifest.image {
-        Some(_) => Some(Arc::new(ImageEncoder::load(
-            &bundle,
-            &config.image_exits,
-            &default_device(),
-        )?)),
-        None => None,
-    };
-    let spotter = match config.spotting {
-        true => Some(Arc::new(Spotter::from_bundle(&bundle, &default_device())?)),
-        false => None,
-    };
-    let mut columns: Vec<EmbeddingColumn> = encoder
+    let models = ProcessModels::load(&bundle, &config, cluster)?;
+    let first = models.first().clone();
+    let mut columns: Vec<EmbeddingColumn> = first
+        .text
         .exits()
         .iter()
-        .map(|&exit| EmbeddingColumn::joint("text", exit, encoder.dim()))
+        .map(|&exit| EmbeddingColumn::joint("text", exit, first.text.dim()))
         .collect();
-    if let Some(images) = &images {
+    if let Some(images) = &first.images {
         columns.extend(images.columns()?);
     }
     let mut output = store::resolve(&config.output)?;
@@ -248,9 +230,7 @@ fn execute(
     let shared = Arc::new(Shared {
         bundle_id: bundle.id(),
         runtime,
-        encoder,
-        images,
-        spotter,
+        models,
         columns,
         plan,
         delta,
@@ -324,21 +304,22 @@ async fn roll_forward(ledger: &mut Ledger, output: &Location) -> vemo_operators:
 
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<RunSummary>> {
     let (index, peers) = (worker.index(), worker.peers());
+    let models = shared.models.of_worker(index);
     let processor = Rc::new(ShardProcessor {
         runtime: shared.runtime.clone(),
-        encoder: shared.encoder.clone(),
-        images: shared.images.clone(),
+        encoder: models.text.clone(),
+        images: models.images.clone(),
         entities: shared.config.entities,
-        spotter: shared.spotter.clone(),
+        spotter: models.spotter.clone(),
         reader: {
-            let reader = match &shared.images {
+            let reader = match &models.images {
                 Some(images) => {
                     let (resize, crop) = images.input_geometry();
                     ImageReader::with_crop(resize, crop)
                 }
                 None => ImageReader::default(),
             };
-            match shared.spotter {
+            match models.spotter {
                 Some(_) => reader.keeping_full(),
                 None => reader,
             }
@@ -528,7 +509,7 @@ fn add_missing_columns(
     let failure = match worker.index() {
         0 => {
             let job = ColumnJob {
-                encoder: shared.encoder.clone(),
+                encoder: shared.models.first().text.clone(),
                 columns: &shared.columns,
                 tasks: vemo_schemas::ItemTasks {
                     entities: shared.config.entities,

@@ -23,6 +23,12 @@ pub enum Error {
     Runtime(#[from] std::io::Error),
 }
 
+impl From<vemo_models::Error> for Error {
+    fn from(e: vemo_models::Error) -> Self {
+        Error::Operator(e.into())
+    }
+}
+
 impl Error {
     /// True when the user can fix it by changing flags, the job file or the input (exit 2).
     pub fn is_user_error(&self) -> bool {

@@ -5,7 +5,7 @@
 //! written to worker 0, which commits every epoch in one conditional Lance transaction once the
 //! frontier has passed it ([`commit`]), recording the shards in the [`ledger`] so that reruns
 //! and concurrent runs never commit a shard twice. [`dataflow`] wires these together for
-//! threads and processes.
+//! threads and processes; each worker runs its models on its own device (`models`).
 //!
 //! On an output that holds rows, a run is incremental: the workers compute the delta between
 //! the corpus and the output with differential dataflow ([`delta`], `incremental`), encode only
@@ -22,6 +22,7 @@ mod incremental;
 mod indexes;
 mod jobs;
 pub mod ledger;
+mod models;
 mod plan;
 mod process;
 mod progress;

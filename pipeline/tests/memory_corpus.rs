@@ -56,6 +56,8 @@ fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
         read_concurrency: 4,
         job_id: "memory-test".into(),
         incremental: true,
+        device: Default::default(),
+        precision: Default::default(),
         progress_bar: false,
     };
     let cluster = ClusterConfig {

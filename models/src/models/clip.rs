@@ -23,6 +23,7 @@
 
 use std::path::Path;
 
+use super::{layer_norm_f32, softmax_f32};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{
     Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear, linear_no_bias,
@@ -225,7 +226,7 @@ impl EncoderLayer {
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let _enter = self.span.enter();
         let (b, l, h) = x.dims3()?;
-        let normed = self.layer_norm1.forward(x)?;
+        let normed = layer_norm_f32(&self.layer_norm1, x)?;
         let split = |t: Tensor| -> Result<Tensor> {
             t.reshape((b, l, self.heads, self.head_dim))?
                 .transpose(1, 2)?
@@ -239,12 +240,12 @@ impl EncoderLayer {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = softmax_f32(&scores)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         let x = (x + self.out_proj.forward(&context)?)?;
         let inner = self
             .act
-            .apply(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?;
+            .apply(&self.fc1.forward(&layer_norm_f32(&self.layer_norm2, &x)?)?)?;
         &x + self.fc2.forward(&inner)?
     }
 }
@@ -441,11 +442,20 @@ impl VisionTower {
                 self.image_size
             );
         }
+        // The patch convolution (kernel = stride = patch) as one matrix product over the
+        // patches: the same sums as transformers' Conv2d, one GEMM on any device, and it runs
+        // in bf16 on the CPU too (candle's CPU convolution has no bf16 kernel).
         let pixels = pixel_values.to_dtype(self.patch_embedding.dtype())?;
-        let patches = pixels
-            .conv2d(&self.patch_embedding, 0, self.patch_size, 1, 1)?
-            .flatten_from(2)?
-            .transpose(1, 2)?;
+        let (p, side) = (self.patch_size, self.image_size / self.patch_size);
+        let (width, channels, _, _) = self.patch_embedding.dims4()?;
+        let rows = pixels
+            .reshape((b, channels, side, p, side, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((b * side * side, channels * p * p))?;
+        let kernel = self.patch_embedding.reshape((width, channels * p * p))?;
+        let patches = rows
+            .matmul(&kernel.t()?)?
+            .reshape((b, side * side, width))?;
         let hidden = self.class_embedding.dim(0)?;
         let class = self
             .class_embedding
@@ -454,7 +464,7 @@ impl VisionTower {
             .contiguous()?;
         let embeddings =
             Tensor::cat(&[class, patches], 1)?.broadcast_add(&self.position_embedding)?;
-        self.pre_layrnorm.forward(&embeddings)
+        layer_norm_f32(&self.pre_layrnorm, &embeddings)
     }
 }
 
@@ -501,11 +511,18 @@ impl ClipModel {
             &dir.join("config.json"),
             &dir.join("model.safetensors"),
             device,
+            DType::F32,
         )
     }
 
-    /// [`Self::from_folder`] with the two files named separately (as a bundle names them).
-    pub fn from_files(config: &Path, weights: &Path, device: &Device) -> crate::Result<Self> {
+    /// [`Self::from_folder`] with the two files named separately (as a bundle names them),
+    /// the weights and activations in `dtype` (f32 or bf16).
+    pub fn from_files(
+        config: &Path,
+        weights: &Path,
+        device: &Device,
+        dtype: DType,
+    ) -> crate::Result<Self> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|cause| crate::Error::Io {
                 path: path.display().to_string(),
@@ -523,7 +540,7 @@ impl ClipModel {
             .and_then(|json| ClipConfig::from_json(json).map_err(|e| e.to_string()))
             .map_err(|reason| bad(config_path, format!("not a CLIP config: {reason}")))?;
         let bytes = read(weights)?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+        let vb = VarBuilder::from_buffered_safetensors(bytes, dtype, device)
             .map_err(|e| bad(weights, e.to_string()))?;
         Self::load(vb, &config).map_err(|e| bad(weights, e.to_string()))
     }
@@ -568,7 +585,7 @@ impl ClipModel {
             .iter()
             .map(|pooled| {
                 self.text_projection
-                    .forward(&self.text.final_layer_norm.forward(pooled)?)
+                    .forward(&layer_norm_f32(&self.text.final_layer_norm, pooled)?)
             })
             .collect()
     }
@@ -588,7 +605,7 @@ impl ClipModel {
             .iter()
             .map(|cls| {
                 self.visual_projection
-                    .forward(&self.vision.post_layernorm.forward(cls)?)
+                    .forward(&layer_norm_f32(&self.vision.post_layernorm, cls)?)
             })
             .collect()
     }

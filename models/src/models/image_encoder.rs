@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::Linear;
 
 use super::clip::ClipModel;
@@ -22,7 +22,8 @@ use super::conse::Conse;
 use super::efficientnet::{EfficientNetLite, ImageOutputs, STAGES};
 use super::exit_heads::project;
 use crate::bundle::{Bundle, CLIP, ImageTowerSpec};
-use crate::images::PixelNorm;
+use crate::device::Precision;
+use crate::pixels::PixelNorm;
 use crate::{Error, Result};
 use vemo_schemas::EmbeddingColumn;
 
@@ -69,6 +70,17 @@ impl ImageEncoder {
     /// Loads the image tower of `bundle` for `exits` (empty: the bundle's default exit). A
     /// lower exit without a trained head is a bundle error that says how to train one.
     pub fn load(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
+        Self::load_in(bundle, exits, device, Precision::Auto)
+    }
+
+    /// [`Self::load`], a CLIP tower in `precision` (see [`crate::device`]); EfficientNet-Lite0
+    /// and the heads stay f32.
+    pub fn load_in(
+        bundle: &Bundle,
+        exits: &[usize],
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
         let spec = bundle.image()?;
         let exits = if exits.is_empty() {
             vec![spec.default_exit]
@@ -103,7 +115,7 @@ impl ImageEncoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let backbone = if clip {
-            Self::load_clip(bundle, spec, &exits, device)?
+            Self::load_clip(bundle, spec, &exits, device, precision.dtype_on(device))?
         } else {
             let conse = bundle.conse()?;
             Backbone::EfficientNet {
@@ -132,12 +144,13 @@ impl ImageEncoder {
         spec: &ImageTowerSpec,
         exits: &[usize],
         device: &Device,
+        dtype: DType,
     ) -> Result<Backbone> {
         let config = spec.config.as_deref().ok_or_else(|| Error::Bundle {
             path: bundle.root.display().to_string(),
             reason: "a clip image tower needs `config`".into(),
         })?;
-        let model = shared_model(bundle, config, &spec.weights, device)?;
+        let model = shared_model(bundle, config, &spec.weights, device, dtype)?;
         let cfg = &model.config().vision_config;
         check_exits(bundle, TOWER, exits, cfg.num_hidden_layers)?;
         if spec.input_size != cfg.image_size {

@@ -7,37 +7,46 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::clip::ClipModel;
 use crate::bundle::Bundle;
 use crate::{Error, Result};
 
-/// A model loaded by this process: its files, device, and the model while anyone holds it.
-type Loaded = (PathBuf, PathBuf, Device, Weak<ClipModel>);
+/// A model loaded by this process: its files, device, dtype, and the model while anyone holds it.
+type Loaded = (PathBuf, PathBuf, Device, DType, Weak<ClipModel>);
 
 /// Models loaded by this process and still in use, so that the text and the image tower of a
 /// bundle (both `model.safetensors`) hold one copy of the weights.
 static LOADED: Mutex<Vec<Loaded>> = Mutex::new(Vec::new());
 
-/// The CLIP model in `config` + `weights` (paths relative to the bundle) on `device`: the one
-/// already loaded if another tower still holds it, else freshly loaded.
+/// The CLIP model in `config` + `weights` (paths relative to the bundle) on `device` in
+/// `dtype`: the one already loaded if another tower still holds it, else freshly loaded.
 pub fn shared_model(
     bundle: &Bundle,
     config: &str,
     weights: &str,
     device: &Device,
+    dtype: DType,
 ) -> Result<Arc<ClipModel>> {
     let (config, weights) = (bundle.file(config), bundle.file(weights));
     // A panic while loading cannot leave the list inconsistent: take it back.
     let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
-    loaded.retain(|(_, _, _, model)| model.strong_count() > 0);
-    let same = |(c, w, d, _): &&Loaded| *c == config && *w == weights && d.same_device(device);
-    if let Some(model) = loaded.iter().find(same).and_then(|l| l.3.upgrade()) {
+    loaded.retain(|(_, _, _, _, model)| model.strong_count() > 0);
+    let same = |(c, w, d, t, _): &&Loaded| {
+        *c == config && *w == weights && d.same_device(device) && *t == dtype
+    };
+    if let Some(model) = loaded.iter().find(same).and_then(|l| l.4.upgrade()) {
         return Ok(model);
     }
-    let model = Arc::new(ClipModel::from_files(&config, &weights, device)?);
-    loaded.push((config, weights, device.clone(), Arc::downgrade(&model)));
+    let model = Arc::new(ClipModel::from_files(&config, &weights, device, dtype)?);
+    loaded.push((
+        config,
+        weights,
+        device.clone(),
+        dtype,
+        Arc::downgrade(&model),
+    ));
     Ok(model)
 }
 
@@ -83,10 +92,19 @@ mod tests {
     #[test]
     fn towers_of_one_bundle_share_one_model() -> Result<()> {
         let bundle = Bundle {
-            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/clip_tiny"),
+            root: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../operators/tests/golden/clip_tiny"),
             manifest: crate::hf_clip::clip_manifest("t", "1", &Default::default(), "test"),
         };
-        let load = || shared_model(&bundle, "config.json", "model.safetensors", &Device::Cpu);
+        let load = || {
+            shared_model(
+                &bundle,
+                "config.json",
+                "model.safetensors",
+                &Device::Cpu,
+                DType::F32,
+            )
+        };
         let (text, image) = (load()?, load()?);
         assert!(Arc::ptr_eq(&text, &image));
         let weak = Arc::downgrade(&text);

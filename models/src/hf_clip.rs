@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::{BUNDLE_FILE, Bundle, BundleManifest, CLIP, ImageTowerSpec, TextTowerSpec};
@@ -125,7 +125,7 @@ pub fn add_clip_bundle(source: &Path, target: &Path, id: &str, device: &Device) 
     }
     let cfg = ClipConfig::from_json(&json)
         .map_err(|e| fail(&config_path, format!("not a CLIP config: {e}")))?;
-    ClipModel::from_files(&config_path, &source.join(FILES[1]), device)?;
+    ClipModel::from_files(&config_path, &source.join(FILES[1]), device, DType::F32)?;
     let tokenizer_path = source.join(FILES[2]);
     tokenizers::Tokenizer::from_file(&tokenizer_path)
         .map_err(|e| fail(&tokenizer_path, format!("not a tokenizers file: {e}")))?;

@@ -110,10 +110,10 @@ pub struct ImageTowerSpec {
 
 impl ImageTowerSpec {
     /// How pixels are normalised: the spec's `mean`/`std`, else TF-Lite's.
-    pub fn pixel_norm(&self) -> crate::images::PixelNorm {
+    pub fn pixel_norm(&self) -> crate::pixels::PixelNorm {
         match (self.mean, self.std) {
-            (Some(mean), Some(std)) => crate::images::PixelNorm::MeanStd { mean, std },
-            _ => crate::images::PixelNorm::TfLite,
+            (Some(mean), Some(std)) => crate::pixels::PixelNorm::MeanStd { mean, std },
+            _ => crate::pixels::PixelNorm::TfLite,
         }
     }
 
@@ -379,7 +379,7 @@ mod tests {
         let bundle = open_image(EFFICIENTNET_LITE0, conse).expect("with conse");
         assert_eq!(
             bundle.image().expect("image").pixel_norm(),
-            crate::images::PixelNorm::TfLite
+            crate::pixels::PixelNorm::TfLite
         );
         let err = open_image(CLIP, "").expect_err("no config");
         assert!(err.to_string().contains("needs `config`"), "{err}");

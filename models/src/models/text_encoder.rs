@@ -19,6 +19,7 @@ use super::clip_towers::{check_exits, padded_ids, shared_model};
 use super::exit_heads::project;
 use super::l2_normalize;
 use crate::bundle::{Bundle, CLIP, TextTowerSpec};
+use crate::device::Precision;
 use crate::ner::entities::caption_entities;
 use crate::{Error, Result};
 use vemo_schemas::Entity;
@@ -38,15 +39,25 @@ fn bert_config(bundle: &Bundle) -> Result<(&TextTowerSpec, Config)> {
     Ok((spec, cfg))
 }
 
-/// The BERT text tower of `bundle` up to layer `depth`, and its config.
+/// The BERT text tower of `bundle` up to layer `depth`, in f32, and its config.
 pub fn bert_tower(bundle: &Bundle, depth: usize, device: &Device) -> Result<(BertEncoder, Config)> {
+    bert_tower_in(bundle, depth, device, DType::F32)
+}
+
+/// [`bert_tower`] with the weights and activations in `dtype`.
+fn bert_tower_in(
+    bundle: &Bundle,
+    depth: usize,
+    device: &Device,
+    dtype: DType,
+) -> Result<(BertEncoder, Config)> {
     let (spec, cfg) = bert_config(bundle)?;
     let weights_path = bundle.file(&spec.weights);
     let weights = std::fs::read(&weights_path).map_err(|e| Error::Io {
         path: weights_path.display().to_string(),
         cause: e,
     })?;
-    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, dtype, device)?;
     Ok((BertEncoder::load(vb, &cfg, depth)?, cfg))
 }
 
@@ -92,16 +103,24 @@ impl TextEncoder {
     /// Loads the text tower of `bundle` for `exits` (empty: the bundle's default exit), with
     /// the bundle's exit heads on the lower exits that have one.
     pub fn load(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
-        Self::load_for(bundle, exits, false, device)
+        Self::load_in(bundle, exits, false, device, Precision::Auto)
     }
 
     /// [`Self::load`], plus the bundle's NER branch, which shares the tower's lower layers: one
     /// pass gives the embeddings and the entities ([`Self::encode_all_with_entities`]).
     pub fn load_with_ner(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
-        Self::load_for(bundle, exits, true, device)
+        Self::load_in(bundle, exits, true, device, Precision::Auto)
     }
 
-    fn load_for(bundle: &Bundle, exits: &[usize], ner: bool, device: &Device) -> Result<Self> {
+    /// [`Self::load`] (with the NER branch when `ner`), the tower in `precision` (see
+    /// [`crate::device`]); heads and the NER branch stay f32.
+    pub fn load_in(
+        bundle: &Bundle,
+        exits: &[usize],
+        ner: bool,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
         let ner_spec = match ner {
             true => Some(bundle.manifest.ner.clone().ok_or_else(|| Error::Bundle {
                 path: bundle.root.display().to_string(),
@@ -110,7 +129,8 @@ impl TextEncoder {
             false => None,
         };
         let min_depth = ner_spec.as_ref().map_or(0, |n| n.shared_layers);
-        let mut encoder = Self::load_inner(bundle, exits, min_depth, device)?;
+        let dtype = precision.dtype_on(device);
+        let mut encoder = Self::load_inner(bundle, exits, min_depth, device, dtype)?;
         if let (Some(spec), Backbone::Bert(_)) = (&ner_spec, &encoder.backbone) {
             let (_, cfg) = bert_config(bundle)?;
             encoder.ner = Some(NerBranch {
@@ -141,7 +161,17 @@ impl TextEncoder {
     /// the mean-pooled hidden state; CLIP: the projected EOS token), L2-normalised (what parity
     /// tests and head training need).
     pub fn load_without_heads(bundle: &Bundle, exits: &[usize], device: &Device) -> Result<Self> {
-        Self::load_inner(bundle, exits, 0, device)
+        Self::load_inner(bundle, exits, 0, device, DType::F32)
+    }
+
+    /// [`Self::load_without_heads`] with the tower in `precision` (bf16 parity tests).
+    pub fn load_without_heads_in(
+        bundle: &Bundle,
+        exits: &[usize],
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
+        Self::load_inner(bundle, exits, 0, device, precision.dtype_on(device))
     }
 
     /// Loads the tower for `exits`, and at least `min_depth` layers (BERT).
@@ -150,6 +180,7 @@ impl TextEncoder {
         exits: &[usize],
         min_depth: usize,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
         let spec = bundle.text()?;
         let exits = if exits.is_empty() {
@@ -167,8 +198,8 @@ impl TextEncoder {
             });
         }
         let mut encoder = match spec.architecture.as_str() {
-            CLIP => Self::load_clip(bundle, spec, exits, device)?,
-            _ => Self::load_bert(bundle, spec, exits, min_depth, device)?,
+            CLIP => Self::load_clip(bundle, spec, exits, device, dtype)?,
+            _ => Self::load_bert(bundle, spec, exits, min_depth, device, dtype)?,
         };
         encoder
             .tokenizer
@@ -191,6 +222,7 @@ impl TextEncoder {
         exits: Vec<usize>,
         min_depth: usize,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
         let depth = exits
             .iter()
@@ -198,7 +230,7 @@ impl TextEncoder {
             .max()
             .unwrap_or(spec.default_exit)
             .max(min_depth);
-        let (bert, cfg) = bert_tower(bundle, depth, device)?;
+        let (bert, cfg) = bert_tower_in(bundle, depth, device, dtype)?;
         let mut tokenizer = Self::tokenizer(bundle, spec)?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
@@ -222,8 +254,9 @@ impl TextEncoder {
         spec: &TextTowerSpec,
         exits: Vec<usize>,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
-        let model = shared_model(bundle, &spec.config, &spec.weights, device)?;
+        let model = shared_model(bundle, &spec.config, &spec.weights, device, dtype)?;
         let cfg = &model.config().text_config;
         check_exits(bundle, "text", &exits, cfg.num_hidden_layers)?;
         if spec.max_tokens > cfg.max_position_embeddings {
@@ -288,7 +321,8 @@ impl TextEncoder {
                 if let Some(ner) = &self.ner {
                     let shared = hidden
                         .pop()
-                        .ok_or_else(|| Error::Tokenizer("no hidden state".into()))?;
+                        .ok_or_else(|| Error::Tokenizer("no hidden state".into()))?
+                        .to_dtype(DType::F32)?;
                     let case =
                         crate::ner::entities::case_tensor(encodings, captions, len, &self.device)?;
                     let log_probs = ner

@@ -43,7 +43,7 @@ impl Embeddings {
             .forward(input_ids)?
             .add(&self.token_type.forward(token_type_ids)?)?
             .broadcast_add(&self.position.forward(&positions)?)?;
-        self.norm.forward(&sum)
+        super::layer_norm_f32(&self.norm, &sum)
     }
 }
 
@@ -104,9 +104,11 @@ impl Layer {
         let v = split(self.value.forward(x)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        // In bf16, softmax and layer norm run in f32 (their sums need the range), the
+        // matrix products in bf16.
         let probs = match train {
             true => candle_nn::ops::softmax(&scores, D::Minus1)?,
-            false => candle_nn::ops::softmax_last_dim(&scores)?,
+            false => super::softmax_f32(&scores)?,
         };
         let context =
             probs
@@ -117,7 +119,7 @@ impl Layer {
             (true, Some(bias)) => {
                 candle_nn::ops::layer_norm_slow(x, layer.weight(), bias, self.eps as f32)
             }
-            _ => layer.forward(x),
+            _ => super::layer_norm_f32(layer, x),
         };
         let attended = norm(
             &self.attention_norm,
@@ -174,8 +176,8 @@ impl BertEncoder {
         if deepest > self.depth() || exits.contains(&0) {
             candle_core::bail!("exits {exits:?} outside 1..={}", self.depth());
         }
-        let mask_bias = mask_bias(attention_mask)?;
         let mut hidden = self.embeddings.forward(input_ids, token_type_ids)?;
+        let mask_bias = mask_bias(attention_mask, hidden.dtype())?;
         let mut after = Vec::with_capacity(deepest);
         for layer in &self.layers[..deepest] {
             hidden = layer.forward(&hidden, &mask_bias)?;
@@ -209,7 +211,7 @@ impl BertLayers {
         attention_mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        let mask_bias = mask_bias(attention_mask)?;
+        let mask_bias = mask_bias(attention_mask, hidden.dtype())?;
         let mut hidden = hidden.clone();
         for layer in &self.layers {
             hidden = layer.forward_t(&hidden, &mask_bias, train)?;
@@ -220,17 +222,20 @@ impl BertLayers {
 
 /// (batch, seq) 0/1 mask -> (batch, 1, 1, seq) additive bias, as transformers'
 /// `get_extended_attention_mask` builds it.
-fn mask_bias(attention_mask: &Tensor) -> Result<Tensor> {
+/// The bias is in `dtype`, the dtype of the attention scores it is added to.
+fn mask_bias(attention_mask: &Tensor, dtype: DType) -> Result<Tensor> {
     let mask = attention_mask
         .to_dtype(DType::F32)?
         .unsqueeze(1)?
         .unsqueeze(1)?;
-    (mask.ones_like()? - mask)? * f32::MIN as f64
+    ((mask.ones_like()? - mask)? * f32::MIN as f64)?.to_dtype(dtype)
 }
 
 /// Mean of the token states under the mask, then L2 normalisation (sentence-transformers'
 /// `Pooling(mean)` + `Normalize`). `hidden`: (batch, seq, dim); result (batch, dim).
+/// Computed in f32 whatever the dtype of `hidden`.
 pub fn mean_pool_normalized(hidden: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    let hidden = hidden.to_dtype(DType::F32)?;
     let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(2)?;
     let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
     let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
@@ -243,7 +248,7 @@ pub fn mean_pool_normalized(hidden: &Tensor, attention_mask: &Tensor) -> Result<
     mean.broadcast_div(&norm)
 }
 
-/// The device models run on; CPU until the CUDA feature exists.
+/// The device of the commands that take no `--device` (train, eval, models): the CPU.
 pub fn default_device() -> Device {
     Device::Cpu
 }

@@ -36,8 +36,8 @@ pub fn parse_conll(text: &str, path: &str) -> Result<Vec<Sentence>> {
         }
         let mut fields = line.split_whitespace();
         let (Some(word), Some(tag)) = (fields.next(), fields.last()) else {
-            return Err(Error::Manifest {
-                uri: path.to_string(),
+            return Err(Error::Data {
+                path: path.to_string(),
                 reason: format!("line {}: expected `TOKEN ... TAG`, got {line:?}", n + 1),
             });
         };
