@@ -141,7 +141,7 @@ pub fn synthetic_jpegs(count: usize, width: u32, height: u32) -> Result<Vec<Vec<
             let image = image::RgbImage::from_fn(width, height, |x, y| {
                 let (x, y) = (x as f32, y as f32);
                 let band = ((x * fx).sin() * (y * fy).cos() * 100.0) as i32;
-                let edge = if (x as u32 / 40 + y as u32 / 30 + k as u32) % 5 == 0 {
+                let edge = if (x as u32 / 40 + y as u32 / 30 + k as u32).is_multiple_of(5) {
                     60
                 } else {
                     0
