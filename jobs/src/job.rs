@@ -237,4 +237,24 @@ mod tests {
         );
         assert!(parse(&format!("{base}[model]\n")).is_ok());
     }
+
+    #[test]
+    fn device_and_precision_are_checked() {
+        let base = "[input]\nuri = \"x\"\n[output]\nuri = \"y\"\n[run]\n";
+        let job = parse(&format!(
+            "{base}device = \"cuda:1\"\nprecision = \"bf16\"\n"
+        ));
+        assert_eq!(job.expect("valid").run.device, "cuda:1");
+        let err = parse(&format!("{base}device = \"gpu0\"\n")).expect_err("device");
+        assert!(err.is::<crate::UsageError>());
+        assert!(
+            format!("{err}").contains("expected cpu, cuda or cuda:N"),
+            "{err}"
+        );
+        let err = parse(&format!("{base}precision = \"fp8\"\n")).expect_err("precision");
+        assert!(
+            format!("{err}").contains("expected auto, f32 or bf16"),
+            "{err}"
+        );
+    }
 }

@@ -65,7 +65,16 @@ impl DeviceSpec {
         match *self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             DeviceSpec::Cuda(Some(n)) => cuda(n),
-            DeviceSpec::Cuda(None) => cuda(worker % gpu_count()?.max(1)),
+            DeviceSpec::Cuda(None) => cuda(self.gpu_of(worker, gpu_count()?).unwrap_or(0)),
+        }
+    }
+
+    /// The GPU that worker `worker` uses on a machine with `gpus` GPUs (`None`: the CPU).
+    pub fn gpu_of(&self, worker: usize, gpus: usize) -> Option<usize> {
+        match *self {
+            DeviceSpec::Cpu => None,
+            DeviceSpec::Cuda(Some(n)) => Some(n),
+            DeviceSpec::Cuda(None) => Some(worker % gpus.max(1)),
         }
     }
 
@@ -180,6 +189,17 @@ mod tests {
         assert!("f8".parse::<Precision>().is_err());
         assert_eq!(Precision::Auto.dtype_on(&Device::Cpu), DType::F32);
         assert_eq!(Precision::Bf16.dtype_on(&Device::Cpu), DType::BF16);
+    }
+
+    #[test]
+    fn workers_spread_over_the_gpus_unless_one_is_named() {
+        let spread: Vec<_> = (0..5)
+            .map(|w| DeviceSpec::Cuda(None).gpu_of(w, 2))
+            .collect();
+        assert_eq!(spread, [Some(0), Some(1), Some(0), Some(1), Some(0)]);
+        assert_eq!(DeviceSpec::Cuda(Some(3)).gpu_of(1, 8), Some(3));
+        assert_eq!(DeviceSpec::Cuda(None).gpu_of(7, 0), Some(0));
+        assert_eq!(DeviceSpec::Cpu.gpu_of(1, 8), None);
     }
 
     #[test]

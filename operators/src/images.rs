@@ -31,6 +31,10 @@ pub struct DecodedImage {
     pub full: Option<Arc<image::RgbImage>>,
 }
 
+/// One image's read, in flight.
+type ImageRead<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<DecodedImage, ErrorRecord>> + Send + 'a>>;
+
 /// Reads images through a cache of object stores (one client per scheme and bucket).
 #[derive(Default)]
 pub struct ImageReader {
@@ -70,8 +74,12 @@ impl ImageReader {
         entries: &[ManifestEntry],
         concurrency: usize,
     ) -> Vec<Result<DecodedImage, ErrorRecord>> {
-        stream::iter(entries)
-            .map(|entry| self.read_one(entry))
+        // Boxed, so that the whole read is provably `Send` and can be spawned (a prefetch).
+        let reads: Vec<ImageRead<'_>> = entries
+            .iter()
+            .map(|entry| Box::pin(self.read_one(entry)) as ImageRead<'_>)
+            .collect();
+        stream::iter(reads)
             .buffered(concurrency.max(1))
             .collect()
             .await
@@ -119,15 +127,25 @@ impl ImageReader {
             .fetch(&entry.image)
             .await
             .map_err(|r| failed(Stage::Read, r))?;
-        // Decoding is CPU work; it runs on the calling worker's thread, which owns this shard.
-        let (mut decoded, image) = decode_image(&bytes).map_err(|r| failed(Stage::Decode, r))?;
-        if let Some((resize, crop)) = self.crop {
-            decoded.crop = Some(Arc::new(classifier_crop(&image, resize, crop)));
+        // Decoding is CPU work: it runs on the runtime's blocking pool, so the images of a
+        // shard decode in parallel (as many at once as reads are in flight), and a decoder
+        // that panics costs one `errors` row.
+        let (crop, keep_full) = (self.crop, self.keep_full);
+        let decoded = tokio::task::spawn_blocking(move || {
+            let (mut decoded, image) = decode_image(&bytes)?;
+            if let Some((resize, side)) = crop {
+                decoded.crop = Some(Arc::new(classifier_crop(&image, resize, side)));
+            }
+            if keep_full {
+                decoded.full = Some(Arc::new(image.to_rgb8()));
+            }
+            Ok(decoded)
+        })
+        .await;
+        match decoded {
+            Ok(result) => result.map_err(|r| failed(Stage::Decode, r)),
+            Err(e) => Err(failed(Stage::Decode, format!("the decoder failed: {e}"))),
         }
-        if self.keep_full {
-            decoded.full = Some(Arc::new(image.to_rgb8()));
-        }
-        Ok(decoded)
     }
 
     fn locate(&self, uri: &str) -> Result<Location> {

@@ -311,7 +311,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         images: models.images.clone(),
         entities: shared.config.entities,
         spotter: models.spotter.clone(),
-        reader: {
+        prefetched: Default::default(),
+        reader: Arc::new({
             let reader = match &models.images {
                 Some(images) => {
                     let (resize, crop) = images.input_geometry();
@@ -323,7 +324,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
                 Some(_) => reader.keeping_full(),
                 None => reader,
             }
-        },
+        }),
         columns: shared.columns.clone(),
         stamp: RowStamp {
             bundle: shared.bundle_id.clone(),
@@ -413,6 +414,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
 
     let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Shard>>>::new();
     let probe = ProbeHandle::new();
+    let feeder = processor.clone();
     worker.dataflow::<u64, _, _>(|scope| {
         let shards = input.to_stream(scope);
         let (read, captions, images, spot, write) = (
@@ -432,7 +434,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         commit_epochs(written, committer.clone()).probe_with(&probe);
     });
 
-    for shard in shards {
+    let mut shards = shards.into_iter().peekable();
+    while let Some(shard) = shards.next() {
+        if let Some(next) = shards.peek() {
+            feeder.prefetch(next);
+        }
         let epoch = shard.epoch(peers);
         input.advance_to(epoch);
         input.send(shard);

@@ -4,11 +4,15 @@
 //! Each stage takes and returns plain values, so the dataflow only wires them. Bad items leave
 //! the shard as [`ErrorRecord`]s; a failure of the stage itself (a model or a Lance write)
 //! marks the whole shard failed, and the committer leaves it uncommitted for the next run.
+//! A worker reads the next shard's images while it encodes the current one ([`ShardProcessor::prefetch`]).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 use vemo_operators::batches::{
     IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, errors_batch, items_batch,
     spotted_long_batch,
@@ -77,7 +81,9 @@ pub struct ShardProcessor {
     pub entities: bool,
     /// The spotting task's detector and recognizer, when it runs.
     pub spotter: Option<Arc<Spotter>>,
-    pub reader: ImageReader,
+    pub reader: Arc<ImageReader>,
+    /// Reads started ahead of their shard ([`Self::prefetch`]), by shard id.
+    pub prefetched: RefCell<HashMap<u64, JoinHandle<Vec<ImageRead>>>>,
     pub columns: Vec<EmbeddingColumn>,
     pub stamp: RowStamp,
     pub output: Location,
@@ -90,13 +96,42 @@ pub struct ShardProcessor {
     pub items_schema: arrow_schema::SchemaRef,
 }
 
+/// What reading one image gives: the decoded image or its `errors` row.
+type ImageRead = Result<DecodedImage, ErrorRecord>;
+
 impl ShardProcessor {
-    /// ReadImages: fetch, hash and decode every image of the shard.
+    /// Starts reading `shard`'s images on the runtime while this worker encodes the shard
+    /// before it (double buffering: the device never waits for a whole shard's decode).
+    pub fn prefetch(&self, shard: &Shard) {
+        if shard.entries.is_empty() {
+            return;
+        }
+        let (reader, entries) = (self.reader.clone(), shard.entries.clone());
+        let concurrency = self.read_concurrency;
+        let read = self
+            .runtime
+            .spawn(async move { reader.read_all(&entries, concurrency).await });
+        self.prefetched.borrow_mut().insert(shard.id, read);
+    }
+
+    /// ReadImages: fetch, hash and decode every image of the shard (or take what
+    /// [`Self::prefetch`] read).
     pub fn read_images(&self, shard: Shard) -> ShardRead {
         let _span = tracing::debug_span!("read_images", shard = shard.id).entered();
-        let results = self
-            .runtime
-            .block_on(self.reader.read_all(&shard.entries, self.read_concurrency));
+        let started = self.prefetched.borrow_mut().remove(&shard.id);
+        let results = match started {
+            Some(read) => self.runtime.block_on(read).unwrap_or_else(|e| {
+                let reason = format!("reading the shard's images failed: {e}");
+                shard
+                    .entries
+                    .iter()
+                    .map(|entry| Err(read_failure(entry, &reason)))
+                    .collect()
+            }),
+            None => self
+                .runtime
+                .block_on(self.reader.read_all(&shard.entries, self.read_concurrency)),
+        };
         let mut out = ShardRead {
             shard: shard.id,
             key: shard.key,
@@ -340,4 +375,14 @@ fn in_schema_order(
         .map(|f| batch.schema().index_of(f.name()))
         .collect::<Result<_, _>>()?;
     Ok(batch.project(&order)?)
+}
+
+/// The `errors` row of an image whose read task died (a panic in a decoder): stage `read`.
+fn read_failure(entry: &ManifestEntry, reason: &str) -> ErrorRecord {
+    ErrorRecord {
+        id: entry.id.clone(),
+        image: entry.image.clone(),
+        stage: Stage::Read,
+        reason: reason.to_string(),
+    }
 }
