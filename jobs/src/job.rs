@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn device_and_precision_are_checked() {
-        let base = "[input]\nuri = \"x\"\n[output]\nuri = \"y\"\n[run]\n";
+        let base = "[input]\nuri = \"x\"\n[output]\nuri = \"y\"\n[model]\n[run]\n";
         let job = parse(&format!(
             "{base}device = \"cuda:1\"\nprecision = \"bf16\"\n"
         ));
