@@ -155,8 +155,12 @@ fn print_towers(args: &TowerArgs, only: Option<&str>, device: &Device, dtype: DT
             args.seconds,
         )?;
         for rate in rates {
+            // The anchors were measured on the H200: a ratio only means something on a GPU.
             let (anchor, ratio) = match anchor {
-                Some(a) => (format!("{a:.0}"), format!("{:.2}", rate.items_per_s / a)),
+                Some(a) if device.is_cuda() => {
+                    (format!("{a:.0}"), format!("{:.2}", rate.items_per_s / a))
+                }
+                Some(a) => (format!("{a:.0}"), "-".into()),
                 None => ("-".into(), "-".into()),
             };
             println!(
