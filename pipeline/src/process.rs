@@ -4,7 +4,8 @@
 //! Each stage takes and returns plain values, so the dataflow only wires them. Bad items leave
 //! the shard as [`ErrorRecord`]s; a failure of the stage itself (a model or a Lance write)
 //! marks the whole shard failed, and the committer leaves it uncommitted for the next run.
-//! A worker reads the next shard's images while it encodes the current one ([`ShardProcessor::prefetch`]).
+//! A worker reads the next shard's images while it encodes the current one
+//! ([`ShardProcessor::prefetch`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
