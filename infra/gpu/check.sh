@@ -31,7 +31,7 @@ run)
   NV=$(python3 -c "import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))")
   LIBS=$(find "$NV/nvidia" -maxdepth 3 -type d -name lib | tr '\n' ':')
   export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:-}
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   IMAGES=()
   [ -d target-gpu/jpegs ] && IMAGES=(--images target-gpu/jpegs)
   "$BIN" --device cuda all --batch-sizes 32,256,1024 --seconds 3 --parity-batch 16 \
