@@ -63,6 +63,17 @@ fn bundle() -> (tempfile::TempDir, Bundle) {
     (dir, bundle)
 }
 
+/// The golden images through the pipeline's preprocessing (`classifier_crop`).
+fn crops(e: &Expected, resize: u32, side: u32) -> Vec<image::RgbImage> {
+    e.images
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(golden_dir().join(name)).expect("read png");
+            classifier_crop(&decode_image(&bytes).expect("decode").1, resize, side)
+        })
+        .collect()
+}
+
 fn check(name: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
     check_within(name, got, want, TOLERANCE);
 }
@@ -150,14 +161,7 @@ fn clip_image_tower_matches_transformers() {
         .collect();
     assert_eq!(names, ["image_emb_e3:16", "image_emb_e1:16"]);
     let (resize, side) = encoder.input_geometry();
-    let crops: Vec<_> = e
-        .images
-        .iter()
-        .map(|name| {
-            let bytes = std::fs::read(golden_dir().join(name)).expect("read png");
-            classifier_crop(&decode_image(&bytes).expect("decode").1, resize, side)
-        })
-        .collect();
+    let crops = crops(&e, resize, side);
     let refs: Vec<_> = crops.iter().collect();
     let got = encoder.encode_all(&refs, 1).expect("encode");
     assert!(got.features.is_none());
@@ -177,14 +181,7 @@ fn clip_towers_in_bf16_stay_close_to_transformers() {
     check_within("bf16 text exit 2", &got[1], &e.text[&2], 0.015);
     let image = ImageEncoder::load_in(&bundle, &[3, 1], &Device::Cpu, bf16).expect("image");
     let (resize, side) = image.input_geometry();
-    let crops: Vec<_> = e
-        .images
-        .iter()
-        .map(|name| {
-            let bytes = std::fs::read(golden_dir().join(name)).expect("read png");
-            classifier_crop(&decode_image(&bytes).expect("decode").1, resize, side)
-        })
-        .collect();
+    let crops = crops(&e, resize, side);
     let refs: Vec<_> = crops.iter().collect();
     let got = image.encode_all(&refs, 2).expect("encode images");
     check_within("bf16 image exit 3", &got.joint[0], &e.image[&3], 0.015);

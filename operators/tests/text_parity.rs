@@ -32,6 +32,18 @@ fn bundle() -> Option<Bundle> {
     Some(Bundle::open(&dir).expect("open bundle"))
 }
 
+/// The golden file's captions and their embeddings at exits 6 and 3.
+fn golden() -> (Vec<String>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("golden/minilm_captions.json")).expect("golden JSON");
+    let field = |name: &str| golden[name].clone();
+    (
+        serde_json::from_value(field("captions")).expect("captions"),
+        serde_json::from_value(field("exit_6")).expect("e6"),
+        serde_json::from_value(field("exit_3")).expect("e3"),
+    )
+}
+
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -43,12 +55,7 @@ fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 #[test]
 fn caption_embeddings_match_sentence_transformers() {
     let Some(bundle) = bundle() else { return };
-    let golden: serde_json::Value =
-        serde_json::from_str(include_str!("golden/minilm_captions.json")).expect("golden JSON");
-    let captions: Vec<String> =
-        serde_json::from_value(golden["captions"].clone()).expect("captions");
-    let expected_e6: Vec<Vec<f32>> = serde_json::from_value(golden["exit_6"].clone()).expect("e6");
-    let expected_e3: Vec<Vec<f32>> = serde_json::from_value(golden["exit_3"].clone()).expect("e3");
+    let (captions, expected_e6, expected_e3) = golden();
     assert!(captions.len() >= 20);
 
     let encoder =
@@ -87,12 +94,7 @@ fn min_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 #[test]
 fn bf16_caption_embeddings_stay_close_to_sentence_transformers() {
     let Some(bundle) = bundle() else { return };
-    let golden: serde_json::Value =
-        serde_json::from_str(include_str!("golden/minilm_captions.json")).expect("golden JSON");
-    let captions: Vec<String> =
-        serde_json::from_value(golden["captions"].clone()).expect("captions");
-    let expected_e6: Vec<Vec<f32>> = serde_json::from_value(golden["exit_6"].clone()).expect("e6");
-    let expected_e3: Vec<Vec<f32>> = serde_json::from_value(golden["exit_3"].clone()).expect("e3");
+    let (captions, expected_e6, expected_e3) = golden();
     let encoder = TextEncoder::load_without_heads_in(
         &bundle,
         &[6, 3],
