@@ -45,7 +45,7 @@ struct VersionLine {
 /// Every version of the `items` dataset at `items_uri` with what its ledger entry says.
 async fn versions(items_uri: &str) -> anyhow::Result<Vec<VersionLine>> {
     use vemo_operators::lance_commit::version_properties;
-    use vemo_pipeline::ledger::{ITEMS_PROPERTY, LedgerEntry};
+    use vemo_pipeline::ledger::{ITEMS_PROPERTY, LedgerEntry, parse_entry};
     let Some(dataset) = vemo_operators::lance_io::open_if_exists(items_uri).await? else {
         return Ok(Vec::new());
     };
@@ -57,13 +57,14 @@ async fn versions(items_uri: &str) -> anyhow::Result<Vec<VersionLine>> {
         let (first, last) = (run[0], run[run.len() - 1]);
         for (v, mut p) in version_properties(items_uri, &dataset, first, last).await? {
             if let Some(entry) = p.remove(ITEMS_PROPERTY) {
-                entries.insert(v, serde_json::from_str(&entry)?);
+                entries.insert(v, parse_entry(items_uri, v, &entry)?);
             }
         }
     }
     Ok(listed
         .iter()
         .map(|version| {
+            // No entry: a version vemo did not commit rows in (created empty, an index).
             let entry = entries.remove(&version.version);
             let shards = entry
                 .as_ref()
@@ -190,23 +191,32 @@ async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
     })
 }
 
-/// The bundle id recorded in the first row of `items`.
+/// The bundle id recorded in the first row of `items`. Only the optional parameter line needs
+/// it, so a failure to read it hides that line (with a warning) instead of failing `inspect`;
+/// the reads of `items` that matter (`summarize`, `--versions`) fail loudly.
 async fn bundle_of(items_uri: &str) -> Option<String> {
-    let dataset = vemo_operators::lance_io::open_if_exists(items_uri)
-        .await
-        .ok()??;
-    vemo_operators::vector_search::recorded_bundle(&dataset)
-        .await
-        .ok()?
+    let read = async {
+        let Some(dataset) = vemo_operators::lance_io::open_if_exists(items_uri).await? else {
+            return Ok(None);
+        };
+        vemo_operators::vector_search::recorded_bundle(&dataset).await
+    };
+    read.await.unwrap_or_else(|e: vemo_operators::Error| {
+        tracing::warn!(error = %e, "No model parameters: the bundle of the rows is unreadable.");
+        None
+    })
 }
 
-/// The installed bundle with that id (`name@version`), if any.
+/// The installed bundle with that id (`name@version`), if any: a bundle that is not installed
+/// here (or not this version) only means no parameter line.
 fn installed_bundle(id: &str) -> Option<vemo_operators::bundle::Bundle> {
     let name = id.split('@').next()?;
     let bundle = vemo_operators::bundle::Bundle::open(&crate::home::bundle_dir(name)).ok()?;
     (bundle.id() == id).then_some(bundle)
 }
 
+/// The file names under `dir` of the output (none when it does not exist); a failed listing
+/// is an error, not zero parts.
 async fn list_names(root: &store::Location, dir: &str) -> anyhow::Result<Vec<String>> {
-    Ok(root.child(dir)?.list_names().await.unwrap_or_default())
+    Ok(root.child(dir)?.list_names().await?)
 }

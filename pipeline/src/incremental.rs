@@ -120,10 +120,20 @@ pub fn plan_delta(
             ids.push(item.id.clone());
         }
     }
-    let text = serde_json::to_string(&mine).unwrap_or_default();
+    // Every worker must reach `all_gather`, so nothing returns before it. Serialising a
+    // report does not fail (its maps have string keys); should it, the error text goes out in
+    // its place and every worker fails on it below, as on a report from a process running
+    // another release of vemo.
+    let text = serde_json::to_string(&mine).unwrap_or_else(|e| e.to_string());
     let mut report = DeltaReport::default();
     for text in all_gather(worker, text) {
-        report.merge(serde_json::from_str(&text).unwrap_or_default());
+        match serde_json::from_str(&text) {
+            Ok(theirs) => report.merge(theirs),
+            Err(e) => report.failures.push(format!(
+                "a worker's delta report is unreadable ({e}): do all processes run the same \
+                 release of vemo?"
+            )),
+        }
     }
     match report.failures.is_empty() {
         true => Ok((shards, report)),
@@ -181,8 +191,13 @@ async fn read_share(
             COL_BUNDLE,
         ];
         for row in scan_share(items, &columns, index, peers).await? {
-            let [id, hash, image, caption, metadata, bundle] =
-                <[Option<String>; 6]>::try_from(row).unwrap_or_default();
+            let [id, hash, image, caption, metadata, bundle] = <[Option<String>; 6]>::try_from(row)
+                .map_err(|row| {
+                    vemo_operators::Error::from(arrow_schema::ArrowError::SchemaError(format!(
+                        "a scan of {columns:?} gave {} values",
+                        row.len()
+                    )))
+                })?;
             let fp = fingerprint(RowSource {
                 content_hash: hash.as_deref().unwrap_or_default(),
                 image: image.as_deref().unwrap_or_default(),

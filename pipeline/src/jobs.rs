@@ -7,6 +7,7 @@ use vemo_operators::store::Location;
 use vemo_schemas::VEMO_DIR;
 
 use crate::config::{ClusterConfig, IndexConfig};
+use crate::error::record_json;
 use crate::incremental::DeltaReport;
 use crate::plan::Plan;
 
@@ -72,22 +73,65 @@ impl JobRecord {
 
     /// Writes `_vemo/jobs/JOB.json` under `output`.
     pub async fn write(&self, output: &Location) -> vemo_operators::Result<()> {
-        let text = serde_json::to_vec_pretty(self).unwrap_or_default();
         let at = output.child(&format!("{VEMO_DIR}/jobs/{}.json", self.job_id))?;
-        at.write(text).await
+        let text = record_json(&at.uri, self, true)?;
+        at.write(text.into_bytes()).await
     }
 
-    /// Every job record under `output`, oldest first.
+    /// Every job record under `output`, oldest first. None yet (no folder) is no error; a
+    /// record that does not parse is [`vemo_operators::Error::Corrupt`].
     pub async fn read_all(output: &Location) -> vemo_operators::Result<Vec<Self>> {
         let dir = output.child(&format!("{VEMO_DIR}/jobs"))?;
         let mut records = Vec::new();
         for name in dir.list_names().await? {
-            let bytes = dir.child(&name)?.read().await?;
-            if let Ok(record) = serde_json::from_slice::<JobRecord>(&bytes) {
-                records.push(record);
-            }
+            let at = dir.child(&name)?;
+            let record = serde_json::from_slice::<JobRecord>(&at.read().await?).map_err(|e| {
+                vemo_operators::Error::corrupt(
+                    &at.uri,
+                    format!(
+                        "not a vemo job record ({e}). It only gives `vemo status` its totals: \
+                         delete it (the next run of the job writes it again)"
+                    ),
+                )
+            })?;
+            records.push(record);
         }
         records.sort_by(|a, b| a.started_at.cmp(&b.started_at));
         Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vemo_operators::store;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_job_record_is_an_error_not_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let output = store::resolve(&dir.path().display().to_string()).expect("output");
+        assert!(
+            JobRecord::read_all(&output)
+                .await
+                .expect("none yet")
+                .is_empty()
+        );
+        let record = output
+            .child(&format!("{VEMO_DIR}/jobs/broken.json"))
+            .expect("child");
+        record
+            .write(b"{\"job_id\": 7".to_vec())
+            .await
+            .expect("write");
+        match JobRecord::read_all(&output).await {
+            Err(e @ vemo_operators::Error::Corrupt { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains(&record.uri), "{message}");
+                assert!(message.contains("delete it"), "{message}");
+                assert!(!e.is_user_error());
+            }
+            other => panic!("expected a Corrupt error, got {other:?}"),
+        }
     }
 }

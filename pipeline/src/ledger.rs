@@ -35,6 +35,8 @@ use vemo_schemas::{
     PARQUET_ERRORS_DIR, PARQUET_SPOTTED_DIR, VEMO_DIR, errors_schema,
 };
 
+use crate::error::record_json;
+
 /// Transaction property of an `items` commit: a JSON [`LedgerEntry`].
 pub const ITEMS_PROPERTY: &str = "vemo.ledger";
 /// Transaction property of an `errors` commit: a JSON list of shard keys.
@@ -188,9 +190,9 @@ impl Ledger {
                 .collect(),
             jobs: self.jobs.clone(),
         };
-        let name = format!("{SNAPSHOTS}/v{:012}.json", self.items_read);
-        let text = serde_json::to_vec(&snapshot).unwrap_or_default();
-        output.child(&name)?.write(text).await?;
+        let at = output.child(&format!("{SNAPSHOTS}/v{:012}.json", self.items_read))?;
+        let text = record_json(&at.uri, &snapshot, false)?;
+        at.write(text.into_bytes()).await?;
         Ok(true)
     }
 
@@ -210,8 +212,7 @@ impl Ledger {
         for (version, text) in
             new_entries(&uri, dataset, &mut self.items_read, ITEMS_PROPERTY).await?
         {
-            let entry: LedgerEntry = serde_json::from_str(&text)
-                .map_err(|e| corrupt(&uri, format!("version {version}: {ITEMS_PROPERTY}: {e}")))?;
+            let entry = parse_entry(&uri, version, &text)?;
             *self.jobs.entry(entry.job_id.clone()).or_default() += 1;
             for shard in entry.shards {
                 // The first version that names a shard holds its rows.
@@ -228,8 +229,9 @@ impl Ledger {
         for (version, text) in
             new_entries(&uri, dataset, &mut self.errors_read, ERRORS_PROPERTY).await?
         {
-            let keys: Vec<String> = serde_json::from_str(&text)
-                .map_err(|e| corrupt(&uri, format!("version {version}: {ERRORS_PROPERTY}: {e}")))?;
+            let keys: Vec<String> = serde_json::from_str(&text).map_err(|e| {
+                corrupt_version(&uri, version, ERRORS_PROPERTY, "a list of shard keys", e)
+            })?;
             self.errors_done.extend(keys);
         }
         Ok(())
@@ -265,7 +267,7 @@ impl Ledger {
                 shards: fresh.iter().map(|s| s.record.clone()).collect(),
                 deleted,
             };
-            let value = serde_json::to_string(&entry).unwrap_or_default();
+            let value = record_json(&self.items_uri, &entry, false)?;
             let read = (self.items_uri.as_str(), schema, current.as_ref());
             match commit_recorded(read, fragments, deletions, ITEMS_PROPERTY, value).await? {
                 Commit::Landed(version) => {
@@ -324,7 +326,7 @@ impl Ledger {
                 let replaces = missing.iter().flat_map(|s| &s.replaces);
                 let deletions = deletions_in(current.as_ref(), replaces).await?;
                 let keys: Vec<String> = missing.iter().map(|s| s.key.clone()).collect();
-                let value = serde_json::to_string(&keys).unwrap_or_default();
+                let value = record_json(&self.errors_uri, &keys, false)?;
                 let schema = errors_schema();
                 let read = (self.errors_uri.as_str(), &schema, current.as_ref());
                 match commit_recorded(read, fragments, deletions, ERRORS_PROPERTY, value).await? {
@@ -481,6 +483,8 @@ impl Ledger {
 }
 
 /// The `property` values of the versions of `dataset` after `*read`, which moves to its version.
+/// A version without the property is no ledger entry (the empty first version, an index build,
+/// a commit made outside vemo) and is skipped; one with it must parse (see [`parse_entry`]).
 async fn new_entries(
     uri: &str,
     dataset: &lance::Dataset,
@@ -522,7 +526,9 @@ pub async fn publish_parts(
     Ok(moved)
 }
 
-/// The versions named by the markers (`v{N}`) in `markers`.
+/// The versions named by the markers (`v{N}`) in `markers`. Other names are not markers and
+/// are ignored: that is safe, since a version without its marker only has its step (publish,
+/// prune) done again, and both steps are idempotent.
 async fn marked_versions(markers: &Location) -> vemo_operators::Result<HashSet<u64>> {
     let names = markers.list_names().await?;
     Ok(names
@@ -571,6 +577,8 @@ async fn read_snapshot(
     items_version: u64,
 ) -> vemo_operators::Result<Option<Snapshot>> {
     let dir = output.child(SNAPSHOTS)?;
+    // Names other than `v{N}.json` are not snapshots (vemo writes no others there): skipping
+    // them only means reading more versions. A snapshot that does not parse is an error.
     let newest = dir
         .list_names()
         .await?
@@ -588,9 +596,18 @@ async fn read_snapshot(
     let Some((_, name)) = newest else {
         return Ok(None);
     };
-    let bytes = dir.child(&name)?.read().await?;
-    let snapshot = serde_json::from_slice(&bytes)
-        .map_err(|e| corrupt(&dir.uri, format!("snapshot {name}: {e}")))?;
+    let at = dir.child(&name)?;
+    let snapshot = serde_json::from_slice(&at.read().await?).map_err(|e| {
+        vemo_operators::Error::corrupt(
+            &at.uri,
+            format!(
+                "not a vemo ledger snapshot ({e}). Delete it: the ledger is then read from the \
+                 previous snapshot or from the versions of `items` (if `cleanup_old_versions` \
+                 removed versions that this snapshot covered, restore it from a backup or index \
+                 into a new output instead)"
+            ),
+        )
+    })?;
     Ok(Some(snapshot))
 }
 
@@ -608,18 +625,104 @@ async fn ensure_exists(uri: &str, schema: &SchemaRef) -> vemo_operators::Result<
     }
 }
 
-fn corrupt(uri: &str, reason: String) -> vemo_operators::Error {
-    vemo_operators::Error::Manifest {
-        uri: uri.to_string(),
-        reason: format!("unreadable vemo ledger ({reason})"),
-    }
+/// The ledger entry of `items` version `version` at `uri`, from its `vemo.ledger` property.
+pub fn parse_entry(uri: &str, version: u64, text: &str) -> vemo_operators::Result<LedgerEntry> {
+    serde_json::from_str(text)
+        .map_err(|e| corrupt_version(uri, version, ITEMS_PROPERTY, "a vemo ledger entry", e))
+}
+
+/// The error for a ledger `property` of version `version` of the dataset at `uri` that is not
+/// `expected`. The ledger cannot tell which shards that version holds, so going on could commit
+/// them twice.
+fn corrupt_version(
+    uri: &str,
+    version: u64,
+    property: &str,
+    expected: &str,
+    error: serde_json::Error,
+) -> vemo_operators::Error {
+    vemo_operators::Error::corrupt(
+        uri,
+        format!(
+            "version {version}: the `{property}` transaction property is not {expected} \
+             ({error}). If another release of vemo committed it, use that release; otherwise \
+             index into a new output or restore this one from a backup: without the entry the \
+             ledger cannot tell which shards the version holds"
+        ),
+    )
 }
 
 fn contention(uri: &str) -> vemo_operators::Error {
-    vemo_operators::Error::Io {
-        path: uri.to_string(),
-        cause: std::io::Error::other(format!(
-            "{ATTEMPTS} conditional commits in a row lost to other writers"
-        )),
+    vemo_operators::Error::Contention {
+        uri: uri.to_string(),
+        attempts: ATTEMPTS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output() -> (tempfile::TempDir, Location) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let output = store::resolve(&dir.path().display().to_string()).expect("output");
+        (dir, output)
+    }
+
+    fn expect_corrupt(result: vemo_operators::Result<Ledger>, names: &str) -> String {
+        match result {
+            Err(e @ vemo_operators::Error::Corrupt { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains(names), "{message} names no {names}");
+                assert!(
+                    !e.is_user_error(),
+                    "a corrupt record is a job failure (exit 1)"
+                );
+                message
+            }
+            other => panic!("expected a Corrupt error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unparseable_ledger_entry_is_corrupt_not_skipped() {
+        let (_dir, output) = output();
+        let items_uri = store::join(&output.uri, ITEMS_DATASET);
+        let garbage = HashMap::from([(ITEMS_PROPERTY.to_string(), "\u{1}garbage{".to_string())]);
+        let schema = errors_schema();
+        let landed = commit_at(&items_uri, &schema, None, Vec::new(), garbage)
+            .await
+            .expect("commit");
+        assert!(matches!(landed, Commit::Landed(1)), "{landed:?}");
+        let message = expect_corrupt(Ledger::load(&output).await, &items_uri);
+        assert!(message.contains("version 1"), "{message}");
+        assert!(message.contains(ITEMS_PROPERTY), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_unparseable_ledger_snapshot_is_corrupt_not_an_empty_ledger() {
+        let (_dir, output) = output();
+        let snapshot = output
+            .child(&format!("{SNAPSHOTS}/v{:012}.json", 0))
+            .expect("child");
+        snapshot
+            .write(b"\x00\xffnot json".to_vec())
+            .await
+            .expect("write");
+        let message = expect_corrupt(Ledger::load(&output).await, &snapshot.uri);
+        assert!(message.contains("Delete it"), "{message}");
+        assert!(snapshot.exists().await.expect("exists"), "left in place");
+    }
+
+    #[tokio::test]
+    async fn a_written_snapshot_reads_back() {
+        // The write side of the records above: a snapshot round-trips (no empty record).
+        let (_dir, output) = output();
+        let mut ledger = Ledger::load(&output).await.expect("empty ledger");
+        ledger.items_read = 3;
+        ledger.jobs.insert("job".into(), 1);
+        assert!(ledger.write_snapshot(&output).await.expect("write"));
+        let snapshot = read_snapshot(&output, 3).await.expect("read").expect("one");
+        assert_eq!((snapshot.items_version, snapshot.jobs.len()), (3, 1));
     }
 }
