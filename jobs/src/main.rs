@@ -12,6 +12,8 @@ mod home;
 mod index;
 mod inspect;
 mod job;
+#[cfg(test)]
+mod job_fuzz;
 mod models;
 mod ner;
 mod plan;

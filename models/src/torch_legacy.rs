@@ -137,13 +137,82 @@ fn bad(reason: impl Into<String>) -> Error {
     }
 }
 
+/// Deepest nesting of containers a pickle may build. A state dict needs fewer than ten levels;
+/// the bound keeps the recursive clone, drop and `Debug` of a value on a small stack (a hostile
+/// file nests lists a million deep in two bytes a level).
+const MAX_DEPTH: usize = 64;
+
+/// Weight (values and string bytes) a file may copy out of and into the pickle memo, per byte
+/// of the file. A memo reference is two bytes, so without a bound a few hundred bytes that
+/// double a list through the memo again and again allocate gigabytes ("billion laughs").
+const COPY_PER_FILE_BYTE: usize = 16;
+
+/// Tensor bytes [`read_state_dict`] may return per byte of the file. Each tensor is copied out
+/// of its storage, so views sharing a storage (tied weights) cost more than the file; this
+/// bound stops a file that points a million memoized views at one large storage.
+const OUTPUT_PER_FILE_BYTE: usize = 4;
+
+/// A value on the pickle machine's stack or in its memo, with its nesting depth and weight
+/// (1 per value plus the bytes of its strings), both kept so that neither is ever recomputed.
+#[derive(Debug, Clone)]
+struct Slot {
+    value: Value,
+    depth: usize,
+    weight: usize,
+}
+
+impl Slot {
+    fn leaf(value: Value) -> Self {
+        let bytes = match &value {
+            Value::Str(s) => s.len(),
+            Value::Global(module, name) => module.len() + name.len(),
+            Value::Storage { key, .. } => key.len(),
+            Value::Tensor(t) => t.key.len() + t.size.len() + t.stride.len(),
+            _ => 0,
+        };
+        Slot {
+            value,
+            depth: 1,
+            weight: 1 + bytes,
+        }
+    }
+
+    /// A container of `items`, built by `make` from their values.
+    fn container(items: Vec<Slot>, make: impl FnOnce(Vec<Value>) -> Result<Value>) -> Result<Self> {
+        let depth = 1 + items.iter().map(|s| s.depth).max().unwrap_or(0);
+        if depth > MAX_DEPTH {
+            return Err(bad(format!("values nested deeper than {MAX_DEPTH} levels")));
+        }
+        let weight = items
+            .iter()
+            .fold(1usize, |acc, s| acc.saturating_add(s.weight));
+        Ok(Slot {
+            value: make(items.into_iter().map(|s| s.value).collect())?,
+            depth,
+            weight,
+        })
+    }
+}
+
 /// A cursor over the file's bytes.
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Weight copied through the memo so far, at most `copy_budget`.
+    copied: usize,
+    copy_budget: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader {
+            bytes,
+            pos: 0,
+            copied: 0,
+            copy_budget: bytes.len().saturating_mul(COPY_PER_FILE_BYTE),
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
         let end = end.ok_or_else(|| bad(format!("truncated at byte {}", self.pos)))?;
@@ -176,10 +245,21 @@ impl<'a> Reader<'a> {
         Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
     }
 
+    /// A copy of `slot` (into or out of the memo), charged to the copy budget.
+    fn copy(&mut self, slot: &Slot) -> Result<Slot> {
+        self.copied = self.copied.saturating_add(slot.weight);
+        if self.copied > self.copy_budget {
+            return Err(bad(format!(
+                "the pickle memo copies more than {COPY_PER_FILE_BYTE}x the file's size"
+            )));
+        }
+        Ok(slot.clone())
+    }
+
     /// Runs one pickle to its STOP and returns the value it built.
     fn pickle(&mut self) -> Result<Value> {
-        let mut stack: Vec<Value> = Vec::new();
-        let mut memo: HashMap<u32, Value> = HashMap::new();
+        let mut stack: Vec<Slot> = Vec::new();
+        let mut memo: HashMap<u32, Slot> = HashMap::new();
         loop {
             let op = self.u8()?;
             match op {
@@ -189,15 +269,20 @@ impl<'a> Reader<'a> {
                 0x95 => {
                     self.take(8)?; // FRAME
                 }
-                b'.' => return stack.pop().ok_or_else(|| bad("empty stack at STOP")),
-                b'(' => stack.push(Value::Mark),
-                b'N' => stack.push(Value::None),
-                0x88 | 0x89 => stack.push(Value::Other),
-                b'J' => stack.push(Value::Int(i128::from(self.u32()? as i32))),
-                b'K' => stack.push(Value::Int(i128::from(self.u8()?))),
+                b'.' => {
+                    return Ok(pop(&mut stack)
+                        .map_err(|_| bad("empty stack at STOP"))?
+                        .value);
+                }
+                b'(' => stack.push(Slot::leaf(Value::Mark)),
+                b'N' => stack.push(Slot::leaf(Value::None)),
+                0x88 | 0x89 => stack.push(Slot::leaf(Value::Other)),
+                b'J' => stack.push(Slot::leaf(Value::Int(i128::from(self.u32()? as i32)))),
+                b'K' => stack.push(Slot::leaf(Value::Int(i128::from(self.u8()?)))),
                 b'M' => {
                     let b = self.take(2)?;
-                    stack.push(Value::Int(i128::from(u16::from_le_bytes([b[0], b[1]]))));
+                    let v = i128::from(u16::from_le_bytes([b[0], b[1]]));
+                    stack.push(Slot::leaf(Value::Int(v)));
                 }
                 0x8a => {
                     let n = usize::from(self.u8()?); // LONG1
@@ -212,35 +297,31 @@ impl<'a> Reader<'a> {
                     if n > 0 && b[n - 1] & 0x80 != 0 {
                         v -= 1i128 << (8 * n);
                     }
-                    stack.push(Value::Int(v));
+                    stack.push(Slot::leaf(Value::Int(v)));
                 }
                 b'G' => {
                     self.take(8)?;
-                    stack.push(Value::Other);
+                    stack.push(Slot::leaf(Value::Other));
                 }
-                b'X' => {
+                b'X' | b'T' => {
                     let n = self.u32()? as usize;
-                    stack.push(Value::Str(self.string(n)?));
+                    stack.push(Slot::leaf(Value::Str(self.string(n)?)));
                 }
                 0x8c | b'U' => {
                     let n = usize::from(self.u8()?);
-                    stack.push(Value::Str(self.string(n)?));
-                }
-                b'T' => {
-                    let n = self.u32()? as usize;
-                    stack.push(Value::Str(self.string(n)?));
+                    stack.push(Slot::leaf(Value::Str(self.string(n)?)));
                 }
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    stack.push(Value::Global(module, name));
+                    stack.push(Slot::leaf(Value::Global(module, name)));
                 }
-                b')' => stack.push(Value::Tuple(Vec::new())),
-                b']' => stack.push(Value::List(Vec::new())),
-                b'}' => stack.push(Value::Dict(Vec::new())),
+                b')' => stack.push(Slot::leaf(Value::Tuple(Vec::new()))),
+                b']' => stack.push(Slot::leaf(Value::List(Vec::new()))),
+                b'}' => stack.push(Slot::leaf(Value::Dict(Vec::new()))),
                 b't' => {
                     let items = pop_mark(&mut stack)?;
-                    stack.push(Value::Tuple(items));
+                    stack.push(Slot::container(items, |v| Ok(Value::Tuple(v)))?);
                 }
                 0x85..=0x87 => {
                     let n = usize::from(op - 0x84);
@@ -249,27 +330,24 @@ impl<'a> Reader<'a> {
                         .checked_sub(n)
                         .ok_or_else(|| bad("stack underflow"))?;
                     let items = stack.split_off(at);
-                    stack.push(Value::Tuple(items));
+                    stack.push(Slot::container(items, |v| Ok(Value::Tuple(v)))?);
                 }
                 b'l' => {
                     let items = pop_mark(&mut stack)?;
-                    stack.push(Value::List(items));
+                    stack.push(Slot::container(items, |v| Ok(Value::List(v)))?);
                 }
                 b'd' => {
                     let items = pop_mark(&mut stack)?;
-                    stack.push(Value::Dict(pairs(items)?));
+                    stack.push(Slot::container(items, |v| Ok(Value::Dict(pairs(v)?)))?);
                 }
-                b'q' => {
-                    let key = u32::from(self.u8()?);
-                    memo.insert(key, top(&stack)?.clone());
-                }
-                b'r' => {
-                    let key = self.u32()?;
-                    memo.insert(key, top(&stack)?.clone());
-                }
-                0x94 => {
-                    let key = memo.len() as u32; // MEMOIZE
-                    memo.insert(key, top(&stack)?.clone());
+                b'q' | b'r' | 0x94 => {
+                    let key = match op {
+                        b'q' => u32::from(self.u8()?),
+                        b'r' => self.u32()?,
+                        _ => memo.len() as u32, // MEMOIZE
+                    };
+                    let value = self.copy(top(&stack)?)?;
+                    memo.insert(key, value);
                 }
                 b'h' | b'j' => {
                     let key = if op == b'h' {
@@ -280,33 +358,29 @@ impl<'a> Reader<'a> {
                     let value = memo
                         .get(&key)
                         .ok_or_else(|| bad(format!("memo {key} unset")))?;
-                    stack.push(value.clone());
+                    stack.push(self.copy(value)?);
                 }
                 b'a' => {
                     let item = pop(&mut stack)?;
-                    extend_list(&mut stack, vec![item])?;
+                    extend(&mut stack, vec![item], false)?;
                 }
-                b'e' => {
+                b'e' | b'u' => {
                     let items = pop_mark(&mut stack)?;
-                    extend_list(&mut stack, items)?;
+                    extend(&mut stack, items, op == b'u')?;
                 }
                 b's' => {
                     let value = pop(&mut stack)?;
                     let key = pop(&mut stack)?;
-                    extend_dict(&mut stack, vec![(key, value)])?;
-                }
-                b'u' => {
-                    let items = pop_mark(&mut stack)?;
-                    extend_dict(&mut stack, pairs(items)?)?;
+                    extend(&mut stack, vec![key, value], true)?;
                 }
                 b'Q' => {
                     let pid = pop(&mut stack)?;
-                    stack.push(storage(pid)?);
+                    stack.push(Slot::leaf(storage(pid.value)?));
                 }
                 b'R' => {
                     let args = pop(&mut stack)?;
                     let callable = pop(&mut stack)?;
-                    stack.push(reduce(callable, args)?);
+                    stack.push(Slot::leaf(reduce(callable.value, args.value)?));
                 }
                 b'b' => {
                     pop(&mut stack)?; // BUILD: the state of an OrderedDict or Parameter; unused
@@ -317,18 +391,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn pop(stack: &mut Vec<Value>) -> Result<Value> {
+fn pop(stack: &mut Vec<Slot>) -> Result<Slot> {
     stack.pop().ok_or_else(|| bad("stack underflow"))
 }
 
-fn top(stack: &[Value]) -> Result<&Value> {
+fn top(stack: &[Slot]) -> Result<&Slot> {
     stack.last().ok_or_else(|| bad("empty stack"))
 }
 
-fn pop_mark(stack: &mut Vec<Value>) -> Result<Vec<Value>> {
+fn pop_mark(stack: &mut Vec<Slot>) -> Result<Vec<Slot>> {
     let mark = stack
         .iter()
-        .rposition(|v| matches!(v, Value::Mark))
+        .rposition(|s| matches!(s.value, Value::Mark))
         .ok_or_else(|| bad("no MARK"))?;
     let items = stack.split_off(mark + 1);
     stack.pop();
@@ -347,37 +421,61 @@ fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
     Ok(out)
 }
 
-fn extend_list(stack: &mut [Value], items: Vec<Value>) -> Result<()> {
-    match stack.last_mut() {
-        Some(Value::List(list)) => {
-            list.extend(items);
+/// APPEND(S) onto the list or (`dict`) SETITEM(S) onto the dict at the top of the stack
+/// (`items` then being key, value, key, value...).
+fn extend(stack: &mut [Slot], items: Vec<Slot>, dict: bool) -> Result<()> {
+    let slot = stack.last_mut().ok_or_else(|| bad("empty stack"))?;
+    let depth = 1 + items.iter().map(|s| s.depth).max().unwrap_or(0);
+    if depth > MAX_DEPTH {
+        return Err(bad(format!("values nested deeper than {MAX_DEPTH} levels")));
+    }
+    slot.depth = slot.depth.max(depth);
+    slot.weight = items
+        .iter()
+        .fold(slot.weight, |acc, s| acc.saturating_add(s.weight));
+    let values = items.into_iter().map(|s| s.value);
+    match (&mut slot.value, dict) {
+        (Value::List(list), false) => {
+            list.extend(values);
             Ok(())
         }
-        _ => Err(bad("APPEND onto a non-list")),
+        (Value::Dict(entries), true) => {
+            entries.extend(pairs(values.collect())?);
+            Ok(())
+        }
+        (_, false) => Err(bad("APPEND onto a non-list")),
+        (_, true) => Err(bad("SETITEM onto a non-dict")),
     }
 }
 
-fn extend_dict(stack: &mut [Value], items: Vec<(Value, Value)>) -> Result<()> {
-    match stack.last_mut() {
-        Some(Value::Dict(dict)) => {
-            dict.extend(items);
-            Ok(())
+/// A value for an error message, cut short.
+fn brief(value: &impl std::fmt::Debug) -> String {
+    let mut text = format!("{value:?}");
+    if text.len() > 200 {
+        let mut end = 200;
+        while !text.is_char_boundary(end) {
+            end -= 1;
         }
-        _ => Err(bad("SETITEM onto a non-dict")),
+        text.truncate(end);
+        text.push_str("...");
     }
+    text
 }
 
 fn as_usize(value: &Value) -> Result<usize> {
     match value {
         Value::Int(i) => usize::try_from(*i).map_err(|_| bad(format!("negative size {i}"))),
-        other => Err(bad(format!("expected an integer, got {other:?}"))),
+        other => Err(bad(format!("expected an integer, got {}", brief(other)))),
     }
 }
 
 fn usizes(value: &Value) -> Result<Vec<usize>> {
     match value {
         Value::Tuple(items) | Value::List(items) => items.iter().map(as_usize).collect(),
-        other => Err(bad(format!("expected a tuple of integers, got {other:?}"))),
+        other => Err(bad(format!(
+            "expected a tuple of integers, got {}",
+            brief(other)
+        ))),
     }
 }
 
@@ -400,7 +498,7 @@ fn storage(pid: Value) -> Result<Value> {
                 dtype,
             })
         }
-        _ => Err(bad(format!("unsupported persistent id {items:?}"))),
+        _ => Err(bad(format!("unsupported persistent id {}", brief(&items)))),
     }
 }
 
@@ -437,7 +535,7 @@ fn reduce(callable: Value, args: Value) -> Result<Value> {
 /// Reads a legacy `torch.save` file holding a state dict (or a dict with a `state_dict` entry)
 /// and returns its tensors in file order, each made contiguous.
 pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TorchTensor>> {
-    let mut reader = Reader { bytes, pos: 0 };
+    let mut reader = Reader::new(bytes);
     match reader.pickle()? {
         Value::Int(MAGIC) => {}
         _ => {
@@ -483,6 +581,7 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TorchTensor>> {
         Some((_, Value::Dict(inner))) => inner.clone(),
         _ => entries,
     };
+    let mut budget = bytes.len().saturating_mul(OUTPUT_PER_FILE_BYTE);
     entries
         .into_iter()
         .filter_map(|(k, v)| match (k, v) {
@@ -494,7 +593,7 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TorchTensor>> {
                 .get(&t.key)
                 .ok_or_else(|| bad(format!("no storage {}", t.key)))?;
             Ok(TorchTensor {
-                data: gather(storage, &t)?,
+                data: gather(storage, &t, &mut budget)?,
                 name,
                 dtype: t.dtype,
                 shape: t.size,
@@ -519,22 +618,63 @@ fn tensor_dtypes(object: &Value) -> HashMap<String, TorchDtype> {
     out
 }
 
-/// Copies a (possibly strided) view out of its storage into row-major order.
-fn gather(storage: &[u8], t: &TensorRef) -> Result<Vec<u8>> {
+/// Copies a (possibly strided) view out of its storage into row-major order. The view must lie
+/// inside its storage and its bytes fit in `budget` (what is left of the file's allowance),
+/// both checked before anything is allocated.
+fn gather(storage: &[u8], t: &TensorRef, budget: &mut usize) -> Result<Vec<u8>> {
     let elem = t.dtype.size();
-    let count: usize = t.size.iter().product();
-    let mut out = Vec::with_capacity(count * elem);
+    if t.size.len() != t.stride.len() {
+        return Err(bad(format!(
+            "tensor over storage {}: {} sizes but {} strides",
+            t.key,
+            t.size.len(),
+            t.stride.len()
+        )));
+    }
+    let count = t
+        .size
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(format!("tensor over storage {} is too large", t.key)))?;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    // The element the view reads last (every index at its largest); no index is beyond it.
+    let past = || bad(format!("tensor reads past its storage {}", t.key));
+    let last = t
+        .size
+        .iter()
+        .zip(&t.stride)
+        .try_fold(t.offset, |acc, (&d, &s)| {
+            (d - 1).checked_mul(s).and_then(|x| acc.checked_add(x))
+        })
+        .ok_or_else(past)?;
+    let end = last.checked_add(1).and_then(|n| n.checked_mul(elem));
+    if end.is_none_or(|end| end > storage.len()) {
+        return Err(past());
+    }
+    let bytes = count
+        .checked_mul(elem)
+        .filter(|&b| b <= *budget)
+        .ok_or_else(|| {
+            bad(format!(
+                "tensor over storage {} copies {count} elements, more than the file's size \
+                 allows ({OUTPUT_PER_FILE_BYTE} bytes of tensors per byte of file)",
+                t.key
+            ))
+        })?;
+    *budget -= bytes;
+    let mut out = Vec::with_capacity(bytes);
     let mut index = vec![0usize; t.size.len()];
     for _ in 0..count {
+        // At most `last`: no overflow.
         let at = t.offset
             + index
                 .iter()
                 .zip(&t.stride)
                 .map(|(i, s)| i * s)
                 .sum::<usize>();
-        let bytes = storage
-            .get(at * elem..(at + 1) * elem)
-            .ok_or_else(|| bad(format!("tensor reads past its storage {}", t.key)))?;
+        let bytes = storage.get(at * elem..(at + 1) * elem).ok_or_else(past)?;
         out.extend_from_slice(bytes);
         for dim in (0..index.len()).rev() {
             index[dim] += 1;
