@@ -79,6 +79,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             image_batch_size: 4,
             shard_size: 64,
             read_concurrency: 16,
+            limits: Default::default(),
             job_id: format!("bench-w{workers}"),
             incremental: true,
             device: Default::default(),

@@ -92,6 +92,7 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
         image_batch_size: job.run.image_batch_size,
         shard_size: job.run.shard_size,
         read_concurrency: job.run.read_concurrency,
+        limits: job.limits(),
         job_id,
         incremental: !args.no_incremental,
         device,

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 use vemo_models::device::{DeviceSpec, Precision};
+use vemo_models::pixels::ImageLimits;
+use vemo_operators::limits::InputLimits;
 
 use serde::Deserialize;
 
@@ -32,6 +34,11 @@ pub struct InputConfig {
     /// Corpus format: `manifest` (default). WebDataset shards are planned.
     #[serde(default = "default_format")]
     pub format: String,
+    /// When not empty, every image URI must start with one of these prefixes (for example
+    /// `["s3://bucket/images/", "file:///data/"]`); another is an `errors` row (stage `read`).
+    /// Relative image paths may never leave the manifest's folder, whatever this says.
+    #[serde(default)]
+    pub allowed_prefixes: Vec<String>,
 }
 
 /// `[output]`.
@@ -101,6 +108,32 @@ pub struct RunConfig {
     /// `auto` (default: bf16 towers on CUDA, f32 on CPU), `f32` or `bf16`.
     #[serde(default = "default_precision")]
     pub precision: String,
+    /// Largest image object in bytes (default 64 MiB); a larger one is refused from its size.
+    #[serde(default = "default_max_image_bytes")]
+    pub max_image_bytes: u64,
+    /// Largest decoded image, width x height (default 67,108,864 = 8192 x 8192).
+    #[serde(default = "default_max_image_pixels")]
+    pub max_image_pixels: u64,
+    /// Largest ratio of an image's long side to its short side (default 32).
+    #[serde(default = "default_max_image_aspect")]
+    pub max_image_aspect: u32,
+    /// Index what can be read of a truncated or corrupt JPEG, grey where data is missing
+    /// (default false: such a file is an `errors` row).
+    #[serde(default)]
+    pub accept_partial_images: bool,
+    /// Longest caption in bytes (default 65,536).
+    #[serde(default = "default_max_caption_bytes")]
+    pub max_caption_bytes: usize,
+    /// Images decoded at once per worker (default: the number of cores). Each may hold
+    /// `max_image_pixels` x 4 to 8 bytes while it decodes.
+    #[serde(default)]
+    pub decode_concurrency: Option<usize>,
+    /// Long side of the image kept for text spotting (default 2560, the detector's canvas).
+    #[serde(default = "default_spotting_max_side")]
+    pub spotting_max_side: u32,
+    /// Text regions one image may have before it is an `errors` row (default 1000).
+    #[serde(default = "default_max_spotted_regions")]
+    pub max_spotted_regions: usize,
 }
 
 impl Default for RunConfig {
@@ -113,8 +146,35 @@ impl Default for RunConfig {
             vector_index_min_rows: default_index_rows(),
             device: default_device(),
             precision: default_precision(),
+            max_image_bytes: default_max_image_bytes(),
+            max_image_pixels: default_max_image_pixels(),
+            max_image_aspect: default_max_image_aspect(),
+            accept_partial_images: false,
+            max_caption_bytes: default_max_caption_bytes(),
+            decode_concurrency: None,
+            spotting_max_side: default_spotting_max_side(),
+            max_spotted_regions: default_max_spotted_regions(),
         }
     }
+}
+
+fn default_max_image_bytes() -> u64 {
+    ImageLimits::DEFAULT_MAX_BYTES
+}
+fn default_max_image_pixels() -> u64 {
+    ImageLimits::DEFAULT_MAX_PIXELS
+}
+fn default_max_image_aspect() -> u32 {
+    ImageLimits::DEFAULT_MAX_ASPECT
+}
+fn default_max_caption_bytes() -> usize {
+    InputLimits::DEFAULT_MAX_CAPTION_BYTES
+}
+fn default_spotting_max_side() -> u32 {
+    InputLimits::DEFAULT_SPOTTING_MAX_SIDE
+}
+fn default_max_spotted_regions() -> usize {
+    InputLimits::DEFAULT_MAX_SPOTTED_REGIONS
 }
 
 fn default_format() -> String {
@@ -190,6 +250,14 @@ impl JobConfig {
             ("image_batch_size", self.run.image_batch_size),
             ("shard_size", self.run.shard_size),
             ("read_concurrency", self.run.read_concurrency),
+            ("max_image_bytes", self.run.max_image_bytes as usize),
+            ("max_image_pixels", self.run.max_image_pixels as usize),
+            ("max_image_aspect", self.run.max_image_aspect as usize),
+            (
+                "decode_concurrency",
+                self.run.decode_concurrency.unwrap_or(1),
+            ),
+            ("spotting_max_side", self.run.spotting_max_side as usize),
         ] {
             if value == 0 {
                 return Err(format!("[run] {name} must be at least 1"));
@@ -201,7 +269,38 @@ impl JobConfig {
         if let Err(e) = self.run.precision.parse::<Precision>() {
             return Err(format!("[run] {e}"));
         }
+        if let Some(prefix) = self
+            .input
+            .allowed_prefixes
+            .iter()
+            .find(|p| !p.contains("://"))
+        {
+            return Err(format!(
+                "[input] allowed_prefixes: `{prefix}` is not a URI; write a full one such as \
+                 \"file:///data/images/\" or \"s3://bucket/images/\""
+            ));
+        }
         Ok(())
+    }
+
+    /// The limits this job puts on each item.
+    pub fn limits(&self) -> InputLimits {
+        let run = &self.run;
+        InputLimits {
+            image: ImageLimits {
+                max_bytes: run.max_image_bytes,
+                max_pixels: run.max_image_pixels,
+                max_aspect: run.max_image_aspect,
+                accept_partial: run.accept_partial_images,
+            },
+            max_caption_bytes: run.max_caption_bytes,
+            decode_concurrency: run
+                .decode_concurrency
+                .unwrap_or_else(vemo_operators::images::default_decode_concurrency),
+            spotting_max_side: run.spotting_max_side,
+            max_spotted_regions: run.max_spotted_regions,
+            allowed_prefixes: self.input.allowed_prefixes.clone(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! lean `vemo-bench` binary uses this crate alone, so it builds without Lance.
 
 pub mod bundle;
+pub mod decode;
 pub mod device;
 mod error;
 pub mod hf_clip;

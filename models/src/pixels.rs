@@ -1,24 +1,17 @@
-//! Image preprocessing for the image towers: decoding bytes into pixels, the short-side
-//! resize and centre crop, and the pixel normalisations the towers were trained with.
+//! Image preprocessing for the image towers: decoding bytes into pixels (bounded, in
+//! [`crate::decode`]), the short-side resize and centre crop, and the pixel normalisations the
+//! towers were trained with.
 
 use std::io::Cursor;
 
-/// Decodes image bytes (format guessed from the header) fully: a truncated or corrupt body
-/// fails here, with a reason ready for an `errors` row.
-pub fn decode_pixels(bytes: &[u8]) -> Result<image::DynamicImage, String> {
-    image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read image header: {e}"))?
-        .decode()
-        .map_err(|e| format!("cannot decode image: {e}"))
-}
+pub use crate::decode::{ImageLimits, decode_pixels, decode_within};
 
 /// Decodes like [`decode_pixels`], but a JPEG at the smallest DCT scale (1/8, 1/4, 1/2 or 1)
 /// whose short side is still at least `min_side`: a 640x480 photo for a 224 crop decodes at
 /// 320x240, a quarter of the pixels, most of the decode time saved. The resize that follows
 /// sees a sharper-filtered input than from the full image (the DCT scaling is a box filter),
-/// so crops differ by a few grey levels. Anything else (or a JPEG this decoder rejects)
-/// decodes fully.
+/// so crops differ by a few grey levels. Anything else (or a JPEG this decoder rejects, or one
+/// past the default [`ImageLimits`]) goes through [`decode_pixels`], which refuses it.
 pub fn decode_reduced(bytes: &[u8], min_side: u32) -> Result<image::DynamicImage, String> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return decode_pixels(bytes);
@@ -34,8 +27,13 @@ fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<image::DynamicImage
     decoder.read_info().ok()?;
     let info = decoder.info()?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
-    let short = w.min(h).max(1);
-    let request = |side: u32| (side * min_side).div_ceil(short).min(side) as u16;
+    // The declared size is checked before jpeg-decoder allocates for it.
+    ImageLimits::default().check_size(w, h).ok()?;
+    let short = u64::from(w.min(h).max(1));
+    let request = |side: u32| {
+        let side = u64::from(side);
+        (side * u64::from(min_side)).div_ceil(short).min(side) as u16
+    };
     decoder.scale(request(w), request(h)).ok()?;
     let pixels = decoder.decode().ok()?;
     let info = decoder.info()?;
@@ -125,12 +123,18 @@ pub fn training_views(image: &image::DynamicImage, resize: u32, crop: u32) -> Ve
         .collect()
 }
 
+/// Longest side of a resized image, in multiples of the short side it is resized to: the
+/// decoder's aspect limit refuses images past it first; this only keeps a direct caller from
+/// asking for a 268-million-pixel row (a 1,048,576 x 1 image resized to a short side of 256).
+const MAX_RESIZED_ASPECT: u32 = 64;
+
 fn resized_short_side(image: &image::DynamicImage, resize: u32, crop: u32) -> image::RgbImage {
     let (w, h) = (image.width().max(1), image.height().max(1));
     let scale = resize as f64 / w.min(h) as f64;
+    let cap = resize.max(crop).saturating_mul(MAX_RESIZED_ASPECT);
     let (nw, nh) = (
-        ((w as f64 * scale).round() as u32).max(crop),
-        ((h as f64 * scale).round() as u32).max(crop),
+        ((w as f64 * scale).round() as u32).clamp(crop, cap),
+        ((h as f64 * scale).round() as u32).clamp(crop, cap),
     );
     image
         .resize_exact(nw, nh, image::imageops::FilterType::CatmullRom)
@@ -178,6 +182,13 @@ mod tests {
             / a.len() as f64;
         assert!(mean < 8.0, "mean grey-level difference {mean}");
         assert!(decode_reduced(b"\xFF\xD8 not a jpeg", 224).is_err());
+    }
+
+    #[test]
+    fn resizing_an_extreme_aspect_ratio_cannot_blow_up() {
+        let line = image::DynamicImage::ImageRgb8(image::RgbImage::new(65_536, 1));
+        let crop = classifier_crop(&line, 256, 224);
+        assert_eq!(crop.dimensions(), (224, 224));
     }
 
     #[test]

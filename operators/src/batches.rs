@@ -83,15 +83,24 @@ pub fn items_batch(
         strings(items.iter().map(|i| i.image.content_hash.as_str())),
     ];
     for (c, column) in columns.iter().enumerate() {
+        // An empty embedding is a null (a caption column of an item without a caption): its
+        // slot holds zeros under the null bit.
+        let present: Vec<bool> = items.iter().map(|i| !i.embeddings[c].is_empty()).collect();
         let flat: Vec<f32> = items
             .iter()
-            .flat_map(|i| i.embeddings[c].iter().copied())
+            .flat_map(|i| match i.embeddings[c].is_empty() {
+                true => vec![0.0; column.dim],
+                false => i.embeddings[c].clone(),
+            })
             .collect();
         let field = Arc::new(Field::new("item", arrow_schema::DataType::Float32, true));
         let dim = i32::try_from(column.dim).unwrap_or(i32::MAX);
         let values = Arc::new(Float32Array::from(flat));
+        let nulls = present
+            .contains(&false)
+            .then(|| arrow::buffer::NullBuffer::from(present));
         arrays.push(Arc::new(FixedSizeListArray::try_new(
-            field, dim, values, None,
+            field, dim, values, nulls,
         )?));
     }
     let tasks = ItemTasks {
@@ -297,16 +306,19 @@ pub fn errors_batch(errors: &[ErrorRecord], stamp: &RowStamp) -> Result<RecordBa
     Ok(RecordBatch::try_new(errors_schema(), arrays)?)
 }
 
-/// Builds a batch of the embeddings long table: one row per item and column.
+/// Builds a batch of the embeddings long table: one row per item and column (none for a
+/// null embedding).
 pub fn embeddings_long_batch(
     columns: &[EmbeddingColumn],
     items: &[IndexedItem],
     stamp: &RowStamp,
 ) -> Result<RecordBatch> {
+    // A null embedding (no caption) has no row.
     let rows: Vec<(&IndexedItem, usize)> = columns
         .iter()
         .enumerate()
         .flat_map(|(c, _)| items.iter().map(move |i| (i, c)))
+        .filter(|(i, c)| !i.embeddings[*c].is_empty())
         .collect();
     let n = rows.len();
     let names: Vec<String> = rows.iter().map(|(_, c)| columns[*c].name()).collect();
@@ -349,6 +361,7 @@ mod tests {
                 content_hash: "ab".into(),
                 crop: None,
                 full: None,
+                full_scale: 1.0,
             },
             embeddings: vec![vec![0.6, 0.8], vec![1.0, 0.0]],
             entities: Some(vec![Entity {

@@ -1,8 +1,8 @@
 //! vemo-operators: the runtime-agnostic batch operators of a vemo job.
 //!
 //! Everything here works on plain values and Arrow `RecordBatch`es and knows nothing of timely:
-//! object-store access ([`store`]), manifests ([`manifest`]), image reads ([`images`]), Arrow
-//! batch builders ([`batches`]), the Lance and Parquet writers ([`lance_io`], [`parquet_io`]),
+//! object-store access ([`store`]), manifests ([`manifest`]), image reads ([`images`]) within
+//! the job's [`limits`], Arrow batch builders ([`batches`]), the Lance and Parquet writers ([`lance_io`], [`parquet_io`]),
 //! vector indexes and k-nearest search ([`vector_search`]) and character search
 //! ([`spotting::search`]). The models (bundles, towers, heads, NER, spotting, device and
 //! precision) live in vemo-models, re-exported here under the same names. The pipeline crate
@@ -15,6 +15,7 @@ pub mod faults;
 pub mod images;
 pub mod lance_commit;
 pub mod lance_io;
+pub mod limits;
 pub mod manifest;
 pub mod parquet_io;
 pub mod spotting;

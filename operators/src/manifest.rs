@@ -79,6 +79,8 @@ fn resolve_image(folder: &str, image: &str) -> String {
 
 fn parse_jsonl(uri: &str, bytes: &[u8], folder: &str) -> Result<Vec<ManifestEntry>> {
     let text = std::str::from_utf8(bytes).map_err(|e| manifest_error(uri, e.to_string()))?;
+    // A byte-order mark, as some Windows tools write one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut entries = Vec::new();
     for (n, line) in text
         .lines()
@@ -112,7 +114,29 @@ fn parse_jsonl(uri: &str, bytes: &[u8], folder: &str) -> Result<Vec<ManifestEntr
     Ok(entries)
 }
 
+/// Parses a Parquet manifest. A corrupt embedded Arrow schema can make arrow-ipc panic (found
+/// by `operators/tests/fuzz_manifest.rs`): the panic is caught and reported like any other
+/// malformed manifest.
 fn parse_parquet(uri: &str, bytes: bytes::Bytes, folder: &str) -> Result<Vec<ManifestEntry>> {
+    let parse = std::panic::AssertUnwindSafe(|| parse_parquet_unguarded(uri, bytes, folder));
+    std::panic::catch_unwind(parse).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(manifest_error(
+            uri,
+            format!("not a readable Parquet file (its reader failed: {what})"),
+        ))
+    })
+}
+
+fn parse_parquet_unguarded(
+    uri: &str,
+    bytes: bytes::Bytes,
+    folder: &str,
+) -> Result<Vec<ManifestEntry>> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())

@@ -31,6 +31,7 @@ use vemo_schemas::{
     PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR, VEMO_DIR,
 };
 
+use crate::error::record_json;
 use crate::{Error, Result};
 
 /// The columns of `job` that `items` lacks (empty: none), when they can be added from the
@@ -169,7 +170,7 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
         .output
         .child(&format!("{PENDING_DIR}/{}.json", job.stamp.job_id))?;
     record
-        .write(serde_json::to_vec(&pending).unwrap_or_default())
+        .write(record_json(&record.uri, &pending, false)?.into_bytes())
         .await?;
     let operation = Operation::Merge {
         fragments,
@@ -181,9 +182,11 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
         Commit::Moved => {
             pending.discard(job.output).await?;
             record.delete().await?;
-            return Err(Error::Plan(format!(
-                "{uri} moved on while its columns were being added (another run): rerun"
-            )));
+            return Err(vemo_operators::Error::Contention {
+                uri: uri.to_string(),
+                attempts: 1,
+            }
+            .into());
         }
     }
     vemo_operators::crash::point("columns-committed", &job.stamp.job_id);
@@ -198,13 +201,30 @@ const PENDING_DIR: &str = "_vemo/columns";
 
 /// A column addition in progress: its columns and its staged Parquet parts (staged path,
 /// published path).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Pending {
     columns: Vec<String>,
     parts: Vec<(String, String)>,
 }
 
 impl Pending {
+    /// The record `name` at `uri`.
+    fn parse(uri: &str, name: &str, bytes: &[u8]) -> vemo_operators::Result<Self> {
+        let job = name.strip_suffix(".json").unwrap_or(name);
+        serde_json::from_slice(bytes).map_err(|e| {
+            vemo_operators::Error::corrupt(
+                uri,
+                format!(
+                    "not a vemo record of columns being added ({e}), so its staged Parquet \
+                     parts (`part-{job}-columns-*` under `{VEMO_DIR}/staging/{job}/`) can be \
+                     neither published nor discarded. If `items` has the job's new columns, \
+                     move each part to its path without that prefix (into `parquet/`), \
+                     otherwise delete them; then delete this record"
+                ),
+            )
+        })
+    }
+
     async fn discard(&self, output: &Location) -> vemo_operators::Result<()> {
         for (staged, _) in &self.parts {
             output.child(staged)?.delete().await?;
@@ -215,7 +235,9 @@ impl Pending {
 
 /// Finishes the column additions a crash interrupted: publishes the Parquet parts of those
 /// whose columns `items` has (the Lance commit landed), discards the others. Returns the
-/// additions finished or discarded.
+/// additions finished or discarded. A record that does not parse is
+/// [`vemo_operators::Error::Corrupt`] and stays where it is, with its staged parts: neither
+/// publishing nor discarding them is safe without knowing its columns.
 pub async fn roll_forward(output: &Location, items_uri: &str) -> vemo_operators::Result<usize> {
     let dir = output.child(PENDING_DIR)?;
     let names = dir.list_names().await?;
@@ -233,7 +255,7 @@ pub async fn roll_forward(output: &Location, items_uri: &str) -> vemo_operators:
     };
     for name in &names {
         let record = dir.child(name)?;
-        let pending: Pending = serde_json::from_slice(&record.read().await?).unwrap_or_default();
+        let pending = Pending::parse(&record.uri, name, &record.read().await?)?;
         match pending.columns.iter().all(|c| have.contains(c)) {
             true => {
                 crate::ledger::publish_parts(output, &pending.parts).await?;
@@ -323,6 +345,8 @@ impl RowMaker {
                 .columns
                 .iter()
                 .map(|c| match exits.iter().position(|&e| e == c.exit) {
+                    // No caption: a null, as `vemo index` writes it.
+                    Some(_) if c.tower == "text" && refs[i].trim().is_empty() => Vec::new(),
                     Some(at) if c.tower == "text" => per_exit[at][i].clone(),
                     _ => vec![0.0; c.dim],
                 })
@@ -340,6 +364,7 @@ impl RowMaker {
                     content_hash: hashes[i].clone().unwrap_or_default(),
                     crop: None,
                     full: None,
+                    full_scale: 1.0,
                 },
                 embeddings,
                 entities: self
@@ -412,4 +437,67 @@ pub fn in_order<'a>(
             .project(&order)
             .map_err(vemo_operators::Error::from)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use vemo_operators::store;
+    use vemo_schemas::ITEMS_DATASET;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_pending_record_is_an_error_not_nothing_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let output = store::resolve(&dir.path().display().to_string()).expect("output");
+        let items_uri = store::join(&output.uri, ITEMS_DATASET);
+        let record = output
+            .child(&format!("{PENDING_DIR}/job.json"))
+            .expect("child");
+        record.write(b"\xde\xad{[".to_vec()).await.expect("write");
+        let part = output
+            .child(&format!(
+                "{VEMO_DIR}/staging/job/{PARQUET_EMBEDDINGS_DIR}/part-job-columns-000000-0.parquet"
+            ))
+            .expect("child");
+        part.write(b"staged".to_vec()).await.expect("write");
+        match roll_forward(&output, &items_uri).await {
+            Err(e @ vemo_operators::Error::Corrupt { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains(&record.uri), "{message}");
+                assert!(message.contains("staging/job/"), "{message}");
+                assert!(!e.is_user_error());
+            }
+            other => panic!("expected a Corrupt error, got {other:?}"),
+        }
+        assert!(record.exists().await.expect("exists"), "record deleted");
+        assert!(part.exists().await.expect("exists"), "staged part deleted");
+    }
+
+    #[tokio::test]
+    async fn a_pending_record_of_columns_items_lacks_is_discarded() {
+        // The readable case still rolls forward: no `items`, so the addition never landed.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let output = store::resolve(&dir.path().display().to_string()).expect("output");
+        let items_uri = store::join(&output.uri, ITEMS_DATASET);
+        let staged =
+            format!("{VEMO_DIR}/staging/job/{PARQUET_EMBEDDINGS_DIR}/part-job-columns-0.parquet");
+        let part = output.child(&staged).expect("child");
+        part.write(b"staged".to_vec()).await.expect("write");
+        let pending = Pending {
+            columns: vec!["text_emb_e3".into()],
+            parts: vec![(
+                staged,
+                format!("{PARQUET_EMBEDDINGS_DIR}/part-job-columns-0.parquet"),
+            )],
+        };
+        let record = output
+            .child(&format!("{PENDING_DIR}/job.json"))
+            .expect("child");
+        let text = record_json(&record.uri, &pending, false).expect("json");
+        record.write(text.into_bytes()).await.expect("write");
+        assert_eq!(roll_forward(&output, &items_uri).await.expect("rolled"), 1);
+        assert!(!record.exists().await.expect("exists"));
+        assert!(!part.exists().await.expect("exists"));
+    }
 }

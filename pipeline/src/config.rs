@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use timely::CommunicationConfig;
 use vemo_models::device::{DeviceSpec, Precision};
+use vemo_operators::limits::InputLimits;
 
 use crate::{Error, Result};
 
@@ -37,6 +38,8 @@ pub struct IndexConfig {
     pub shard_size: usize,
     /// Concurrent image reads per worker.
     pub read_concurrency: usize,
+    /// What one item may cost, and where images may be read from.
+    pub limits: InputLimits,
     /// Id stamped on every row of this run; all processes of a cluster must share it.
     pub job_id: String,
     /// When the output holds rows already: bring it to this corpus (encode added, changed and

@@ -27,7 +27,7 @@ use tokio::runtime::Runtime;
 use vemo_operators::batches::RowStamp;
 use vemo_operators::bundle::Bundle;
 use vemo_operators::faults::Faults;
-use vemo_operators::images::ImageReader;
+use vemo_operators::images::{ImageReader, ReadPolicy};
 use vemo_operators::lance_io::{open_if_exists, read_ids, rows_of, wrap_lance_stores};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::store::{self, Location};
@@ -109,6 +109,8 @@ struct Shared {
     output: Location,
     items_uri: String,
     errors_uri: String,
+    /// The manifest's folder: relative image paths may not leave it.
+    manifest_folder: String,
     started_us: i64,
 }
 
@@ -163,8 +165,10 @@ fn execute(
             spotting: config.spotting,
         },
     );
+    let mut manifest_folder = String::new();
     let (plan, ledger, delta, missing, order) = runtime.block_on(async {
         let manifest = read_manifest(&config.input).await?;
+        manifest_folder = store::parent(&manifest.uri);
         let mut ledger = Ledger::load(&output).await?;
         if cluster.process == 0 && !plan_only {
             roll_forward(&mut ledger, &output).await?;
@@ -245,6 +249,7 @@ fn execute(
         output,
         items_uri,
         errors_uri,
+        manifest_folder,
         started_us: chrono::Utc::now().timestamp_micros(),
         config,
     });
@@ -313,15 +318,21 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         spotter: models.spotter.clone(),
         prefetched: Default::default(),
         reader: Arc::new({
+            let limits = &shared.config.limits;
             let reader = match &models.images {
                 Some(images) => {
                     let (resize, crop) = images.input_geometry();
                     ImageReader::with_crop(resize, crop)
                 }
                 None => ImageReader::default(),
-            };
+            }
+            .within(limits.image, limits.decode_concurrency)
+            .with_policy(ReadPolicy {
+                root: Some(shared.manifest_folder.clone()),
+                allowed_prefixes: limits.allowed_prefixes.clone(),
+            });
             match models.spotter {
-                Some(_) => reader.keeping_full(),
+                Some(_) => reader.keeping_full(limits.spotting_max_side),
                 None => reader,
             }
         }),
@@ -337,6 +348,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         batch_size: shared.config.batch_size,
         image_batch_size: shared.config.image_batch_size,
         read_concurrency: shared.config.read_concurrency,
+        limits: shared.config.limits.clone(),
         items_schema: shared.items_schema.clone(),
     });
     // Every process decided alone whether the output holds rows: they must agree (a run that
@@ -555,10 +567,10 @@ fn add_missing_columns(
 
 /// Writes `_vemo/runs/JOB.json` under the output root.
 fn write_summary(shared: &Shared, summary: &RunSummary) -> vemo_operators::Result<()> {
-    let text = serde_json::to_vec_pretty(summary).unwrap_or_default();
     let runs = shared
         .output
         .child(&format!("{VEMO_DIR}/runs/{}.json", summary.job_id))?;
+    let text = crate::error::record_json(&runs.uri, summary, true)?.into_bytes();
     shared.runtime.block_on(runs.write(text))
 }
 

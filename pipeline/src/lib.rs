@@ -15,6 +15,7 @@
 mod backfill;
 mod commit;
 mod config;
+mod contain;
 mod dataflow;
 pub mod delta;
 mod error;

@@ -20,10 +20,11 @@ use vemo_operators::batches::{
 };
 use vemo_operators::images::{DecodedImage, ImageReader, RgbImage};
 use vemo_operators::lance_io::{fragments_to_json, write_fragments_uncommitted};
+use vemo_operators::limits::InputLimits;
 use vemo_operators::models::image_encoder::ImageEncoder;
 use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
-use vemo_operators::spotting::{Spotter, spotted_text};
+use vemo_operators::spotting::{Spotted, Spotter, spotted_text};
 use vemo_operators::store::Location;
 use vemo_schemas::{
     EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
@@ -93,6 +94,8 @@ pub struct ShardProcessor {
     pub batch_size: usize,
     pub image_batch_size: usize,
     pub read_concurrency: usize,
+    /// What one item may cost (captions, spotted regions; the reader holds the image limits).
+    pub limits: InputLimits,
     /// The `items` schema rows are written in (the output's column order).
     pub items_schema: arrow_schema::SchemaRef,
 }
@@ -149,25 +152,34 @@ impl ShardProcessor {
         out
     }
 
-    /// EncodeCaptions: embed every caption at every exit; an empty caption is an error row.
+    /// EncodeCaptions: embed every caption at every exit. A caption over the byte limit is an
+    /// `errors` row; an item without a caption keeps null caption columns (its image is still
+    /// indexed), unless every task of the job reads the caption: then it is an `errors` row.
     pub fn encode_captions(&self, shard: ShardRead) -> ShardEncoded {
         let _span = tracing::debug_span!("encode_captions", shard = shard.shard).entered();
         let mut errors = shard.errors;
+        let image_tasks = self.images.is_some() || self.spotter.is_some();
         let mut ready = Vec::new();
         for (entry, image) in shard.read {
-            match entry.caption.as_deref().map(str::trim) {
-                Some(text) if !text.is_empty() => ready.push((entry, image)),
-                _ => errors.push(ErrorRecord {
-                    id: entry.id.clone(),
-                    image: entry.image.clone(),
-                    stage: Stage::Caption,
-                    reason: "empty or missing caption: the text task needs one".into(),
-                }),
+            let caption = entry.caption.as_deref().unwrap_or_default();
+            let refused = match self.limits.check_caption(caption.len()) {
+                Err(reason) => Some(reason),
+                Ok(()) if caption.trim().is_empty() && !image_tasks => {
+                    Some("empty or missing caption: every task of this job reads it".into())
+                }
+                Ok(()) => None,
+            };
+            match refused {
+                Some(reason) => errors.push(item_error(&entry, Stage::Caption, reason)),
+                None => ready.push((entry, image)),
             }
         }
-        let captions: Vec<&str> = ready
+        let captioned: Vec<usize> = (0..ready.len())
+            .filter(|&i| has_caption(&ready[i].0))
+            .collect();
+        let captions: Vec<&str> = captioned
             .iter()
-            .map(|(e, _)| e.caption.as_deref().unwrap_or_default())
+            .map(|&i| ready[i].0.caption.as_deref().unwrap_or_default())
             .collect();
         let mut out = ShardEncoded {
             shard: shard.shard,
@@ -178,31 +190,60 @@ impl ShardProcessor {
             errors,
             failure: None,
         };
-        match self
-            .encoder
-            .encode_all_with_entities(&captions, self.batch_size)
-        {
-            Ok((per_exit, mut entities)) => {
-                for (i, (entry, image)) in ready.into_iter().enumerate() {
-                    let embeddings = per_exit.iter().map(|exit| exit[i].clone()).collect();
-                    let found = std::mem::take(&mut entities[i]);
-                    out.items.push(IndexedItem {
-                        entry,
-                        image,
-                        embeddings,
-                        entities: self.entities.then_some(found),
-                        spotted: None,
-                        spotted_entities: None,
-                    });
-                }
+        let encoded = crate::contain::per_item(&captions, |batch| {
+            let (per_exit, entities) = self
+                .encoder
+                .encode_all_with_entities(batch, self.batch_size)?;
+            Ok::<_, vemo_operators::Error>(
+                entities
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, found)| {
+                        (per_exit.iter().map(|exit| exit[i].clone()).collect(), found)
+                    })
+                    .collect::<Vec<(Vec<Vec<f32>>, _)>>(),
+            )
+        });
+        let mut encoded = match encoded {
+            Ok(encoded) => encoded.into_iter(),
+            Err(e) => {
+                out.failure = Some(format!("shard {}: text encoder: {e}", shard.shard));
+                return out;
             }
-            Err(e) => out.failure = Some(format!("shard {}: text encoder: {e}", shard.shard)),
+        };
+        let text_exits = self.encoder.exits().len();
+        for (entry, image) in ready {
+            let (embeddings, found) = if has_caption(&entry) {
+                match encoded.next() {
+                    Some(Ok(one)) => one,
+                    Some(Err(reason)) => {
+                        out.errors.push(item_error(&entry, Stage::Encode, reason));
+                        continue;
+                    }
+                    None => {
+                        out.failure = Some(format!("shard {}: a caption lost", shard.shard));
+                        return out;
+                    }
+                }
+            } else {
+                // Null text embeddings, no entities.
+                (vec![Vec::new(); text_exits], Vec::new())
+            };
+            out.items.push(IndexedItem {
+                entry,
+                image,
+                embeddings,
+                entities: self.entities.then_some(found),
+                spotted: None,
+                spotted_entities: None,
+            });
         }
         out
     }
 
     /// EncodeImages: the image tower's embeddings at every exit (and the pooled feature),
-    /// appended after the caption embeddings; the crops are dropped once encoded.
+    /// appended after the caption embeddings; the crops are dropped once encoded. An item whose
+    /// image makes the tower panic is an `errors` row.
     pub fn encode_images(&self, mut shard: ShardEncoded) -> ShardEncoded {
         let _span = tracing::debug_span!("encode_images", shard = shard.shard).entered();
         let Some(encoder) = &self.images else {
@@ -211,25 +252,45 @@ impl ShardProcessor {
         if shard.failure.is_some() || shard.items.is_empty() {
             return shard;
         }
-        let crops: Option<Vec<&RgbImage>> = shard
+        let crops: Option<Vec<Arc<RgbImage>>> = shard
             .items
-            .iter()
-            .map(|item| item.image.crop.as_deref())
+            .iter_mut()
+            .map(|item| item.image.crop.take())
             .collect();
         let Some(crops) = crops else {
             shard.failure = Some(format!("shard {}: an image has no crop", shard.shard));
             return shard;
         };
-        match encoder.encode_all(&crops, self.image_batch_size) {
+        let encoded = crate::contain::per_item(&crops, |batch| {
+            let refs: Vec<&RgbImage> = batch.iter().map(|c| &**c).collect();
+            let encoded = encoder.encode_all(&refs, self.image_batch_size)?;
+            Ok::<_, vemo_operators::Error>(
+                (0..batch.len())
+                    .map(|i| {
+                        let mut one: Vec<Vec<f32>> =
+                            encoded.joint.iter().map(|exit| exit[i].clone()).collect();
+                        one.extend(encoded.features.as_ref().map(|f| f[i].clone()));
+                        one
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
+        match encoded {
             Ok(encoded) => {
-                for (i, item) in shard.items.iter_mut().enumerate() {
-                    for exit in &encoded.joint {
-                        item.embeddings.push(exit[i].clone());
+                let items = std::mem::take(&mut shard.items);
+                for (mut item, result) in items.into_iter().zip(encoded) {
+                    match result {
+                        Ok(embeddings) => {
+                            item.embeddings.extend(embeddings);
+                            shard.items.push(item);
+                        }
+                        Err(reason) => {
+                            let reason = format!("image tower: {reason}");
+                            shard
+                                .errors
+                                .push(item_error(&item.entry, Stage::Encode, reason));
+                        }
                     }
-                    if let Some(features) = &encoded.features {
-                        item.embeddings.push(features[i].clone());
-                    }
-                    item.image.crop = None;
                 }
             }
             Err(e) => shard.failure = Some(format!("shard {}: image encoder: {e}", shard.shard)),
@@ -239,7 +300,8 @@ impl ShardProcessor {
 
     /// SpotText: the words written in each image, read by the detector and recognizer (and,
     /// with the entity task, the entities of that text); the whole images are dropped once
-    /// read.
+    /// read. An image with more text regions than `max_spotted_regions`, or one that makes
+    /// the models panic, is an `errors` row.
     pub fn spot_text(&self, mut shard: ShardEncoded) -> ShardEncoded {
         let _span = tracing::debug_span!("spot_text", shard = shard.shard).entered();
         let Some(spotter) = &self.spotter else {
@@ -248,18 +310,40 @@ impl ShardProcessor {
         if shard.failure.is_some() {
             return shard;
         }
-        for item in &mut shard.items {
+        let items = std::mem::take(&mut shard.items);
+        for mut item in items {
             let Some(image) = item.image.full.take() else {
                 shard.failure = Some(format!("shard {}: an image was not kept", shard.shard));
                 return shard;
             };
-            match spotter.spot(&image) {
-                Ok(words) => item.spotted = Some(words),
-                Err(e) => {
+            let max_regions = self.limits.max_spotted_regions;
+            let spotted = crate::contain::unpanicked(|| spotter.spot_within(&image, max_regions));
+            drop(image);
+            let reason = match spotted {
+                Ok(Ok(Spotted::Words(mut words))) => {
+                    let scale = item.image.full_scale;
+                    if scale != 1.0 {
+                        words
+                            .iter_mut()
+                            .for_each(|w| w.polygon.iter_mut().for_each(|v| *v *= scale));
+                    }
+                    item.spotted = Some(words);
+                    shard.items.push(item);
+                    continue;
+                }
+                Ok(Ok(Spotted::TooManyRegions(found))) => format!(
+                    "text spotting: {found} text regions, over the limit max_spotted_regions = \
+                     {max_regions}"
+                ),
+                Ok(Err(e)) => {
                     shard.failure = Some(format!("shard {}: text spotting: {e}", shard.shard));
                     return shard;
                 }
-            }
+                Err(panic) => format!("text spotting {panic}"),
+            };
+            shard
+                .errors
+                .push(item_error(&item.entry, Stage::Encode, reason));
         }
         if self.entities {
             let texts: Vec<String> = shard
@@ -380,10 +464,23 @@ fn in_schema_order(
 
 /// The `errors` row of an image whose read task died (a panic in a decoder): stage `read`.
 fn read_failure(entry: &ManifestEntry, reason: &str) -> ErrorRecord {
+    item_error(entry, Stage::Read, reason.to_string())
+}
+
+/// The `errors` row of `entry`.
+fn item_error(entry: &ManifestEntry, stage: Stage, reason: String) -> ErrorRecord {
     ErrorRecord {
         id: entry.id.clone(),
         image: entry.image.clone(),
-        stage: Stage::Read,
-        reason: reason.to_string(),
+        stage,
+        reason,
     }
+}
+
+/// Whether the entry has a caption to encode (not empty, not only white space).
+fn has_caption(entry: &ManifestEntry) -> bool {
+    entry
+        .caption
+        .as_deref()
+        .is_some_and(|c| !c.trim().is_empty())
 }

@@ -54,6 +54,7 @@ fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
         image_batch_size: 4,
         shard_size: 2,
         read_concurrency: 4,
+        limits: Default::default(),
         job_id: "memory-test".into(),
         incremental: true,
         device: Default::default(),

@@ -53,7 +53,9 @@ impl EmbeddingColumn {
                 if self.feature { "feature" } else { "joint" }.to_string(),
             ),
         ]);
-        Field::new(self.name(), embedding_type(self.dim), false).with_metadata(metadata)
+        // A caption column is null for an item without a caption; an image always has pixels.
+        let nullable = self.tower == "text";
+        Field::new(self.name(), embedding_type(self.dim), nullable).with_metadata(metadata)
     }
 
     /// Reads a column description back from a field written by [`Self::field`].
@@ -108,7 +110,7 @@ pub fn manifest_schema() -> SchemaRef {
 /// | `metadata` | Utf8? | extra manifest columns as JSON |
 /// | `width`, `height` | UInt32 | decoded image size |
 /// | `content_hash` | Utf8 | SHA-256 of the image bytes, hex |
-/// | `{tower}_emb_e{exit}` | FixedSizeList<Float32, D> | L2-normalised joint-space embedding per tower and exit |
+/// | `{tower}_emb_e{exit}` | FixedSizeList<Float32, D> | L2-normalised joint-space embedding per tower and exit; `text_*` null for an item without a caption |
 /// | `image_feat_e7` | FixedSizeList<Float32, 1280> | L2-normalised pooled image feature (image-to-image) |
 /// | `bundle` | Utf8 | model bundle id |
 /// | `job_id` | Utf8 | run that wrote the row |

@@ -101,7 +101,7 @@ pub fn vemo_ok(args: &[&str]) -> Output {
 }
 
 /// Writes a job file for `input` -> `output` with `bundle`, text exits 3 and 6, image exit 7,
-/// small shards.
+/// small shards, captions of at most 100 bytes.
 pub fn write_job(
     dir: &Path,
     input: &str,
@@ -111,7 +111,8 @@ pub fn write_job(
 ) -> PathBuf {
     let job = format!(
         "[input]\nuri = \"{input}\"\n[output]\nuri = \"{output}\"\n[model]\nbundle = \"{}\"\n\
-         [model.exits]\ntext = [3, 6]\nimage = [7]\n[run]\nbatch_size = 8\nshard_size = {shard_size}\n",
+         [model.exits]\ntext = [3, 6]\nimage = [7]\n[run]\nbatch_size = 8\nshard_size = {shard_size}\n\
+         max_caption_bytes = 100\n",
         bundle.display()
     );
     let path = dir.join(format!("job-{}.toml", output.replace(['/', ':'], "_")));

@@ -13,8 +13,8 @@ use crate::{read_lance, vemo_ok};
 /// Items in the synthetic corpus before the two broken ones are added.
 pub const ITEMS: usize = 40;
 
-/// Makes the corpus: `ITEMS` synthetic items plus a corrupt JPEG, a missing image and an empty
-/// caption.
+/// Makes the corpus: `ITEMS` synthetic items plus a corrupt JPEG, a missing image and a caption
+/// over the `max_caption_bytes = 100` of [`crate::write_job`].
 pub fn make_corpus(dir: &Path) -> String {
     let corpus = dir.join("corpus");
     let corpus_str = corpus.display().to_string();
@@ -40,8 +40,11 @@ pub fn make_corpus(dir: &Path) -> String {
     manifest.push('\n');
     manifest.push_str(r#"{"id":"broken-missing","image":"images/nowhere.jpg","caption":"Gone."}"#);
     manifest.push('\n');
-    manifest
-        .push_str(r#"{"id":"broken-empty-caption","image":"images/0000000.jpg","caption":"  "}"#);
+    manifest.push_str(concat!(
+        r#"{"id":"broken-long-caption","image":"images/0000000.jpg","caption":""#,
+        "A caption far longer than the test job allows, which sets max_caption_bytes = 100 so that this one item is refused.",
+        r#""}"#
+    ));
     manifest.push('\n');
     std::fs::write(corpus.join("manifest.jsonl"), manifest).expect("manifest");
     corpus_str
@@ -106,7 +109,7 @@ pub fn assert_complete(out: &Output) {
         Some("read")
     );
     assert_eq!(
-        out.errors.get("broken-empty-caption").map(String::as_str),
+        out.errors.get("broken-long-caption").map(String::as_str),
         Some("caption")
     );
     assert_eq!(out.errors.len(), 3);

@@ -17,7 +17,7 @@ const EDITED: usize = 2;
 const REPLACED: usize = 2;
 const DELETED: usize = 2;
 const BROKEN: usize = 3;
-/// Of the broken items, the one with an empty caption is fixed: its retry succeeds.
+/// Of the broken items, the one with a too-long caption is fixed: its retry succeeds.
 const FIXED: usize = 1;
 
 /// Adds, edits, replaces and deletes items of the corpus at `corpus` and fixes a broken one
@@ -52,10 +52,10 @@ fn mutate(dir: &Path, corpus: &Path) {
         let caption = line["caption"].as_str().expect("caption").to_string();
         line["caption"] = format!("{caption} Edited tonight.").into();
     }
-    // Fix the empty caption of one broken item.
+    // Fix the too-long caption of one broken item.
     for line in lines
         .iter_mut()
-        .filter(|l| l["id"] == "broken-empty-caption")
+        .filter(|l| l["id"] == "broken-long-caption")
     {
         line["caption"] = "A fixed caption.".into();
     }

@@ -229,10 +229,16 @@ fn deleted_error_rows_are_retried_and_another_shard_size_adds_nothing() {
 
     let manifest = Path::new(&corpus).join("manifest.jsonl");
     let text = std::fs::read_to_string(&manifest).expect("manifest");
-    let fixed = text.replace(
-        r#""id":"broken-empty-caption","image":"images/0000000.jpg","caption":"  ""#,
-        r#""id":"broken-empty-caption","image":"images/0000000.jpg","caption":"A fixed caption.""#,
-    );
+    let fixed: String = text
+        .lines()
+        .map(|line| {
+            let mut row: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            if row["id"] == "broken-long-caption" {
+                row["caption"] = "A fixed caption.".into();
+            }
+            format!("{row}\n")
+        })
+        .collect();
     assert_ne!(text, fixed, "the manifest line to fix");
     std::fs::write(&manifest, fixed).expect("manifest");
     let errors = output.join("errors.lance").display().to_string();
@@ -241,7 +247,7 @@ fn deleted_error_rows_are_retried_and_another_shard_size_adds_nothing() {
         .block_on(async {
             let mut dataset = lance::Dataset::open(&errors).await.expect("open errors");
             dataset
-                .delete("id = 'broken-empty-caption'")
+                .delete("id = 'broken-long-caption'")
                 .await
                 .expect("delete");
         });
@@ -251,7 +257,7 @@ fn deleted_error_rows_are_retried_and_another_shard_size_adds_nothing() {
     assert_eq!(summary["items_written"], 1, "{summary}");
     let out = read_output(&output);
     assert_eq!(out.items.len(), ITEMS + 1);
-    assert!(out.items.contains_key("broken-empty-caption"));
+    assert!(out.items.contains_key("broken-long-caption"));
     assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
 
     let other = dir.path().join("job-3.toml");

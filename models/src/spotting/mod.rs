@@ -15,7 +15,7 @@ use image::GrayImage;
 
 pub use crops::Polygon;
 pub use lines::GroupingConfig;
-pub use spotter::Spotter;
+pub use spotter::{Spotted, Spotter};
 
 /// The `spotted_text` of an image: its regions' texts joined by spaces, in reading order.
 pub fn spotted_text(words: &[vemo_schemas::SpottedWord]) -> String {

@@ -13,6 +13,15 @@ use crate::bundle::Bundle;
 use crate::models::craft::Craft;
 use crate::models::recognizer::{Recognizer, read_characters};
 
+/// What spotting one image gives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spotted {
+    /// The words read, in reading order.
+    Words(Vec<SpottedWord>),
+    /// The detector found this many regions, more than the limit: none was read.
+    TooManyRegions(usize),
+}
+
 /// Detector, grouping and recognizer, loaded once per worker.
 pub struct Spotter {
     detector: Craft,
@@ -39,9 +48,20 @@ impl Spotter {
 
     /// The words spotted in `image`; regions the recognizer reads as nothing are dropped.
     pub fn spot(&self, image: &RgbImage) -> Result<Vec<SpottedWord>> {
-        let polygons: Vec<[f32; 8]> = self
-            .detector
-            .detect(image)?
+        match self.spot_within(image, usize::MAX)? {
+            Spotted::Words(words) => Ok(words),
+            Spotted::TooManyRegions(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// [`Self::spot`], unless the detector finds more than `max_regions` text regions: then
+    /// nothing is cut or read (an image of noise can hold thousands of "regions").
+    pub fn spot_within(&self, image: &RgbImage, max_regions: usize) -> Result<Spotted> {
+        let detections = self.detector.detect(image)?;
+        if detections.len() > max_regions {
+            return Ok(Spotted::TooManyRegions(detections.len()));
+        }
+        let polygons: Vec<[f32; 8]> = detections
             .iter()
             .map(|d| {
                 let p = d.polygon;
@@ -56,17 +76,19 @@ impl Spotter {
                 .map(|c| (c.polygon, c.image))
                 .unzip();
         let read = self.recognizer.recognize(&images)?;
-        Ok(regions
-            .into_iter()
-            .zip(read)
-            .filter_map(|(polygon, r)| {
-                let text = r.text.split_whitespace().collect::<Vec<_>>().join(" ");
-                (!text.is_empty()).then_some(SpottedWord {
-                    text,
-                    score: r.confidence,
-                    polygon,
+        Ok(Spotted::Words(
+            regions
+                .into_iter()
+                .zip(read)
+                .filter_map(|(polygon, r)| {
+                    let text = r.text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    (!text.is_empty()).then_some(SpottedWord {
+                        text,
+                        score: r.confidence,
+                        polygon,
+                    })
                 })
-            })
-            .collect())
+                .collect(),
+        ))
     }
 }

@@ -11,6 +11,10 @@ use image::GrayImage;
 /// Height of the recognizer's input.
 pub const HEIGHT: usize = 64;
 
+/// Longest crop the recognizer reads, as a multiple of its short side (an input of at most
+/// 64 x 8,192 pixels); a longer one is read as nothing.
+pub const MAX_CROP_ASPECT: f64 = 128.0;
+
 /// OpenCV's fixed-point scale of interpolation coefficients (`INTER_RESIZE_COEF_SCALE`).
 const COEF_SCALE: i64 = 2048;
 
@@ -23,13 +27,17 @@ pub struct Prepared {
 /// Resizes `crop` as easyocr does. A wide crop (w >= h): `cv2.resize` to `int(64 * w / h)` x 64
 /// in `get_image_list`. A tall one: `cv2.resize` to 64 x `int(64 * h / w)` there, then Pillow's
 /// bicubic resize to `ceil(64 * 64 / that)` x 64 in `AlignCollate`. The padded width is
-/// `ceil(max(w/h, h/w)) * 64`. `None` for an empty crop.
+/// `ceil(max(w/h, h/w)) * 64`. `None` for an empty crop or one past [`MAX_CROP_ASPECT`].
 pub fn prepare(crop: &GrayImage) -> Option<Prepared> {
     let (w, h) = (crop.width() as usize, crop.height() as usize);
     if w == 0 || h == 0 {
         return None;
     }
     let ratio = w as f64 / h as f64;
+    // Past this a crop is no line of text, and its input would be `64 * ratio` columns wide.
+    if ratio.max(1.0 / ratio) > MAX_CROP_ASPECT {
+        return None;
+    }
     let padded_width = ratio.max(1.0 / ratio).ceil() as usize * HEIGHT;
     let image = if ratio >= 1.0 {
         resize_bilinear(crop, (HEIGHT as f64 * ratio) as usize, HEIGHT)

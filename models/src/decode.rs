@@ -1,0 +1,284 @@
+//! Decoding image bytes into pixels within [`ImageLimits`]: the size in bytes, the pixel count
+//! and the aspect ratio are checked from the header, before the decoder allocates anything;
+//! a JPEG whose data ends early or is corrupt fails (strict decoding, as libjpeg and Pillow
+//! do) unless the limits accept partial images; the EXIF orientation is applied, as every photo
+//! viewer does. Every failure is a reason ready for an `errors` row, naming the limit it broke.
+
+use std::io::Cursor;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, RgbImage};
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+
+/// What one image may cost; past a limit the item is an `errors` row, never an allocation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageLimits {
+    /// Largest encoded image in bytes (`[run] max_image_bytes`).
+    pub max_bytes: u64,
+    /// Largest decoded image, width x height (`[run] max_image_pixels`).
+    pub max_pixels: u64,
+    /// Largest ratio of the long side to the short side (`[run] max_image_aspect`).
+    pub max_aspect: u32,
+    /// Keep what a decoder could read of a truncated or corrupt JPEG, grey where data is
+    /// missing (`[run] accept_partial_images`); otherwise such a file is an error.
+    pub accept_partial: bool,
+}
+
+impl ImageLimits {
+    /// Default `max_image_bytes`: 64 MiB (a 50 MP JPEG at high quality is ~25 MB).
+    pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+    /// Default `max_image_pixels`: 2^26, an 8192 x 8192 image (192 MiB as 8-bit RGB).
+    pub const DEFAULT_MAX_PIXELS: u64 = 1 << 26;
+    /// Default `max_image_aspect`: 32 (a wide panorama is ~10:1).
+    pub const DEFAULT_MAX_ASPECT: u32 = 32;
+
+    /// Bytes the decoder may allocate for one image: the largest decoded buffer (16-bit RGBA,
+    /// 8 bytes a pixel) plus room for the decoder's own tables.
+    pub fn max_alloc(&self) -> u64 {
+        self.max_pixels.saturating_mul(8).saturating_add(64 << 20)
+    }
+
+    /// Checks a declared size against the pixel and aspect limits.
+    pub fn check_size(&self, width: u32, height: u32) -> Result<(), String> {
+        if width == 0 || height == 0 {
+            return Err(format!("image is {width} x {height}: it has no pixels"));
+        }
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > self.max_pixels {
+            return Err(format!(
+                "image is {width} x {height} = {pixels} pixels, over the limit \
+                 max_image_pixels = {}",
+                self.max_pixels
+            ));
+        }
+        let (long, short) = (width.max(height), width.min(height));
+        if u64::from(long) > u64::from(short) * u64::from(self.max_aspect) {
+            return Err(format!(
+                "image is {width} x {height}, an aspect ratio over the limit \
+                 max_image_aspect = {}",
+                self.max_aspect
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the encoded size against `max_image_bytes`.
+    pub fn check_bytes(&self, bytes: u64) -> Result<(), String> {
+        if bytes > self.max_bytes {
+            return Err(format!(
+                "image is {bytes} bytes, over the limit max_image_bytes = {}",
+                self.max_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_pixels: Self::DEFAULT_MAX_PIXELS,
+            max_aspect: Self::DEFAULT_MAX_ASPECT,
+            accept_partial: false,
+        }
+    }
+}
+
+/// Decodes image bytes (JPEG, PNG or WebP, told by their header) within the default limits.
+pub fn decode_pixels(bytes: &[u8]) -> Result<DynamicImage, String> {
+    decode_within(bytes, &ImageLimits::default())
+}
+
+/// Decodes image bytes within `limits`, EXIF orientation applied; the reason of a failure is
+/// ready for an `errors` row.
+pub fn decode_within(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, String> {
+    limits.check_bytes(bytes.len() as u64)?;
+    if bytes.is_empty() {
+        return Err("the object is empty (0 bytes)".into());
+    }
+    let format = image::guess_format(bytes)
+        .map_err(|_| "not an image: the first bytes are no JPEG, PNG or WebP header".to_string())?;
+    match format {
+        ImageFormat::Jpeg => decode_jpeg(bytes, limits),
+        ImageFormat::Png | ImageFormat::WebP => decode_with_image(bytes, format, limits),
+        other => Err(format!(
+            "unsupported image format {other:?}: vemo reads JPEG, PNG and WebP"
+        )),
+    }
+}
+
+/// JPEG through zune-jpeg directly: the `image` crate runs it leniently, which turns a
+/// truncated file into a grey image without an error.
+fn decode_jpeg(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, String> {
+    let options = DecoderOptions::default()
+        .set_strict_mode(!limits.accept_partial)
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX))
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder
+        .decode_headers()
+        .map_err(|e| format!("cannot read JPEG header: {e}"))?;
+    let (width, height) = decoder
+        .dimensions()
+        .ok_or("cannot read JPEG header: no frame size")?;
+    let (width, height) = (width as u32, height as u32);
+    limits.check_size(width, height)?;
+    let orientation = decoder
+        .exif()
+        .and_then(|exif| Orientation::from_exif_chunk(exif))
+        .unwrap_or(Orientation::NoTransforms);
+    let pixels = decoder
+        .decode()
+        .map_err(|e| format!("cannot decode JPEG (damaged or truncated data): {e}"))?;
+    let rgb = RgbImage::from_raw(width, height, pixels)
+        .ok_or("cannot decode JPEG: the decoder returned fewer pixels than its header declares")?;
+    let mut image = DynamicImage::ImageRgb8(rgb);
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+fn decode_with_image(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &ImageLimits,
+) -> Result<DynamicImage, String> {
+    let name = format!("{format:?}").to_uppercase();
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_alloc());
+    reader.limits(decoder_limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot read {name} header: {e}"))?;
+    let (width, height) = decoder.dimensions();
+    limits.check_size(width, height)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder)
+        .map_err(|e| format!("cannot decode {name} (damaged or truncated data): {e}"))?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, format).expect("encode");
+        out.into_inner()
+    }
+
+    fn photo(width: u32, height: u32) -> DynamicImage {
+        DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 5 % 256) as u8,
+                ((x ^ y) % 256) as u8,
+            ])
+        }))
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_an_error_unless_partial_images_are_accepted() {
+        let jpeg = encode(&photo(320, 240), ImageFormat::Jpeg);
+        let whole = decode_pixels(&jpeg).expect("whole JPEG");
+        assert_eq!((whole.width(), whole.height()), (320, 240));
+        let cut = &jpeg[..jpeg.len() * 2 / 3];
+        let err = decode_pixels(cut).expect_err("truncated JPEG");
+        assert!(err.contains("cannot decode JPEG"), "{err}");
+        let partial = ImageLimits {
+            accept_partial: true,
+            ..Default::default()
+        };
+        assert!(decode_within(cut, &partial).is_ok());
+    }
+
+    #[test]
+    fn sizes_past_the_limits_fail_before_decoding() {
+        let limits = ImageLimits::default();
+        let err = limits.check_size(1_048_576, 1).expect_err("aspect");
+        assert!(err.contains("max_image_aspect = 32"), "{err}");
+        let err = limits.check_size(40_000, 40_000).expect_err("pixels");
+        assert!(err.contains("max_image_pixels"), "{err}");
+        assert!(limits.check_size(8000, 6000).is_ok());
+        assert!(limits.check_size(1, 1).is_ok());
+        let small = ImageLimits {
+            max_bytes: 10,
+            ..Default::default()
+        };
+        let err = decode_within(&[0xFF; 11], &small).expect_err("bytes");
+        assert!(err.contains("max_image_bytes = 10"), "{err}");
+        assert!(decode_pixels(b"").expect_err("empty").contains("empty"));
+        assert!(
+            decode_pixels(b"hello world")
+                .expect_err("text")
+                .contains("not an image")
+        );
+    }
+
+    #[test]
+    fn a_png_declaring_huge_dimensions_is_refused_from_its_header() {
+        let mut png = encode(&photo(4, 4), ImageFormat::Png);
+        // IHDR width and height are the big-endian u32s at bytes 16..24.
+        png[16..20].copy_from_slice(&40_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&40_000u32.to_be_bytes());
+        let err = decode_pixels(&png).expect_err("huge PNG");
+        assert!(
+            err.contains("max_image_pixels") || err.contains("PNG"),
+            "{err}"
+        );
+    }
+
+    /// `jpeg` with an EXIF segment (APP1) right after SOI that sets orientation `value`.
+    pub(crate) fn with_exif_orientation(jpeg: &[u8], value: u16) -> Vec<u8> {
+        let mut tiff = b"MM\0*\0\0\0\x08\0\x01".to_vec();
+        tiff.extend([0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1]);
+        tiff.extend(value.to_be_bytes());
+        tiff.extend([0, 0, 0, 0, 0, 0]);
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend(tiff);
+        let mut out = jpeg[..2].to_vec();
+        out.extend([0xFF, 0xE1]);
+        out.extend(((app1.len() + 2) as u16).to_be_bytes());
+        out.extend(app1);
+        out.extend(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let jpeg = encode(&photo(40, 20), ImageFormat::Jpeg);
+        let rotated = decode_pixels(&with_exif_orientation(&jpeg, 6)).expect("rotated JPEG");
+        assert_eq!((rotated.width(), rotated.height()), (20, 40));
+        let upright = decode_pixels(&with_exif_orientation(&jpeg, 1)).expect("upright JPEG");
+        assert_eq!((upright.width(), upright.height()), (40, 20));
+    }
+
+    #[test]
+    fn unusual_valid_images_decode() {
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(9, 7, image::Luma([90])));
+        let rgba16 = DynamicImage::ImageRgba16(image::ImageBuffer::from_pixel(
+            5,
+            3,
+            image::Rgba([1000u16, 2000, 3000, 65535]),
+        ));
+        for (image, format) in [
+            (&grey, ImageFormat::Jpeg),
+            (&grey, ImageFormat::Png),
+            (&rgba16, ImageFormat::Png),
+            (&photo(1, 1), ImageFormat::Jpeg),
+            (&photo(1, 1), ImageFormat::Png),
+        ] {
+            let decoded = decode_pixels(&encode(image, format)).expect("valid image");
+            assert_eq!(
+                (decoded.width(), decoded.height()),
+                (image.width(), image.height())
+            );
+        }
+    }
+}
