@@ -14,8 +14,9 @@ pub struct InputLimits {
     pub max_caption_bytes: usize,
     /// Images decoded at once per worker (`[run] decode_concurrency`, default one per core).
     pub decode_concurrency: usize,
-    /// Long side of the image kept for text spotting (`[run] spotting_max_side`, default 2560,
-    /// the detector's canvas): a larger image is scaled down once decoded.
+    /// Long side of the image kept for text spotting (`[run] spotting_max_side`, default 1280):
+    /// a larger image is scaled down once decoded. The detector's memory grows with its
+    /// square (~1000 bytes a canvas pixel); easyocr's own canvas limit is 2560.
     pub spotting_max_side: u32,
     /// Text regions one image may have (`[run] max_spotted_regions`, default 1000): an image
     /// with more is an `errors` row (stage `encode`) instead of thousands of recognizer crops.
@@ -28,7 +29,7 @@ impl InputLimits {
     /// Default `max_caption_bytes`.
     pub const DEFAULT_MAX_CAPTION_BYTES: usize = 64 << 10;
     /// Default `spotting_max_side`.
-    pub const DEFAULT_SPOTTING_MAX_SIDE: u32 = 2560;
+    pub const DEFAULT_SPOTTING_MAX_SIDE: u32 = 1280;
     /// Default `max_spotted_regions`.
     pub const DEFAULT_MAX_SPOTTED_REGIONS: usize = 1000;
 
