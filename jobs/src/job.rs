@@ -259,6 +259,8 @@ impl JobConfig {
                 self.run.decode_concurrency.unwrap_or(1),
             ),
             ("spotting_max_side", self.run.spotting_max_side as usize),
+            ("max_caption_bytes", self.run.max_caption_bytes),
+            ("max_spotted_regions", self.run.max_spotted_regions),
         ] {
             if value == 0 {
                 return Err(format!("[run] {name} must be at least 1"));

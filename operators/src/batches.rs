@@ -361,7 +361,7 @@ mod tests {
                 content_hash: "ab".into(),
                 crop: None,
                 full: None,
-                full_scale: 1.0,
+                full_scale: [1.0, 1.0],
             },
             embeddings: vec![vec![0.6, 0.8], vec![1.0, 0.0]],
             entities: Some(vec![Entity {

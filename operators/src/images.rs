@@ -36,9 +36,9 @@ pub struct DecodedImage {
     /// The whole image, when the job spots text in it, its long side at most the reader's
     /// `spotting_max_side`.
     pub full: Option<Arc<image::RgbImage>>,
-    /// Image pixels per pixel of `full` (1 unless it was scaled down): spotted polygons are
-    /// multiplied by it to give image coordinates.
-    pub full_scale: f32,
+    /// Image pixels per pixel of `full` along x and y (1 unless it was scaled down): spotted
+    /// polygons are multiplied by them to give image coordinates.
+    pub full_scale: [f32; 2],
 }
 
 /// Where image reads may go. A relative image path is resolved against the manifest's folder
@@ -58,16 +58,21 @@ impl ReadPolicy {
     pub fn check(&self, uri: &str) -> Result<(), String> {
         let path = uri.split_once("://").map_or(uri, |(_, rest)| rest);
         let path = path.split(['?', '#']).next().unwrap_or_default();
-        if path
-            .split('/')
-            .any(|segment| matches!(segment.to_ascii_lowercase().as_str(), ".." | "%2e%2e"))
-        {
+        // Segments as the URL parser reads them: it drops tabs and newlines, takes `\` for
+        // `/` and `%2e` for `.`, so `.%2e` and `.\t.` are `..` too.
+        let climbs = path
+            .replace(['\t', '\n', '\r'], "")
+            .split(['/', '\\'])
+            .any(|segment| segment.to_ascii_lowercase().replace("%2e", ".") == "..");
+        if climbs {
             return Err(format!(
                 "refused: the image path climbs out of its folder with `..` ({uri}); image \
                  paths must stay in the manifest's folder"
             ));
         }
-        if !self.allowed(uri) {
+        // The URI as it will be read (normalised), against prefixes normalised the same way.
+        let normalized = url::Url::parse(uri).map_or_else(|_| uri.to_string(), String::from);
+        if !self.allowed(&normalized) {
             return Err(format!(
                 "refused: {uri} is not under any of [input] allowed_prefixes"
             ));
@@ -99,7 +104,11 @@ impl ReadPolicy {
     }
 
     fn allowed(&self, uri: &str) -> bool {
-        self.allowed_prefixes.is_empty() || self.allowed_prefixes.iter().any(|p| uri.starts_with(p))
+        self.allowed_prefixes.is_empty()
+            || self.allowed_prefixes.iter().any(|prefix| {
+                let prefix = url::Url::parse(prefix).map_or_else(|_| prefix.clone(), String::from);
+                uri.starts_with(&prefix)
+            })
     }
 }
 
@@ -267,10 +276,12 @@ impl ImageReader {
         // `decode_concurrency` at once (each may hold a whole decoded image), and a decoder
         // that panics costs one `errors` row.
         let (crop, keep_full, limits) = (self.crop, self.keep_full, self.limits);
-        let Ok(_permit) = self.decodes.clone().acquire_owned().await else {
+        let Ok(permit) = self.decodes.clone().acquire_owned().await else {
             return Err(failed(Stage::Decode, "the decode pool was closed".into()));
         };
         let decoded = tokio::task::spawn_blocking(move || {
+            // Held by the decode itself, so that a cancelled read does not free its slot early.
+            let _permit = permit;
             let (mut decoded, image) = decode_image_within(&bytes, &limits)?;
             drop(bytes);
             if let Some((resize, side)) = crop {
@@ -349,18 +360,19 @@ pub fn decode_image_within(
         content_hash,
         crop: None,
         full: None,
-        full_scale: 1.0,
+        full_scale: [1.0, 1.0],
     };
     Ok((decoded, image))
 }
 
 /// The image text spotting reads: RGB, its long side scaled down to `max_side` when longer
-/// (the detector scales to its canvas anyway), and the image pixels per pixel of it.
-pub fn spotting_image(image: image::DynamicImage, max_side: u32) -> (RgbImage, f32) {
+/// (the detector scales to its canvas anyway), and the image pixels per pixel of it along x
+/// and y.
+pub fn spotting_image(image: image::DynamicImage, max_side: u32) -> (RgbImage, [f32; 2]) {
     let (w, h) = (image.width(), image.height());
     let long = w.max(h);
     if long <= max_side {
-        return (image.into_rgb8(), 1.0);
+        return (image.into_rgb8(), [1.0, 1.0]);
     }
     let scale = f64::from(max_side) / f64::from(long);
     let (nw, nh) = (
@@ -368,7 +380,8 @@ pub fn spotting_image(image: image::DynamicImage, max_side: u32) -> (RgbImage, f
         ((f64::from(h) * scale).round() as u32).max(1),
     );
     let small = image.resize_exact(nw, nh, image::imageops::FilterType::Triangle);
-    (small.into_rgb8(), long as f32 / max_side as f32)
+    let scale = [w as f32 / nw as f32, h as f32 / nh as f32];
+    (small.into_rgb8(), scale)
 }
 
 #[cfg(test)]
@@ -442,6 +455,15 @@ mod tests {
             .check(&format!("{root}/../../../../etc/passwd"))
             .expect_err("climbs out");
         assert!(err.contains("`..`"), "{err}");
+        for sneaky in ["x/.%2e/.%2E/secret.png", "x/%2e./y", "x/.\t./y", "x\\..\\y"] {
+            let err = policy.check(&format!("{root}/{sneaky}")).expect_err(sneaky);
+            assert!(err.contains("`..`"), "{sneaky}: {err}");
+        }
+        assert!(
+            policy
+                .check("s3://bucket/images/.%2e/secret/x.jpg")
+                .is_err()
+        );
         #[cfg(unix)]
         {
             let err = policy
@@ -500,8 +522,8 @@ mod tests {
         let image = image::DynamicImage::ImageRgb8(image::RgbImage::new(3000, 1500));
         let (small, scale) = spotting_image(image, 1000);
         assert_eq!(small.dimensions(), (1000, 500));
-        assert!((scale - 3.0).abs() < 1e-6);
+        assert!(scale.iter().all(|s| (s - 3.0).abs() < 1e-6), "{scale:?}");
         let image = image::DynamicImage::ImageRgb8(image::RgbImage::new(30, 15));
-        assert_eq!(spotting_image(image, 1000).1, 1.0);
+        assert_eq!(spotting_image(image, 1000).1, [1.0, 1.0]);
     }
 }

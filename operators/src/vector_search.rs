@@ -122,16 +122,18 @@ pub async fn build_indexes_except(
     let Some(mut dataset) = open_if_exists(uri).await? else {
         return Ok(Vec::new());
     };
-    let rows = dataset
-        .count_rows(None)
-        .await
-        .map_err(|e| Error::lance(uri, e))?;
     let mut outcomes = Vec::new();
     for column in embedding_columns(&dataset) {
         let name = column.name();
         if existing.contains(&format!("{name}_ivf_pq")) {
             continue;
         }
+        // Training sees the non-null vectors only (a caption column is null for an item
+        // without a caption): count those.
+        let rows = dataset
+            .count_rows(Some(format!("{name} IS NOT NULL")))
+            .await
+            .map_err(|e| Error::lance(uri, e))?;
         // PQ trains 256 centroids per sub-vector: it needs at least that many rows.
         if rows < min_rows.max(256) {
             outcomes.push(IndexOutcome::Flat { column: name, rows });

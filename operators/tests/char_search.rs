@@ -22,7 +22,7 @@ fn item(id: &str, words: &[&str]) -> IndexedItem {
             content_hash: "00".into(),
             crop: None,
             full: None,
-            full_scale: 1.0,
+            full_scale: [1.0, 1.0],
         },
         embeddings: vec![vec![1.0, 0.0]],
         entities: None,

@@ -40,7 +40,7 @@ fn item(i: usize) -> IndexedItem {
             content_hash: "00".into(),
             crop: None,
             full: None,
-            full_scale: 1.0,
+            full_scale: [1.0, 1.0],
         },
         embeddings: vec![vector(i), vector(i + 10_000)],
         entities: None,

@@ -364,7 +364,7 @@ impl RowMaker {
                     content_hash: hashes[i].clone().unwrap_or_default(),
                     crop: None,
                     full: None,
-                    full_scale: 1.0,
+                    full_scale: [1.0, 1.0],
                 },
                 embeddings,
                 entities: self

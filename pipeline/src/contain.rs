@@ -6,8 +6,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The result of `batch` over `inputs`, one per input. `Err` of the whole call: `batch` failed
-/// without panicking (a failure of the stage itself, not of an item). If `batch` panics, each
-/// input runs alone: an input that panics or fails alone gets its reason.
+/// without panicking (a failure of the stage itself, not of an item: a device error, say). If
+/// `batch` panics, each input runs alone: an input that panics alone gets its reason; one that
+/// fails alone without a panic is again a failure of the stage.
 pub fn per_item<T, R, E: std::fmt::Display>(
     inputs: &[T],
     batch: impl Fn(&[T]) -> Result<Vec<R>, E>,
@@ -21,17 +22,18 @@ pub fn per_item<T, R, E: std::fmt::Display>(
             "A batch panicked: running its items one at a time."
         ),
     }
-    Ok(inputs
-        .iter()
-        .map(
-            |input| match catch_unwind(AssertUnwindSafe(|| batch(std::slice::from_ref(input)))) {
+    let mut out = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        out.push(
+            match catch_unwind(AssertUnwindSafe(|| batch(std::slice::from_ref(input)))) {
                 Ok(Ok(mut one)) if one.len() == 1 => Ok(one.remove(0)),
                 Ok(Ok(_)) => Err("the model returned no output for this item".to_string()),
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => return Err(e),
                 Err(panic) => Err(format!("the model panicked: {}", panic_message(&*panic))),
             },
-        )
-        .collect())
+        );
+    }
+    Ok(out)
 }
 
 /// Runs `f`, turning a panic into its message.
@@ -69,6 +71,15 @@ mod tests {
         assert_eq!(got[2], Ok(9));
         let failing = |_: &[i32]| -> Result<Vec<i32>, String> { Err("no device".into()) };
         assert_eq!(per_item(&[1], failing).expect_err("stage"), "no device");
+        // After a panic, an item that fails alone without one fails the stage, not the item.
+        let mixed = |xs: &[i32]| -> Result<Vec<i32>, String> {
+            assert!(xs.len() == 1, "batches panic");
+            match xs[0] {
+                2 => Err("device lost".into()),
+                x => Ok(vec![x]),
+            }
+        };
+        assert_eq!(per_item(&[1, 2], mixed).expect_err("stage"), "device lost");
         assert!(
             unpanicked(|| panic!("boom"))
                 .expect_err("panic")

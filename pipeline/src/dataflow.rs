@@ -111,6 +111,9 @@ struct Shared {
     errors_uri: String,
     /// The manifest's folder: relative image paths may not leave it.
     manifest_folder: String,
+    /// The output's caption columns are not nullable (written before they were): an item
+    /// without a caption is then an `errors` row, as it was.
+    text_not_null: bool,
     started_us: i64,
 }
 
@@ -165,7 +168,7 @@ fn execute(
             spotting: config.spotting,
         },
     );
-    let mut manifest_folder = String::new();
+    let (mut manifest_folder, mut text_not_null) = (String::new(), false);
     let (plan, ledger, delta, missing, order) = runtime.block_on(async {
         let manifest = read_manifest(&config.input).await?;
         manifest_folder = store::parent(&manifest.uri);
@@ -174,6 +177,13 @@ fn execute(
             roll_forward(&mut ledger, &output).await?;
         }
         let items = open_if_exists(&items_uri).await?;
+        // An output written before caption columns were nullable cannot hold a null there.
+        text_not_null = items.as_ref().is_some_and(|d| {
+            d.schema()
+                .fields
+                .iter()
+                .any(|f| f.name.starts_with("text_emb_") && !f.nullable)
+        });
         let errors = open_if_exists(&errors_uri).await?;
         // New rows keep the output's column order (added columns come last in it).
         let order: Option<Vec<String>> = items
@@ -250,6 +260,7 @@ fn execute(
         items_uri,
         errors_uri,
         manifest_folder,
+        text_not_null,
         started_us: chrono::Utc::now().timestamp_micros(),
         config,
     });
@@ -349,6 +360,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
         image_batch_size: shared.config.image_batch_size,
         read_concurrency: shared.config.read_concurrency,
         limits: shared.config.limits.clone(),
+        captionless_as_errors: shared.text_not_null,
         items_schema: shared.items_schema.clone(),
     });
     // Every process decided alone whether the output holds rows: they must agree (a run that

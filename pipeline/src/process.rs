@@ -96,6 +96,9 @@ pub struct ShardProcessor {
     pub read_concurrency: usize,
     /// What one item may cost (captions, spotted regions; the reader holds the image limits).
     pub limits: InputLimits,
+    /// Make an item without a caption an `errors` row even when images are indexed (an output
+    /// whose caption columns are not nullable, written by an older vemo).
+    pub captionless_as_errors: bool,
     /// The `items` schema rows are written in (the output's column order).
     pub items_schema: arrow_schema::SchemaRef,
 }
@@ -158,14 +161,21 @@ impl ShardProcessor {
     pub fn encode_captions(&self, shard: ShardRead) -> ShardEncoded {
         let _span = tracing::debug_span!("encode_captions", shard = shard.shard).entered();
         let mut errors = shard.errors;
-        let image_tasks = self.images.is_some() || self.spotter.is_some();
+        let image_tasks =
+            (self.images.is_some() || self.spotter.is_some()) && !self.captionless_as_errors;
         let mut ready = Vec::new();
         for (entry, image) in shard.read {
             let caption = entry.caption.as_deref().unwrap_or_default();
             let refused = match self.limits.check_caption(caption.len()) {
                 Err(reason) => Some(reason),
                 Ok(()) if caption.trim().is_empty() && !image_tasks => {
-                    Some("empty or missing caption: every task of this job reads it".into())
+                    Some(match self.captionless_as_errors {
+                        true => "empty or missing caption: this output's caption columns were \
+                                 written not nullable (by an older vemo); index into a new \
+                                 output to keep items without captions"
+                            .into(),
+                        false => "empty or missing caption: every task of this job reads it".into(),
+                    })
                 }
                 Ok(()) => None,
             };
@@ -321,11 +331,14 @@ impl ShardProcessor {
             drop(image);
             let reason = match spotted {
                 Ok(Ok(Spotted::Words(mut words))) => {
+                    // Polygons are x, y pairs in the kept image: back to the image's pixels.
                     let scale = item.image.full_scale;
-                    if scale != 1.0 {
-                        words
-                            .iter_mut()
-                            .for_each(|w| w.polygon.iter_mut().for_each(|v| *v *= scale));
+                    if scale != [1.0, 1.0] {
+                        for word in &mut words {
+                            for (i, v) in word.polygon.iter_mut().enumerate() {
+                                *v *= scale[i % 2];
+                            }
+                        }
                     }
                     item.spotted = Some(words);
                     shard.items.push(item);
@@ -352,10 +365,25 @@ impl ShardProcessor {
                 .map(|item| spotted_text(item.spotted.as_deref().unwrap_or_default()))
                 .collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            match self.encoder.entities_of(&refs, self.batch_size) {
+            let found = crate::contain::per_item(&refs, |batch| {
+                self.encoder.entities_of(batch, self.batch_size)
+            });
+            match found {
                 Ok(found) => {
-                    for (item, entities) in shard.items.iter_mut().zip(found) {
-                        item.spotted_entities = Some(entities);
+                    let items = std::mem::take(&mut shard.items);
+                    for (mut item, entities) in items.into_iter().zip(found) {
+                        match entities {
+                            Ok(entities) => {
+                                item.spotted_entities = Some(entities);
+                                shard.items.push(item);
+                            }
+                            Err(reason) => {
+                                let reason = format!("spotted-text entities: {reason}");
+                                shard
+                                    .errors
+                                    .push(item_error(&item.entry, Stage::Encode, reason));
+                            }
+                        }
                     }
                 }
                 Err(e) => {
