@@ -676,7 +676,9 @@ mod tests {
 
     /// Random weights shared with candle-transformers' `ClipModel`, in the configuration
     /// where both implement transformers (quick_gelu, eps 1e-5, legacy eos 2): features must
-    /// agree (tolerance 1e-5, f32), and exits must not depend on which others are asked for.
+    /// agree (f32: text 1e-5; image 1e-4, as our patch embedding is one GEMM where theirs is a
+    /// convolution, which sums in another order: unseeded weights gave up to 1.6e-5), and
+    /// exits must not depend on which others are asked for.
     #[test]
     fn agrees_with_candle_transformers_clip_on_random_weights() -> Result<()> {
         let dev = Device::Cpu;
@@ -721,7 +723,7 @@ mod tests {
             &theirs.get_image_features(&pixels)?,
         )?;
         println!("max |ours - candle-transformers|: text {text_diff:e}, image {image_diff:e}");
-        assert!(text_diff < 1e-5 && image_diff < 1e-5);
+        assert!(text_diff < 1e-5 && image_diff < 1e-4);
 
         let all = ours.encode_image_exits(&pixels, &[0, 1, 2, 3])?;
         let some = ours.encode_image_exits(&pixels, &[2, 1, 2])?;
