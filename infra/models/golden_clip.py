@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the tiny CLIP checkpoint and golden outputs that operators/tests/clip_parity.rs checks.
+"""Writes the tiny CLIP checkpoint and golden outputs that models/tests/clip_parity.rs checks.
 
 Reference implementation: Hugging Face transformers' `CLIPModel` (models/clip/modeling_clip.py),
 eager attention, eval mode, float32 on CPU. The model is a small `CLIPConfig` (text: vocab 99,
@@ -7,12 +7,12 @@ hidden 32, 2 layers, 4 heads, quick_gelu; vision: 32x32 images, 8x8 patches, hid
 3 layers, 4 heads, gelu; projection 16) with seeded random weights: transformers' own init,
 then every tensor perturbed by seeded noise so that LayerNorm scales and biases are not 1 and 0.
 
-Pinned versions (the files in operators/tests/golden/clip_tiny/ were produced with exactly
+Pinned versions (the files in models/tests/golden/clip_tiny/ were produced with exactly
 these; the script refuses to run under others):
     pip install torch==2.15.0 transformers==5.24.0 safetensors==0.8.0
 
 Usage: python3 infra/models/golden_clip.py [OUT_DIR]
-OUT_DIR defaults to operators/tests/golden/clip_tiny. Writes there:
+OUT_DIR defaults to models/tests/golden/clip_tiny. Writes there:
   config.json        model.config.to_json_file (Hugging Face layout, non-default fields only)
   model.safetensors  the state dict (contiguous float32), Hugging Face tensor names
   expected.json      inputs (input_ids, pixel_values) and expected outputs:
@@ -158,4 +158,4 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "operators/tests/golden/clip_tiny")
+    main(sys.argv[1] if len(sys.argv) > 1 else "models/tests/golden/clip_tiny")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Completes the tiny CLIP checkpoint into a Hugging Face CLIP folder and writes the golden
-outputs that operators/tests/clip_bundle_parity.rs checks through a vemo bundle.
+outputs that models/tests/clip_bundle_parity.rs checks through a vemo bundle.
 
-Reads operators/tests/golden/clip_tiny/{config.json,model.safetensors} (written by
+Reads models/tests/golden/clip_tiny/{config.json,model.safetensors} (written by
 golden_clip.py, left unchanged) and writes beside them:
   tokenizer.json        a `tokenizers` WordLevel tokenizer over the tiny config's 99 ids:
                         lowercase, whitespace/punctuation split, "<|startoftext|> $A
@@ -23,7 +23,7 @@ Pinned versions (the script refuses to run under others; the files were produced
     pip install torch==2.15.0 transformers==5.24.0 tokenizers==0.23.3 safetensors==0.8.0 \
         pillow==13.0.0 numpy==2.4.6
 
-Usage: python3 infra/models/golden_clip_bundle.py [DIR]   (default operators/tests/golden/clip_tiny)
+Usage: python3 infra/models/golden_clip_bundle.py [DIR]   (default models/tests/golden/clip_tiny)
 """
 import json
 import os
@@ -190,4 +190,4 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "operators/tests/golden/clip_tiny")
+    main(sys.argv[1] if len(sys.argv) > 1 else "models/tests/golden/clip_tiny")

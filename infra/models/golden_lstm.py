@@ -6,7 +6,7 @@ torch==2.15.0 on CPU, its parameters drawn by torch's default initialisation aft
 `torch.manual_seed(0)`, on a 2x5x8 input drawn from the same generator. Writes the eight
 parameters (names as in the state dict) and the 2x5x12 output.
 
-Usage: python3 infra/models/golden_lstm.py operators/tests/golden/lstm.json
+Usage: python3 infra/models/golden_lstm.py models/tests/golden/lstm.json
 """
 import json
 import sys

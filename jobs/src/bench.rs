@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use vemo_operators::bundle::Bundle;
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_models::bundle::Bundle;
+use vemo_models::models::bert::default_device;
+use vemo_models::models::text_encoder::TextEncoder;
 use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
 
 use crate::cli::BenchArgs;
@@ -102,9 +102,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 /// Detection images/s (CRAFT on 640x480 and 1280x720 images, ICDAR 2015's size) and
 /// recognition crops/s (batches of 32 word crops, 64 px high once prepared).
 fn bench_spotting(bundle: &Bundle) -> anyhow::Result<()> {
-    use vemo_operators::images::RgbImage;
-    use vemo_operators::models::craft::Craft;
-    use vemo_operators::models::recognizer::{Recognizer, read_characters};
+    use image::RgbImage;
+    use vemo_models::models::craft::Craft;
+    use vemo_models::models::recognizer::{Recognizer, read_characters};
     let spec = bundle.spotting()?;
     let device = default_device();
     let detector = Craft::load(&bundle.file(&spec.detector), &device)?;
@@ -152,10 +152,10 @@ scene text: english_g2 recognition, {} crops: {rate:.1} crops/s",
 /// speed side of the exit trade-off. An exit without a trained head is reported, not timed.
 fn bench_image_tower(
     bundle: &Bundle,
-    image: &vemo_operators::bundle::ImageTowerSpec,
+    image: &vemo_models::bundle::ImageTowerSpec,
 ) -> anyhow::Result<()> {
-    use vemo_operators::images::RgbImage;
-    use vemo_operators::models::image_encoder::ImageEncoder;
+    use image::RgbImage;
+    use vemo_models::models::image_encoder::ImageEncoder;
     let device = default_device();
     let side = image.input_size as u32;
     let crops: Vec<RgbImage> = (0..16u32)

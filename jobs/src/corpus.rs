@@ -10,8 +10,8 @@ use rand::{Rng, SeedableRng};
 use vemo_operators::store;
 
 use crate::cli::{CorpusArgs, CorpusCommand};
-use crate::home::vemo_home;
 use crate::models::{extract_members, find_or_download_wheel};
+use vemo_models::bundle::vemo_home;
 
 /// The sample manifest: scikit-image file names with the project's captions.
 const SAMPLE_MANIFEST: &str = include_str!("../corpus/sample.jsonl");

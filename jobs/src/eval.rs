@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use image::RgbImage;
 use serde::Serialize;
-use vemo_operators::bundle::Bundle;
-use vemo_operators::images::{RgbImage, classifier_crop, decode_image};
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::image_encoder::ImageEncoder;
-use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_models::bundle::Bundle;
+use vemo_models::models::bert::default_device;
+use vemo_models::models::image_encoder::ImageEncoder;
+use vemo_models::models::text_encoder::TextEncoder;
+use vemo_models::pixels::classifier_crop;
+use vemo_operators::images::decode_image;
 
 use crate::cli::EvalRetrievalArgs;
 use crate::home::{bundle_dir, expand};

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde::Serialize;
-use vemo_operators::bundle::Bundle;
-use vemo_operators::models::bert::default_device;
-use vemo_operators::spotting::Spotter;
-use vemo_operators::spotting::geometry::Point;
-use vemo_operators::spotting::icdar::{read_crops_gt, read_scene_gt};
-use vemo_operators::spotting::metrics::{Prf, SceneCounts, Spotted, recognition_accuracy};
+use vemo_models::bundle::Bundle;
+use vemo_models::models::bert::default_device;
+use vemo_models::spotting::Spotter;
+use vemo_models::spotting::geometry::Point;
+use vemo_models::spotting::icdar::{read_crops_gt, read_scene_gt};
+use vemo_models::spotting::metrics::{Prf, SceneCounts, Spotted, recognition_accuracy};
 
 use crate::cli::EvalSpottingArgs;
 use crate::home::{bundle_dir, expand};
@@ -142,7 +142,7 @@ impl Source {
                     let image = image::open(path)
                         .map_err(|e| usage(format!("{}: {e}", path.display())))?
                         .to_rgb8();
-                    images.push(vemo_operators::spotting::crops::imread_grey(&image));
+                    images.push(vemo_models::spotting::crops::imread_grey(&image));
                 }
                 let read = spotter.recognizer().recognize(&images)?;
                 Ok(read.into_iter().map(|r| r.text).collect())

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-pub use vemo_operators::bundle::vemo_home;
+use vemo_models::bundle::vemo_home;
 
 /// Folder of the bundle `name`: a path if it contains a `/`, else `$VEMO_HOME/models/name`.
 pub fn bundle_dir(name: &str) -> PathBuf {

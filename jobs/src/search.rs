@@ -11,13 +11,14 @@
 
 use std::process::ExitCode;
 
-use vemo_operators::bundle::Bundle;
-use vemo_operators::images::{ImageReader, classifier_crop, decode_image};
+use vemo_models::bundle::Bundle;
+use vemo_models::models::bert::default_device;
+use vemo_models::models::image_encoder::ImageEncoder;
+use vemo_models::models::text_encoder::TextEncoder;
+use vemo_models::pixels::classifier_crop;
+use vemo_operators::char_search::{CharHit, find_chars};
+use vemo_operators::images::{ImageReader, decode_image};
 use vemo_operators::lance_io::open_if_exists;
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::image_encoder::ImageEncoder;
-use vemo_operators::models::text_encoder::TextEncoder;
-use vemo_operators::spotting::search::{CharHit, find_chars};
 use vemo_operators::store;
 use vemo_operators::vector_search::{
     Hit, embedding_columns, find_entity, match_entity, nearest, recorded_bundle,

@@ -8,14 +8,15 @@
 use std::process::ExitCode;
 
 use candle_core::Tensor;
-use vemo_operators::bundle::{Bundle, CLIP};
-use vemo_operators::images::{ImageReader, decode_image, training_views};
+use vemo_models::bundle::{Bundle, CLIP};
+use vemo_models::models::bert::default_device;
+use vemo_models::models::efficientnet::STAGES;
+use vemo_models::models::exit_heads::{HeadQuality, TrainOptions, train_head};
+use vemo_models::models::image_encoder::ImageEncoder;
+use vemo_models::models::text_encoder::TextEncoder;
+use vemo_models::pixels::training_views;
+use vemo_operators::images::{ImageReader, decode_image};
 use vemo_operators::manifest::read_manifest;
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::efficientnet::STAGES;
-use vemo_operators::models::exit_heads::{HeadQuality, TrainOptions, train_head};
-use vemo_operators::models::image_encoder::ImageEncoder;
-use vemo_operators::models::text_encoder::TextEncoder;
 
 use crate::cli::TrainExitsArgs;
 use crate::home::{bundle_dir, expand};
@@ -160,7 +161,7 @@ fn class_prompts(bundle: &Bundle) -> anyhow::Result<Vec<String>> {
     if !synsets.is_file() || !lemmas.is_file() {
         return Ok(Vec::new());
     }
-    let classes = vemo_operators::models::conse::imagenet_class_names(
+    let classes = vemo_models::models::conse::imagenet_class_names(
         &std::fs::read_to_string(synsets)?,
         &std::fs::read_to_string(lemmas)?,
     )?;

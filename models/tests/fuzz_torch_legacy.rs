@@ -21,8 +21,8 @@ fn allowed(len: usize) -> usize {
     4096 * len + (1 << 20)
 }
 
-/// The fixture torch itself wrote (see `operators/tests/torch_legacy.rs`).
-const FIXTURE: &[u8] = include_bytes!("../../operators/tests/fixtures/legacy.pth");
+/// The fixture torch itself wrote (see `models/tests/torch_legacy.rs`).
+const FIXTURE: &[u8] = include_bytes!("fixtures/legacy.pth");
 
 /// One tensor of a hand-built legacy file: a view of storage `key` (float32, `numel` elements).
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use vemo_schemas::{
 
 use crate::Result;
 use crate::images::DecodedImage;
-use crate::spotting::spotted_text;
+use vemo_models::spotting::spotted_text;
 
 /// One successfully processed item, ready to become an `items` row.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! ReadImages: fetch each item's image bytes, hash them and decode them, within the job's
-//! [`ImageLimits`] and [`ReadPolicy`].
+//! [`ImageLimits`](vemo_models::pixels::ImageLimits) and [`ReadPolicy`].
 //!
 //! A missing object, a refused URI, an image past a limit or an undecodable image is not a job
 //! failure: it comes back as an [`ErrorRecord`] with the stage (`read` or `decode`) and the
@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use vemo_schemas::{ErrorRecord, ManifestEntry, Stage};
 
-pub use image::RgbImage;
-pub use vemo_models::pixels::*;
+use image::RgbImage;
+use vemo_models::pixels::{ImageLimits, classifier_crop, decode_within};
 
 use crate::store::{self, Location};
 use crate::{Error, Result};
@@ -31,7 +31,7 @@ pub struct DecodedImage {
     pub height: u32,
     /// SHA-256 of the image bytes, hex.
     pub content_hash: String,
-    /// The image tower's input (see [`classifier_crop`]) when the job runs the image tower.
+    /// The image tower's input (see [`classifier_crop`](vemo_models::pixels::classifier_crop)) when the job runs the image tower.
     pub crop: Option<Arc<image::RgbImage>>,
     /// The whole image, when the job spots text in it, its long side at most the reader's
     /// `spotting_max_side`.

@@ -4,11 +4,11 @@
 //! object-store access ([`store`]), manifests ([`manifest`]), image reads ([`images`]) within
 //! the job's [`limits`], Arrow batch builders ([`batches`]), the Lance and Parquet writers ([`lance_io`], [`parquet_io`]),
 //! vector indexes and k-nearest search ([`vector_search`]) and character search
-//! ([`spotting::search`]). The models (bundles, towers, heads, NER, spotting, device and
-//! precision) live in vemo-models, re-exported here under the same names. The pipeline crate
-//! wires them.
+//! ([`char_search`]). The models (bundles, towers, heads, NER, spotting, device and precision)
+//! are vemo-models'; the pipeline crate wires the two.
 
 pub mod batches;
+pub mod char_search;
 pub mod crash;
 mod error;
 pub mod faults;
@@ -18,10 +18,7 @@ pub mod lance_io;
 pub mod limits;
 pub mod manifest;
 pub mod parquet_io;
-pub mod spotting;
 pub mod store;
 pub mod vector_search;
-
-pub use vemo_models::{bundle, device, hf_clip, models, ner, torch_legacy};
 
 pub use error::{Error, Result};

@@ -3,9 +3,9 @@
 //! words above approximate ones (a recognizer error), returning the matched words' polygons.
 
 use vemo_operators::batches::{IndexedItem, RowStamp, items_batch};
+use vemo_operators::char_search::{build_text_index, find_chars};
 use vemo_operators::images::DecodedImage;
 use vemo_operators::lance_io::{commit_fragments, open_if_exists, write_fragments_uncommitted};
-use vemo_operators::spotting::search::{build_text_index, find_chars};
 use vemo_schemas::{EmbeddingColumn, ItemTasks, ManifestEntry, SpottedWord, items_schema_for};
 
 fn item(id: &str, words: &[&str]) -> IndexedItem {

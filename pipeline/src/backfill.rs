@@ -16,13 +16,13 @@ use lance::Dataset;
 use lance::dataset::transaction::Operation;
 use lance::dataset::{BatchUDF, NewColumnTransform};
 use serde::{Deserialize, Serialize};
+use vemo_models::models::text_encoder::TextEncoder;
 use vemo_operators::batches::{
     IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, items_batch,
 };
 use vemo_operators::images::DecodedImage;
 use vemo_operators::lance_commit::{Commit, commit_operation_at};
 use vemo_operators::lance_io::open_if_exists;
-use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
 use vemo_schemas::{

@@ -85,9 +85,7 @@ pub fn index_columns(
         (
             build(
                 "spotted_text_inverted",
-                Box::pin(vemo_operators::spotting::search::build_text_index(
-                    items_uri,
-                )),
+                Box::pin(vemo_operators::char_search::build_text_index(items_uri)),
             ),
             "spotted_text: INVERTED (full-text) index",
             "the spotted-text index",

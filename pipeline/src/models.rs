@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use candle_core::Device;
-use vemo_operators::bundle::Bundle;
-use vemo_operators::models::image_encoder::ImageEncoder;
-use vemo_operators::models::text_encoder::TextEncoder;
-use vemo_operators::spotting::Spotter;
+use vemo_models::bundle::Bundle;
+use vemo_models::models::image_encoder::ImageEncoder;
+use vemo_models::models::text_encoder::TextEncoder;
+use vemo_models::spotting::Spotter;
 
 use crate::Result;
 use crate::config::{ClusterConfig, IndexConfig};

@@ -11,20 +11,21 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
+use vemo_models::models::image_encoder::ImageEncoder;
+use vemo_models::models::text_encoder::TextEncoder;
+use vemo_models::spotting::{Spotted, Spotter, spotted_text};
 use vemo_operators::batches::{
     IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, errors_batch, items_batch,
     spotted_long_batch,
 };
-use vemo_operators::images::{DecodedImage, ImageReader, RgbImage};
+use vemo_operators::images::{DecodedImage, ImageReader};
 use vemo_operators::lance_io::{fragments_to_json, write_fragments_uncommitted};
 use vemo_operators::limits::InputLimits;
-use vemo_operators::models::image_encoder::ImageEncoder;
-use vemo_operators::models::text_encoder::TextEncoder;
 use vemo_operators::parquet_io::write_parquet;
-use vemo_operators::spotting::{Spotted, Spotter, spotted_text};
 use vemo_operators::store::Location;
 use vemo_schemas::{
     EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,

@@ -6,7 +6,7 @@
 
 use std::io::Cursor;
 
-use vemo_operators::bundle::vemo_home;
+use vemo_models::bundle::vemo_home;
 use vemo_operators::store;
 use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
 

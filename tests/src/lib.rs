@@ -30,7 +30,7 @@ pub fn vemo_bin() -> PathBuf {
 pub mod rows;
 pub mod servers;
 
-pub use vemo_operators::bundle::vemo_home;
+use vemo_models::bundle::vemo_home;
 
 /// The pulled `vemo-mini` bundle, or `None` (after saying so) when it is absent and not
 /// required.

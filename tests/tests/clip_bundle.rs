@@ -1,5 +1,5 @@
 //! A CLIP bundle end to end, without the vemo-mini bundle: `vemo models add-clip` on the tiny
-//! CLIP checkpoint in the Hugging Face layout (`operators/tests/golden/clip_tiny`, written by
+//! CLIP checkpoint in the Hugging Face layout (`models/tests/golden/clip_tiny`, written by
 //! `infra/models/golden_clip.py` and `golden_clip_bundle.py`), into a temporary `VEMO_HOME`;
 //! `vemo corpus synth`; `vemo index` at text exits 1, 2 and image exits 1, 3; `vemo search` by a
 //! sentence and by an image; `vemo eval retrieval` on the same corpus. The weights are random,
@@ -14,7 +14,7 @@ use vemo_tests::vemo_ok_in_home;
 const ITEMS: usize = 12;
 
 fn clip_tiny() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../operators/tests/golden/clip_tiny")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/tests/golden/clip_tiny")
 }
 
 fn read_items(root: &Path) -> Vec<RecordBatch> {

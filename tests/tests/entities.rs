@@ -6,7 +6,8 @@ use std::path::Path;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
-use vemo_tests::{bundle_or_skip, read_lance, vemo, vemo_home, vemo_ok};
+use vemo_models::bundle::vemo_home;
+use vemo_tests::{bundle_or_skip, read_lance, vemo, vemo_ok};
 
 const SENTENCES: &str = "\
 Angela NNP B-NP B-PER

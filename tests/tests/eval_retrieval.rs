@@ -3,7 +3,8 @@
 //! image exit finds most photos from their captions. The figures on coco-mini-train are in the
 //! README (that data is not available to a fresh clone).
 
-use vemo_tests::{bundle_or_skip, vemo_home, vemo_ok};
+use vemo_models::bundle::vemo_home;
+use vemo_tests::{bundle_or_skip, vemo_ok};
 
 #[test]
 fn eval_retrieval_reports_every_exit_as_json() {

@@ -8,10 +8,11 @@ use std::path::Path;
 use arrow_array::Float32Array;
 use arrow_array::cast::AsArray;
 use futures_util::TryStreamExt;
-use vemo_operators::bundle::Bundle;
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::text_encoder::TextEncoder;
-use vemo_tests::{bundle_or_skip, vemo_home, vemo_ok};
+use vemo_models::bundle::Bundle;
+use vemo_models::bundle::vemo_home;
+use vemo_models::models::bert::default_device;
+use vemo_models::models::text_encoder::TextEncoder;
+use vemo_tests::{bundle_or_skip, vemo_ok};
 
 /// Paraphrased queries (not the captions themselves) and the image each must rank first.
 const QUERIES: &[(&str, &str)] = &[

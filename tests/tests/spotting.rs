@@ -1,6 +1,6 @@
 //! `vemo eval spotting` end to end on a one-scene ICDAR 2015 style set: the drawn scene of
-//! `operators/tests/fixtures/spotting/rotated.png` (signs, two of them rotated), its ground
-//! truth taken from easyocr 1.7.2's `readtext` (`operators/tests/golden/spotting_glue.json`),
+//! `models/tests/fixtures/spotting/rotated.png` (signs, two of them rotated), its ground
+//! truth taken from easyocr 1.7.2's `readtext` (`models/tests/golden/spotting_glue.json`),
 //! plus a don't-care box. Scored from a predictions file (the protocol alone), then with the
 //! bundle's detector, grouping and recognizer, which must find every word as easyocr did.
 
@@ -16,7 +16,7 @@ fn root() -> &'static Path {
 
 /// easyocr's words for the scene: (8 coordinates, text).
 fn reference_words() -> Vec<(Vec<f64>, String)> {
-    let golden = root().join("operators/tests/golden/spotting_glue.json");
+    let golden = root().join("models/tests/golden/spotting_glue.json");
     let golden: serde_json::Value =
         serde_json::from_slice(&std::fs::read(golden).expect("golden")).expect("JSON");
     let image = golden["images"]
@@ -49,7 +49,7 @@ fn scene_set(dir: &Path, words: &[(Vec<f64>, String)]) {
     std::fs::create_dir_all(dir.join("images")).expect("images/");
     std::fs::create_dir_all(dir.join("gt")).expect("gt/");
     std::fs::copy(
-        root().join("operators/tests/fixtures/spotting/rotated.png"),
+        root().join("models/tests/fixtures/spotting/rotated.png"),
         dir.join("images/img_1.png"),
     )
     .expect("scene");

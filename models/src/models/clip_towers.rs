@@ -92,8 +92,7 @@ mod tests {
     #[test]
     fn towers_of_one_bundle_share_one_model() -> Result<()> {
         let bundle = Bundle {
-            root: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../operators/tests/golden/clip_tiny"),
+            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/clip_tiny"),
             manifest: crate::hf_clip::clip_manifest("t", "1", &Default::default(), "test"),
         };
         let load = || {

@@ -106,8 +106,7 @@ mod tests {
     #[test]
     fn bilstm_matches_torch_on_random_weights() {
         let golden: serde_json::Value =
-            serde_json::from_str(include_str!("../../../operators/tests/golden/lstm.json"))
-                .expect("golden");
+            serde_json::from_str(include_str!("../../tests/golden/lstm.json")).expect("golden");
         let (input, hidden) = (8, 6);
         let dev = Device::Cpu;
         let params: HashMap<String, Vec<f32>> =

@@ -6,10 +6,10 @@
 //! Needs the pulled bundle (`vemo models pull`); skips with a message when it is absent unless
 //! `VEMO_REQUIRE_BUNDLE=1`.
 
-use vemo_operators::bundle::{Bundle, vemo_home};
-use vemo_operators::ner::entities::caption_entities;
-use vemo_operators::ner::tags::{NUM_TAGS, tag_index};
-use vemo_operators::ner::train::bundle_tokenizer;
+use vemo_models::bundle::{Bundle, vemo_home};
+use vemo_models::ner::entities::caption_entities;
+use vemo_models::ner::tags::{NUM_TAGS, tag_index};
+use vemo_models::ner::train::bundle_tokenizer;
 
 #[test]
 fn entities_keep_the_original_text_and_character_offsets() {

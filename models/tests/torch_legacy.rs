@@ -7,7 +7,7 @@
 //! different offsets, and a float16 tensor. Values must match exactly (tolerance 0: the bytes
 //! are copied, float16 widened).
 
-use vemo_operators::torch_legacy::{TorchDtype, import_to_safetensors, read_state_dict};
+use vemo_models::torch_legacy::{TorchDtype, import_to_safetensors, read_state_dict};
 
 #[test]
 fn legacy_state_dict_matches_torch() {

@@ -14,9 +14,9 @@
 //! Needs the pulled bundle (`vemo models pull`); skips with a message when it is absent unless
 //! `VEMO_REQUIRE_BUNDLE=1`.
 
-use vemo_operators::bundle::{Bundle, vemo_home};
-use vemo_operators::models::bert::default_device;
-use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_models::bundle::{Bundle, vemo_home};
+use vemo_models::models::bert::default_device;
+use vemo_models::models::text_encoder::TextEncoder;
 
 fn bundle() -> Option<Bundle> {
     let dir = vemo_home().join("models/vemo-mini");
@@ -99,7 +99,7 @@ fn bf16_caption_embeddings_stay_close_to_sentence_transformers() {
         &bundle,
         &[6, 3],
         &candle_core::Device::Cpu,
-        vemo_operators::device::Precision::Bf16,
+        vemo_models::device::Precision::Bf16,
     )
     .expect("load encoder in bf16");
     let refs: Vec<&str> = captions.iter().map(String::as_str).collect();

@@ -10,8 +10,8 @@
 //! message when it is absent unless `VEMO_REQUIRE_BUNDLE=1`.
 
 use candle_core::{Device, Tensor};
-use vemo_operators::bundle::{Bundle, vemo_home};
-use vemo_operators::models::efficientnet::EfficientNetLite;
+use vemo_models::bundle::{Bundle, vemo_home};
+use vemo_models::models::efficientnet::EfficientNetLite;
 
 fn pattern() -> Tensor {
     let n = 2 * 3 * 224 * 224;
@@ -74,7 +74,7 @@ fn sample_photos_get_their_classes() {
     }
     for (file, classes) in PHOTOS {
         let image = image::open(corpus.join(file)).expect("open photo");
-        let input = vemo_operators::images::classifier_input(&image, 256, 224);
+        let input = vemo_models::pixels::classifier_input(&image, 256, 224);
         let x = Tensor::from_vec(input, (1, 3, 224, 224), &Device::Cpu).expect("input");
         let logits = model
             .forward(&x)

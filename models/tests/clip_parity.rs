@@ -19,7 +19,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
-use vemo_operators::models::clip::{ClipConfig, ClipModel};
+use vemo_models::models::clip::{ClipConfig, ClipModel};
 
 const TOLERANCE: f32 = 1e-4;
 

@@ -20,11 +20,11 @@ use candle_core::Device;
 use image::GrayImage;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use vemo_operators::bundle::vemo_home;
-use vemo_operators::models::recognizer::{Recognizer, read_characters};
-use vemo_operators::spotting::crops::imread_grey;
-use vemo_operators::spotting::lines::{group_text_boxes, to_easyocr_ints};
-use vemo_operators::spotting::{GroupingConfig, TextCrop, boxes_to_crops};
+use vemo_models::bundle::vemo_home;
+use vemo_models::models::recognizer::{Recognizer, read_characters};
+use vemo_models::spotting::crops::imread_grey;
+use vemo_models::spotting::lines::{group_text_boxes, to_easyocr_ints};
+use vemo_models::spotting::{GroupingConfig, TextCrop, boxes_to_crops};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spotting")

@@ -23,11 +23,11 @@ use std::path::PathBuf;
 use candle_core::Device;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use vemo_operators::bundle::Bundle;
-use vemo_operators::hf_clip::add_clip_bundle;
-use vemo_operators::images::{classifier_crop, decode_image};
-use vemo_operators::models::image_encoder::ImageEncoder;
-use vemo_operators::models::text_encoder::TextEncoder;
+use vemo_models::bundle::Bundle;
+use vemo_models::hf_clip::add_clip_bundle;
+use vemo_models::models::image_encoder::ImageEncoder;
+use vemo_models::models::text_encoder::TextEncoder;
+use vemo_models::pixels::{classifier_crop, decode_pixels};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -69,7 +69,7 @@ fn crops(e: &Expected, resize: u32, side: u32) -> Vec<image::RgbImage> {
         .iter()
         .map(|name| {
             let bytes = std::fs::read(golden_dir().join(name)).expect("read png");
-            classifier_crop(&decode_image(&bytes).expect("decode").1, resize, side)
+            classifier_crop(&decode_pixels(&bytes).expect("decode"), resize, side)
         })
         .collect()
 }
@@ -173,7 +173,7 @@ fn clip_image_tower_matches_transformers() {
 fn clip_towers_in_bf16_stay_close_to_transformers() {
     let e = expected();
     let (_dir, bundle) = bundle();
-    let bf16 = vemo_operators::device::Precision::Bf16;
+    let bf16 = vemo_models::device::Precision::Bf16;
     let text = TextEncoder::load_in(&bundle, &[1, 2], false, &Device::Cpu, bf16).expect("text");
     let refs: Vec<&str> = e.sentences.iter().map(String::as_str).collect();
     let got = text.encode_all(&refs, 3).expect("encode text");

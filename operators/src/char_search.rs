@@ -13,9 +13,9 @@ use vemo_schemas::{
     COL_CAPTION, COL_ID, COL_IMAGE, COL_POLYGON, COL_SPOTTED, COL_SPOTTED_TEXT, COL_TEXT,
 };
 
-use super::text_match::{match_words, words};
 use crate::lance_io::open_if_exists;
 use crate::{Error, Result};
+use vemo_models::spotting::text_match::{match_words, words};
 
 /// Full-text candidates fetched per wanted result before re-ranking.
 const CANDIDATES_PER_HIT: usize = 10;

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use vemo_operators::bundle::vemo_home;
-use vemo_operators::models::recognizer::{Recognizer, read_characters};
+use vemo_models::bundle::vemo_home;
+use vemo_models::models::recognizer::{Recognizer, read_characters};
 
 fn spotting_dir() -> PathBuf {
     vemo_home().join("models/vemo-mini/spotting")
@@ -168,7 +168,7 @@ fn word_accuracy_on_icdar_crops() {
         .iter()
         .map(|(name, _)| {
             let rgb = image::open(dir.join(name)).expect("crop").to_rgb8();
-            vemo_operators::models::recognizer::prepare::to_gray(&rgb)
+            vemo_models::models::recognizer::prepare::to_gray(&rgb)
         })
         .collect();
     let start = Instant::now();

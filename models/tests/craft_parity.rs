@@ -17,10 +17,10 @@ use std::time::Instant;
 use candle_core::Device;
 use image::RgbImage;
 use serde::Deserialize;
-use vemo_operators::bundle::vemo_home;
-use vemo_operators::models::craft::Craft;
-use vemo_operators::models::craft::Detection;
-use vemo_operators::models::craft_geometry::{Point, convex_iou};
+use vemo_models::bundle::vemo_home;
+use vemo_models::models::craft::Craft;
+use vemo_models::models::craft::Detection;
+use vemo_models::models::craft_geometry::{Point, convex_iou};
 
 #[derive(Deserialize)]
 struct Golden {
