@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use serde::Serialize;
 use vemo_operators::lance_io::{DatasetSummary, summarize};
 use vemo_operators::store;
-use vemo_schemas::{
-    ERRORS_DATASET, ITEMS_DATASET, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR, VEMO_DIR,
-};
+use vemo_output::OutputLayout;
+use vemo_schemas::{ITEMS_DATASET, PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR};
 
 use crate::cli::InspectArgs;
 use crate::usage;
@@ -45,7 +44,7 @@ struct VersionLine {
 /// Every version of the `items` dataset at `items_uri` with what its ledger entry says.
 async fn versions(items_uri: &str) -> anyhow::Result<Vec<VersionLine>> {
     use vemo_operators::lance_commit::version_properties;
-    use vemo_pipeline::ledger::{ITEMS_PROPERTY, LedgerEntry, parse_entry};
+    use vemo_output::ledger::{ITEMS_PROPERTY, LedgerEntry, parse_entry};
     let Some(dataset) = vemo_operators::lance_io::open_if_exists(items_uri).await? else {
         return Ok(Vec::new());
     };
@@ -165,8 +164,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
 
 async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
     let root = store::resolve(uri)?;
-    let items = summarize(&store::join(&root.uri, ITEMS_DATASET)).await?;
-    let errors = summarize(&store::join(&root.uri, ERRORS_DATASET)).await?;
+    let layout = OutputLayout::of(&root);
+    let items = summarize(&layout.items_uri()).await?;
+    let errors = summarize(&layout.errors_uri()).await?;
     let mut parquet_parts = Vec::new();
     for dir in [PARQUET_EMBEDDINGS_DIR, PARQUET_ERRORS_DIR] {
         let names = list_names(&root, dir).await?;
@@ -175,8 +175,8 @@ async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
             names.iter().filter(|n| n.ends_with(".parquet")).count(),
         ));
     }
-    let runs = list_names(&root, &format!("{VEMO_DIR}/runs")).await?;
-    let parameters = match bundle_of(&store::join(&root.uri, ITEMS_DATASET)).await {
+    let runs = layout.runs()?.list_names().await?;
+    let parameters = match bundle_of(&layout.items_uri()).await {
         Some(id) => installed_bundle(&id).and_then(|b| crate::models::bundle_parameters(&b).ok()),
         None => None,
     };

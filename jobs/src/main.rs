@@ -47,6 +47,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         e.is::<UsageError>()
             || e.downcast_ref::<vemo_pipeline::Error>()
                 .is_some_and(|e| e.is_user_error())
+            || e.downcast_ref::<vemo_output::Error>()
+                .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<vemo_operators::Error>()
                 .is_some_and(|e| e.is_user_error())
             || e.downcast_ref::<vemo_models::Error>()

@@ -1,4 +1,4 @@
-//! `vemo status`: a job's progress read from the output's ledger (`vemo_pipeline::ledger`) and
+//! `vemo status`: a job's progress read from the output's ledger (`vemo_output::ledger`) and
 //! job records (`_vemo/jobs/`), without touching the running job.
 
 use std::collections::BTreeMap;
@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use vemo_operators::store;
-use vemo_pipeline::JobRecord;
-use vemo_pipeline::ledger::Ledger;
+use vemo_output::jobs::JobRecord;
+use vemo_output::ledger::Ledger;
 
 use crate::cli::StatusArgs;
 use crate::usage;
@@ -40,7 +40,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (ledger, jobs) = runtime.block_on(async {
         let ledger = Ledger::load(&output).await?;
         let jobs = JobRecord::read_all(&output).await?;
-        Ok::<_, vemo_operators::Error>((ledger, jobs))
+        Ok::<_, vemo_output::Error>((ledger, jobs))
     })?;
     let job = jobs.last().cloned();
     if job.is_none() && ledger.shards.is_empty() {

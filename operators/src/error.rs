@@ -45,23 +45,11 @@ pub enum Error {
     /// A local file could not be read or written.
     #[error("{path}: {cause}")]
     Io { path: String, cause: std::io::Error },
-    /// A record vemo keeps in an output (a ledger entry or snapshot, a job record, a pending
-    /// column addition) cannot be parsed. Retrying cannot help and guessing could commit a
-    /// shard twice or lose staged parts: `reason` says what is wrong and what to do.
-    #[error("corrupt record `{uri}`: {reason}")]
-    Corrupt { uri: String, reason: String },
-    /// Conditional commits on `uri` kept losing to other writers (other runs on the output).
-    #[error(
-        "`{uri}`: {attempts} conditional commit(s) in a row lost to other writers; rerun when \
-         the other runs on this output have finished"
-    )]
-    Contention { uri: String, attempts: usize },
 }
 
 impl Error {
     /// True when the user can fix this by changing a flag, a job file, a manifest or a bundle
-    /// (exit code 2); false for failures of the run itself (exit code 1), [`Error::Corrupt`]
-    /// and [`Error::Contention`] included: the output, not the command, needs attention.
+    /// (exit code 2); false for failures of the run itself (exit code 1).
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
@@ -76,14 +64,6 @@ impl Error {
         Error::Lance {
             uri: uri.to_string(),
             cause: Box::new(source),
-        }
-    }
-
-    /// A [`Error::Corrupt`] for the record at `uri`.
-    pub fn corrupt(uri: &str, reason: impl Into<String>) -> Self {
-        Error::Corrupt {
-            uri: uri.to_string(),
-            reason: reason.into(),
         }
     }
 

@@ -15,7 +15,6 @@ use arrow_schema::{ArrowError, SchemaRef};
 use lance::Dataset;
 use lance::dataset::transaction::Operation;
 use lance::dataset::{BatchUDF, NewColumnTransform};
-use serde::{Deserialize, Serialize};
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_operators::batches::{
     IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, items_batch,
@@ -28,11 +27,12 @@ use vemo_operators::store::Location;
 use vemo_schemas::{
     COL_CAPTION, COL_COLUMN, COL_CONTENT_HASH, COL_ENTITIES, COL_ENTITY_KEYS, COL_HEIGHT, COL_ID,
     COL_IMAGE, COL_METADATA, COL_WIDTH, EmbeddingColumn, ItemTasks, ManifestEntry,
-    PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR, VEMO_DIR,
+    PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
 };
 
-use crate::error::record_json;
 use crate::{Error, Result};
+use vemo_output::layout::OutputLayout;
+use vemo_output::pending::PendingColumns;
 
 /// The columns of `job` that `items` lacks (empty: none), when they can be added from the
 /// captions. An output with columns the job does not write, or lacking ones that need the
@@ -96,7 +96,7 @@ pub struct ColumnJob<'a> {
 /// Computes the `missing` columns for every row of the `items` dataset at `uri` from its
 /// captions and adds them in one new version. Crash-safe: the new columns' Parquet parts are
 /// staged and listed in `_vemo/columns/JOB.json` before the Lance commit and published after
-/// it; [`roll_forward`] finishes or discards what a crash left. Returns the rows that gained
+/// it; [`vemo_output::pending::roll_forward`] finishes or discards what a crash left. Returns the rows that gained
 /// the columns.
 pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> Result<usize> {
     let Some(dataset) = open_if_exists(uri).await? else {
@@ -162,16 +162,12 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
     };
     // Stage the Parquet rows and record them, then commit, then publish.
     let batches = std::mem::take(&mut *maker.long.lock().unwrap_or_else(|p| p.into_inner()));
-    let pending = Pending {
+    let job_id = &job.stamp.job_id;
+    let pending = PendingColumns {
         columns: missing.to_vec(),
-        parts: stage_long_parts(job.output, &job.stamp.job_id, batches).await?,
+        parts: stage_long_parts(job.output, job_id, batches).await?,
     };
-    let record = job
-        .output
-        .child(&format!("{PENDING_DIR}/{}.json", job.stamp.job_id))?;
-    record
-        .write(record_json(&record.uri, &pending, false)?.into_bytes())
-        .await?;
+    pending.write(job.output, job_id).await?;
     let operation = Operation::Merge {
         fragments,
         schema,
@@ -180,91 +176,18 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
     match commit_operation_at(uri, Some(&dataset), operation, HashMap::new()).await? {
         Commit::Landed(version) => tracing::debug!(version, "Columns committed."),
         Commit::Moved => {
-            pending.discard(job.output).await?;
-            record.delete().await?;
-            return Err(vemo_operators::Error::Contention {
+            pending.discard(job.output, job_id).await?;
+            return Err(vemo_output::Error::Contention {
                 uri: uri.to_string(),
                 attempts: 1,
             }
             .into());
         }
     }
-    vemo_operators::crash::point("columns-committed", &job.stamp.job_id);
-    crate::ledger::publish_parts(job.output, &pending.parts).await?;
-    record.delete().await?;
+    vemo_operators::crash::point("columns-committed", job_id);
+    pending.publish(job.output, job_id).await?;
     let added = *maker.rows.lock().unwrap_or_else(|p| p.into_inner());
     Ok(added)
-}
-
-/// Folder of the records of column additions in progress, under the output root.
-const PENDING_DIR: &str = "_vemo/columns";
-
-/// A column addition in progress: its columns and its staged Parquet parts (staged path,
-/// published path).
-#[derive(Debug, Serialize, Deserialize)]
-struct Pending {
-    columns: Vec<String>,
-    parts: Vec<(String, String)>,
-}
-
-impl Pending {
-    /// The record `name` at `uri`.
-    fn parse(uri: &str, name: &str, bytes: &[u8]) -> vemo_operators::Result<Self> {
-        let job = name.strip_suffix(".json").unwrap_or(name);
-        serde_json::from_slice(bytes).map_err(|e| {
-            vemo_operators::Error::corrupt(
-                uri,
-                format!(
-                    "not a vemo record of columns being added ({e}), so its staged Parquet \
-                     parts (`part-{job}-columns-*` under `{VEMO_DIR}/staging/{job}/`) can be \
-                     neither published nor discarded. If `items` has the job's new columns, \
-                     move each part to its path without that prefix (into `parquet/`), \
-                     otherwise delete them; then delete this record"
-                ),
-            )
-        })
-    }
-
-    async fn discard(&self, output: &Location) -> vemo_operators::Result<()> {
-        for (staged, _) in &self.parts {
-            output.child(staged)?.delete().await?;
-        }
-        Ok(())
-    }
-}
-
-/// Finishes the column additions a crash interrupted: publishes the Parquet parts of those
-/// whose columns `items` has (the Lance commit landed), discards the others. Returns the
-/// additions finished or discarded. A record that does not parse is
-/// [`vemo_operators::Error::Corrupt`] and stays where it is, with its staged parts: neither
-/// publishing nor discarding them is safe without knowing its columns.
-pub async fn roll_forward(output: &Location, items_uri: &str) -> vemo_operators::Result<usize> {
-    let dir = output.child(PENDING_DIR)?;
-    let names = dir.list_names().await?;
-    if names.is_empty() {
-        return Ok(0);
-    }
-    let have: Vec<String> = match open_if_exists(items_uri).await? {
-        Some(items) => items
-            .schema()
-            .fields
-            .iter()
-            .map(|f| f.name.clone())
-            .collect(),
-        None => Vec::new(),
-    };
-    for name in &names {
-        let record = dir.child(name)?;
-        let pending = Pending::parse(&record.uri, name, &record.read().await?)?;
-        match pending.columns.iter().all(|c| have.contains(c)) {
-            true => {
-                crate::ledger::publish_parts(output, &pending.parts).await?;
-            }
-            false => pending.discard(output).await?,
-        }
-        record.delete().await?;
-    }
-    Ok(names.len())
 }
 
 /// The state of the column-adding function Lance calls on each batch of existing rows.
@@ -414,7 +337,7 @@ async fn stage_long_parts(
         }
         let suffix: u64 = rand::random();
         let part = format!("part-{job_id}-columns-{n:06}-{suffix:016x}.parquet");
-        let staged = format!("{VEMO_DIR}/staging/{job_id}/{dir}/{part}");
+        let staged = OutputLayout::staged_part(job_id, dir, &part);
         write_parquet(&output.child(&staged)?, batch).await?;
         parts.push((staged, format!("{dir}/{part}")));
     }
@@ -437,67 +360,4 @@ pub fn in_order<'a>(
             .project(&order)
             .map_err(vemo_operators::Error::from)?,
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use vemo_operators::store;
-    use vemo_schemas::ITEMS_DATASET;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn an_unreadable_pending_record_is_an_error_not_nothing_to_do() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let output = store::resolve(&dir.path().display().to_string()).expect("output");
-        let items_uri = store::join(&output.uri, ITEMS_DATASET);
-        let record = output
-            .child(&format!("{PENDING_DIR}/job.json"))
-            .expect("child");
-        record.write(b"\xde\xad{[".to_vec()).await.expect("write");
-        let part = output
-            .child(&format!(
-                "{VEMO_DIR}/staging/job/{PARQUET_EMBEDDINGS_DIR}/part-job-columns-000000-0.parquet"
-            ))
-            .expect("child");
-        part.write(b"staged".to_vec()).await.expect("write");
-        match roll_forward(&output, &items_uri).await {
-            Err(e @ vemo_operators::Error::Corrupt { .. }) => {
-                let message = e.to_string();
-                assert!(message.contains(&record.uri), "{message}");
-                assert!(message.contains("staging/job/"), "{message}");
-                assert!(!e.is_user_error());
-            }
-            other => panic!("expected a Corrupt error, got {other:?}"),
-        }
-        assert!(record.exists().await.expect("exists"), "record deleted");
-        assert!(part.exists().await.expect("exists"), "staged part deleted");
-    }
-
-    #[tokio::test]
-    async fn a_pending_record_of_columns_items_lacks_is_discarded() {
-        // The readable case still rolls forward: no `items`, so the addition never landed.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let output = store::resolve(&dir.path().display().to_string()).expect("output");
-        let items_uri = store::join(&output.uri, ITEMS_DATASET);
-        let staged =
-            format!("{VEMO_DIR}/staging/job/{PARQUET_EMBEDDINGS_DIR}/part-job-columns-0.parquet");
-        let part = output.child(&staged).expect("child");
-        part.write(b"staged".to_vec()).await.expect("write");
-        let pending = Pending {
-            columns: vec!["text_emb_e3".into()],
-            parts: vec![(
-                staged,
-                format!("{PARQUET_EMBEDDINGS_DIR}/part-job-columns-0.parquet"),
-            )],
-        };
-        let record = output
-            .child(&format!("{PENDING_DIR}/job.json"))
-            .expect("child");
-        let text = record_json(&record.uri, &pending, false).expect("json");
-        record.write(text.into_bytes()).await.expect("write");
-        assert_eq!(roll_forward(&output, &items_uri).await.expect("rolled"), 1);
-        assert!(!record.exists().await.expect("exists"));
-        assert!(!part.exists().await.expect("exists"));
-    }
 }

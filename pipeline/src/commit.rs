@@ -15,9 +15,9 @@ use tokio::runtime::Runtime;
 use vemo_operators::crash;
 use vemo_operators::store::Location;
 
-use crate::ledger::{Ledger, ReadyShard, ShardRecord};
 use crate::process::ShardWritten;
 use crate::progress::Progress;
+use vemo_output::ledger::{Ledger, ReadyShard, ShardRecord};
 
 /// Totals of what the committer has committed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -139,7 +139,7 @@ impl Committer {
                 self.stats.errors_version = Some(version);
             }
             self.ledger.publish_parquet(&self.output).await?;
-            Ok::<_, vemo_operators::Error>(())
+            Ok::<_, vemo_output::Error>(())
         });
         match result {
             Ok(()) => tracing::debug!(epoch, shards = ok.len(), "Epoch committed."),
@@ -159,7 +159,7 @@ impl Committer {
     /// prunes the Parquet rows of replaced ids,
     /// makes sure both datasets exist (a run where every item failed still leaves an `items`
     /// table to open) and returns their versions.
-    pub fn finish(&mut self) -> vemo_operators::Result<(u64, u64)> {
+    pub fn finish(&mut self) -> vemo_output::Result<(u64, u64)> {
         self.progress.finish();
         let runtime = self.runtime.clone();
         runtime.block_on(async {

@@ -31,23 +31,22 @@ use vemo_operators::images::{ImageReader, ReadPolicy};
 use vemo_operators::lance_io::{open_if_exists, read_ids, rows_of, wrap_lance_stores};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::store::{self, Location};
-use vemo_schemas::{
-    COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema_for,
-};
+use vemo_schemas::{COL_ID, EmbeddingColumn, items_schema_for};
 
 use crate::backfill::{ColumnJob, add_columns, in_order, missing_columns};
 use crate::commit::{CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
 use crate::delta::all_gather;
 use crate::incremental::{DeltaReport, DeltaSource, plan_delta};
-use crate::indexes::index_columns;
-use crate::jobs::JobRecord;
-use crate::ledger::Ledger;
 use crate::models::ProcessModels;
 use crate::plan::{Plan, Shard, plan_shards, shard_keys};
 use crate::process::{ShardProcessor, ShardWritten};
 use crate::progress::Progress;
 use crate::{Error, Result};
+use vemo_output::OutputLayout;
+use vemo_output::indexes::index_columns;
+use vemo_output::jobs::write_run_summary;
+use vemo_output::ledger::Ledger;
 
 /// Epochs a worker may run ahead of what worker 0 has received.
 const EPOCHS_IN_FLIGHT: u64 = 2;
@@ -159,8 +158,8 @@ fn execute(
         output.store = faults.wrap(output.store.clone());
         wrap_lance_stores(Arc::new(faults));
     }
-    let items_uri = store::join(&output.uri, ITEMS_DATASET);
-    let errors_uri = store::join(&output.uri, ERRORS_DATASET);
+    let items_uri = OutputLayout::of(&output).items_uri();
+    let errors_uri = OutputLayout::of(&output).errors_uri();
     let items_schema = items_schema_for(
         &columns,
         vemo_schemas::ItemTasks {
@@ -174,7 +173,7 @@ fn execute(
         manifest_folder = store::parent(&manifest.uri);
         let mut ledger = Ledger::load(&output).await?;
         if cluster.process == 0 && !plan_only {
-            roll_forward(&mut ledger, &output).await?;
+            ledger.roll_forward(&output).await?;
         }
         let items = open_if_exists(&items_uri).await?;
         // An output written before caption columns were nullable cannot hold a null there.
@@ -237,7 +236,7 @@ fn execute(
             "Planned run."
         );
         if cluster.process == 0 && !plan_only {
-            let record = JobRecord::new(&config, cluster, &plan);
+            let record = crate::job_record::planned(&config, cluster, &plan);
             runtime.block_on(record.write(&output))?;
         }
     }
@@ -280,42 +279,11 @@ fn execute(
         }
     }
     if let Some(summary) = summary.as_mut().filter(|_| !plan_only) {
-        index_columns(&index_runtime, &items_uri, min_rows, summary);
+        let report = index_columns(&index_runtime, &items_uri, min_rows, summary.incremental);
+        summary.vector_indexes.extend(report.lines);
+        summary.failures.extend(report.failures);
     }
     Ok(summary)
-}
-
-/// Finishes what a crashed run left between its `items` commit and the rest: `errors` rows
-/// and Parquet parts of committed shards.
-async fn roll_forward(ledger: &mut Ledger, output: &Location) -> vemo_operators::Result<()> {
-    if let Some(version) = ledger.commit_errors().await? {
-        tracing::warn!(
-            version,
-            "Rolled forward the errors rows of an interrupted commit."
-        );
-    }
-    let moved = ledger.publish_parquet(output).await?;
-    if moved > 0 {
-        tracing::warn!(
-            moved,
-            "Rolled forward the Parquet parts of an interrupted commit."
-        );
-    }
-    let columns = crate::backfill::roll_forward(output, &ledger.items_uri).await?;
-    if columns > 0 {
-        tracing::warn!(
-            columns,
-            "Finished the column additions of an interrupted run."
-        );
-    }
-    let pruned = ledger.prune_parquet(output).await?;
-    if pruned > 0 {
-        tracing::warn!(
-            pruned,
-            "Pruned the replaced Parquet rows of an interrupted run."
-        );
-    }
-    Ok(())
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Option<RunSummary>> {
@@ -415,7 +383,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<Op
     }
     if let (0, Some(report)) = (index, &delta) {
         let record =
-            JobRecord::for_delta(&shared.config, shared.workers_per_process, peers, report);
+            crate::job_record::for_delta(&shared.config, shared.workers_per_process, peers, report);
         if let Err(e) = shared.runtime.block_on(record.write(&shared.output)) {
             tracing::warn!(error = %e, "Could not write the job record.");
         }
@@ -578,12 +546,9 @@ fn add_missing_columns(
 }
 
 /// Writes `_vemo/runs/JOB.json` under the output root.
-fn write_summary(shared: &Shared, summary: &RunSummary) -> vemo_operators::Result<()> {
-    let runs = shared
-        .output
-        .child(&format!("{VEMO_DIR}/runs/{}.json", summary.job_id))?;
-    let text = crate::error::record_json(&runs.uri, summary, true)?.into_bytes();
-    shared.runtime.block_on(runs.write(text))
+fn write_summary(shared: &Shared, summary: &RunSummary) -> vemo_output::Result<()> {
+    let written = write_run_summary(&shared.output, &summary.job_id, summary);
+    shared.runtime.block_on(written)
 }
 
 /// A named per-shard transform on the owning worker (pipeline pact, no data movement).

@@ -29,10 +29,11 @@ use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
 use vemo_schemas::{
     EmbeddingColumn, ErrorRecord, ManifestEntry, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
-    PARQUET_ERRORS_DIR, PARQUET_SPOTTED_DIR, Stage, VEMO_DIR,
+    PARQUET_ERRORS_DIR, PARQUET_SPOTTED_DIR, Stage,
 };
 
 use crate::plan::Shard;
+use vemo_output::layout::OutputLayout;
 
 /// After ReadImages: the shard's items with their images, and the items that failed.
 #[derive(Debug, Clone)]
@@ -472,7 +473,7 @@ impl ShardProcessor {
         dir: &str,
         part: &str,
     ) -> vemo_operators::Result<(String, String)> {
-        let staged = format!("{VEMO_DIR}/staging/{}/{dir}/{part}", self.stamp.job_id);
+        let staged = OutputLayout::staged_part(&self.stamp.job_id, dir, part);
         write_parquet(&self.output.child(&staged)?, batch).await?;
         Ok((staged, format!("{dir}/{part}")))
     }

@@ -1,15 +1,13 @@
 //! `_vemo/jobs/JOB.json`: what a run set out to do (written by process 0 when it starts), so
-//! that `vemo status` can set the ledger's progress against a total.
+//! that `vemo status` can set the ledger's progress against a total; and
+//! `_vemo/runs/JOB.json`, what it did.
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use vemo_operators::store::Location;
-use vemo_schemas::VEMO_DIR;
 
-use crate::config::{ClusterConfig, IndexConfig};
 use crate::error::record_json;
-use crate::incremental::DeltaReport;
-use crate::plan::Plan;
+use crate::layout::OutputLayout;
+use crate::{Error, Result};
 
 /// A run's plan, as `vemo status` reads it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,62 +29,22 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// The record of a run about to start.
-    pub fn new(config: &IndexConfig, cluster: &ClusterConfig, plan: &Plan) -> Self {
-        Self {
-            job_id: config.job_id.clone(),
-            input: config.input.clone(),
-            started_at: Utc::now().to_rfc3339(),
-            manifest_items: plan.manifest_items,
-            shard_size: config.shard_size,
-            shards_total: plan.shards.len(),
-            shards_to_do: plan.pending_shards(),
-            items_to_do: plan.items(),
-            processes: cluster.processes,
-            workers_per_process: cluster.workers,
-            incremental: false,
-        }
-    }
-
-    /// The record of an incremental run about to start, from its delta.
-    pub fn for_delta(
-        config: &IndexConfig,
-        workers_per_process: usize,
-        peers: usize,
-        report: &DeltaReport,
-    ) -> Self {
-        let counts = &report.counts;
-        Self {
-            job_id: config.job_id.clone(),
-            input: config.input.clone(),
-            started_at: Utc::now().to_rfc3339(),
-            manifest_items: counts.added + counts.changed + counts.retried + counts.unchanged,
-            shard_size: config.shard_size,
-            shards_total: report.shards,
-            shards_to_do: report.shards,
-            items_to_do: counts.to_encode(),
-            processes: peers / workers_per_process.max(1),
-            workers_per_process,
-            incremental: true,
-        }
-    }
-
     /// Writes `_vemo/jobs/JOB.json` under `output`.
-    pub async fn write(&self, output: &Location) -> vemo_operators::Result<()> {
-        let at = output.child(&format!("{VEMO_DIR}/jobs/{}.json", self.job_id))?;
+    pub async fn write(&self, output: &Location) -> Result<()> {
+        let at = OutputLayout::of(output).job_record(&self.job_id)?;
         let text = record_json(&at.uri, self, true)?;
-        at.write(text.into_bytes()).await
+        Ok(at.write(text.into_bytes()).await?)
     }
 
     /// Every job record under `output`, oldest first. None yet (no folder) is no error; a
-    /// record that does not parse is [`vemo_operators::Error::Corrupt`].
-    pub async fn read_all(output: &Location) -> vemo_operators::Result<Vec<Self>> {
-        let dir = output.child(&format!("{VEMO_DIR}/jobs"))?;
+    /// record that does not parse is [`Error::Corrupt`].
+    pub async fn read_all(output: &Location) -> Result<Vec<Self>> {
+        let dir = OutputLayout::of(output).jobs()?;
         let mut records = Vec::new();
         for name in dir.list_names().await? {
             let at = dir.child(&name)?;
             let record = serde_json::from_slice::<JobRecord>(&at.read().await?).map_err(|e| {
-                vemo_operators::Error::corrupt(
+                Error::corrupt(
                     &at.uri,
                     format!(
                         "not a vemo job record ({e}). It only gives `vemo status` its totals: \
@@ -101,11 +59,50 @@ impl JobRecord {
     }
 }
 
+/// Writes what run `job_id` did (`_vemo/runs/JOB.json`) under `output`.
+pub async fn write_run_summary<T: Serialize>(
+    output: &Location,
+    job_id: &str,
+    summary: &T,
+) -> Result<()> {
+    let at = OutputLayout::of(output).run_summary(job_id)?;
+    let text = record_json(&at.uri, summary, true)?;
+    Ok(at.write(text.into_bytes()).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use vemo_operators::store;
 
     use super::*;
+
+    #[tokio::test]
+    async fn job_records_write_and_read_back_oldest_first() -> Result<()> {
+        let output = store::resolve("memory://job-records/out")?;
+        let record = |job_id: &str, started_at: &str| JobRecord {
+            job_id: job_id.into(),
+            input: "memory://corpus/manifest.jsonl".into(),
+            started_at: started_at.into(),
+            manifest_items: 10,
+            shard_size: 4,
+            shards_total: 3,
+            shards_to_do: 2,
+            items_to_do: 6,
+            processes: 1,
+            workers_per_process: 2,
+            incremental: true,
+        };
+        record("b", "2026-12-03T00:00:02Z").write(&output).await?;
+        record("a", "2026-12-03T00:00:01Z").write(&output).await?;
+        let read = JobRecord::read_all(&output).await?;
+        let ids: Vec<&str> = read.iter().map(|r| r.job_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(
+            serde_json::to_value(&read[1]).ok(),
+            serde_json::to_value(record("b", "2026-12-03T00:00:02Z")).ok()
+        );
+        Ok(())
+    }
 
     #[tokio::test]
     async fn an_unreadable_job_record_is_an_error_not_skipped() {
@@ -117,15 +114,13 @@ mod tests {
                 .expect("none yet")
                 .is_empty()
         );
-        let record = output
-            .child(&format!("{VEMO_DIR}/jobs/broken.json"))
-            .expect("child");
+        let record = output.child("_vemo/jobs/broken.json").expect("child");
         record
             .write(b"{\"job_id\": 7".to_vec())
             .await
             .expect("write");
         match JobRecord::read_all(&output).await {
-            Err(e @ vemo_operators::Error::Corrupt { .. }) => {
+            Err(e @ Error::Corrupt { .. }) => {
                 let message = e.to_string();
                 assert!(message.contains(&record.uri), "{message}");
                 assert!(message.contains("delete it"), "{message}");

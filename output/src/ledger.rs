@@ -29,13 +29,15 @@ use vemo_operators::lance_commit::{
 };
 use vemo_operators::lance_io::{fragments_from_json, open_if_exists};
 use vemo_operators::parquet_io::drop_ids;
-use vemo_operators::store::{self, Location};
+use vemo_operators::store::Location;
 use vemo_schemas::{
-    COL_ID, ERRORS_DATASET, ITEMS_DATASET, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
-    PARQUET_ERRORS_DIR, PARQUET_SPOTTED_DIR, VEMO_DIR, errors_schema,
+    COL_ID, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR, PARQUET_ERRORS_DIR, PARQUET_SPOTTED_DIR,
+    errors_schema,
 };
 
 use crate::error::record_json;
+use crate::layout::OutputLayout;
+use crate::{Error, Result};
 
 /// Transaction property of an `items` commit: a JSON [`LedgerEntry`].
 pub const ITEMS_PROPERTY: &str = "vemo.ledger";
@@ -90,7 +92,7 @@ struct Snapshot {
 /// The ledger as read from an output, with what was read so far.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    pub(crate) items_uri: String,
+    pub items_uri: String,
     errors_uri: String,
     /// The `items` version of the snapshot the ledger started from (0: none).
     snapshot_version: u64,
@@ -130,10 +132,10 @@ pub struct Committed {
 
 impl Ledger {
     /// Reads the ledger of `output`: its newest usable snapshot, then the versions after it.
-    pub async fn load(output: &Location) -> vemo_operators::Result<Self> {
+    pub async fn load(output: &Location) -> Result<Self> {
         let mut ledger = Ledger {
-            items_uri: store::join(&output.uri, ITEMS_DATASET),
-            errors_uri: store::join(&output.uri, ERRORS_DATASET),
+            items_uri: OutputLayout::of(output).items_uri(),
+            errors_uri: OutputLayout::of(output).errors_uri(),
             ..Default::default()
         };
         let items = open_if_exists(&ledger.items_uri).await?;
@@ -168,8 +170,41 @@ impl Ledger {
         }
     }
 
+    /// Finishes what a crashed run left between its `items` commit and the rest: `errors` rows
+    /// and Parquet parts of committed shards, column additions, replaced Parquet rows.
+    pub async fn roll_forward(&mut self, output: &Location) -> Result<()> {
+        if let Some(version) = self.commit_errors().await? {
+            tracing::warn!(
+                version,
+                "Rolled forward the errors rows of an interrupted commit."
+            );
+        }
+        let moved = self.publish_parquet(output).await?;
+        if moved > 0 {
+            tracing::warn!(
+                moved,
+                "Rolled forward the Parquet parts of an interrupted commit."
+            );
+        }
+        let columns = crate::pending::roll_forward(output).await?;
+        if columns > 0 {
+            tracing::warn!(
+                columns,
+                "Finished the column additions of an interrupted run."
+            );
+        }
+        let pruned = self.prune_parquet(output).await?;
+        if pruned > 0 {
+            tracing::warn!(
+                pruned,
+                "Pruned the replaced Parquet rows of an interrupted run."
+            );
+        }
+        Ok(())
+    }
+
     /// Writes a snapshot of the ledger, if nothing is left to roll forward.
-    pub async fn write_snapshot(&self, output: &Location) -> vemo_operators::Result<bool> {
+    pub async fn write_snapshot(&self, output: &Location) -> Result<bool> {
         let (published, pruned) = (self.published.as_ref(), self.pruned.as_ref());
         let finished = self.shards.values().all(|(version, shard)| {
             let old = *version <= self.snapshot_version;
@@ -190,7 +225,7 @@ impl Ledger {
                 .collect(),
             jobs: self.jobs.clone(),
         };
-        let at = output.child(&format!("{SNAPSHOTS}/v{:012}.json", self.items_read))?;
+        let at = OutputLayout::of(output).snapshot(self.items_read)?;
         let text = record_json(&at.uri, &snapshot, false)?;
         at.write(text.into_bytes()).await?;
         Ok(true)
@@ -207,7 +242,7 @@ impl Ledger {
         self.shards.contains_key(key)
     }
 
-    async fn read_items(&mut self, dataset: &lance::Dataset) -> vemo_operators::Result<()> {
+    async fn read_items(&mut self, dataset: &lance::Dataset) -> Result<()> {
         let uri = self.items_uri.clone();
         for (version, text) in
             new_entries(&uri, dataset, &mut self.items_read, ITEMS_PROPERTY).await?
@@ -224,7 +259,7 @@ impl Ledger {
         Ok(())
     }
 
-    async fn read_errors(&mut self, dataset: &lance::Dataset) -> vemo_operators::Result<()> {
+    async fn read_errors(&mut self, dataset: &lance::Dataset) -> Result<()> {
         let uri = self.errors_uri.clone();
         for (version, text) in
             new_entries(&uri, dataset, &mut self.errors_read, ERRORS_PROPERTY).await?
@@ -244,7 +279,7 @@ impl Ledger {
         job_id: &str,
         schema: &SchemaRef,
         shards: Vec<ReadyShard>,
-    ) -> vemo_operators::Result<Committed> {
+    ) -> Result<Committed> {
         let mut done = Committed::default();
         for _ in 0..ATTEMPTS {
             let current = open_if_exists(&self.items_uri).await?;
@@ -294,7 +329,7 @@ impl Ledger {
     /// commit is missing (this run's, or a crashed run's), one `items` version at a time, oldest
     /// first, so that a later shard's deletions apply after an earlier shard's rows. Returns
     /// the newest `errors` version written, if any.
-    pub async fn commit_errors(&mut self) -> vemo_operators::Result<Option<u64>> {
+    pub async fn commit_errors(&mut self) -> Result<Option<u64>> {
         let mut newest = None;
         'versions: loop {
             for _ in 0..ATTEMPTS {
@@ -351,8 +386,8 @@ impl Ledger {
     /// their new rows). Runs after [`Ledger::publish_parquet`]; returns the rows dropped.
     /// Reads every part's ids, so it runs once per run, not per epoch. A part is rewritten
     /// without a precondition: two runs pruning one output at once can undo each other's drops.
-    pub async fn prune_parquet(&mut self, output: &Location) -> vemo_operators::Result<usize> {
-        let markers = output.child(&format!("{VEMO_DIR}/ledger/pruned"))?;
+    pub async fn prune_parquet(&mut self, output: &Location) -> Result<usize> {
+        let markers = OutputLayout::of(output).pruned_markers()?;
         if self.pruned.is_none() {
             self.pruned = Some(marked_versions(&markers).await?);
         }
@@ -424,8 +459,8 @@ impl Ledger {
 
     /// Publishes the staged Parquet parts of every `items` version that has no `published`
     /// marker yet. A part already moved (by another committer) counts as published.
-    pub async fn publish_parquet(&mut self, output: &Location) -> vemo_operators::Result<usize> {
-        let markers = output.child(&format!("{VEMO_DIR}/ledger/published"))?;
+    pub async fn publish_parquet(&mut self, output: &Location) -> Result<usize> {
+        let markers = OutputLayout::of(output).published_markers()?;
         if self.published.is_none() {
             self.published = Some(marked_versions(&markers).await?);
         }
@@ -451,12 +486,12 @@ impl Ledger {
     }
 
     /// The version of `items`, created empty (with `schema`) when no run committed any.
-    pub async fn ensure_items(&self, schema: &SchemaRef) -> vemo_operators::Result<u64> {
+    pub async fn ensure_items(&self, schema: &SchemaRef) -> Result<u64> {
         ensure_exists(&self.items_uri, schema).await
     }
 
     /// The version of `errors`, created empty when no shard had an error.
-    pub async fn ensure_errors(&self) -> vemo_operators::Result<u64> {
+    pub async fn ensure_errors(&self) -> Result<u64> {
         ensure_exists(&self.errors_uri, &errors_schema()).await
     }
 
@@ -490,7 +525,7 @@ async fn new_entries(
     dataset: &lance::Dataset,
     read: &mut u64,
     property: &str,
-) -> vemo_operators::Result<Vec<(u64, String)>> {
+) -> Result<Vec<(u64, String)>> {
     let to = dataset.version().version;
     if to <= *read {
         return Ok(Vec::new());
@@ -506,10 +541,7 @@ async fn new_entries(
 /// Moves staged Parquet parts (staged path, published path) to their place; a part moved
 /// already (a crash after the rename, or another committer) counts as published. Returns the
 /// parts moved.
-pub async fn publish_parts(
-    output: &Location,
-    parts: &[(String, String)],
-) -> vemo_operators::Result<usize> {
+pub async fn publish_parts(output: &Location, parts: &[(String, String)]) -> Result<usize> {
     let mut moved = 0;
     for (staged, target) in parts {
         let (from, to) = (output.child(staged)?, output.child(target)?);
@@ -520,7 +552,7 @@ pub async fn publish_parts(
             Err(e) if !from.exists().await? => {
                 tracing::error!(part = %to.uri, error = %e, "Parquet part lost from staging.")
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(moved)
@@ -529,7 +561,7 @@ pub async fn publish_parts(
 /// The versions named by the markers (`v{N}`) in `markers`. Other names are not markers and
 /// are ignored: that is safe, since a version without its marker only has its step (publish,
 /// prune) done again, and both steps are idempotent.
-async fn marked_versions(markers: &Location) -> vemo_operators::Result<HashSet<u64>> {
+async fn marked_versions(markers: &Location) -> Result<HashSet<u64>> {
     let names = markers.list_names().await?;
     Ok(names
         .iter()
@@ -545,38 +577,32 @@ async fn commit_recorded(
     deletions: Deletions,
     property: &str,
     value: String,
-) -> vemo_operators::Result<Commit> {
+) -> Result<Commit> {
     let properties = HashMap::from([(property.to_string(), value)]);
-    commit_replacing_at(uri, schema, read, fragments, deletions, properties).await
+    Ok(commit_replacing_at(uri, schema, read, fragments, deletions, properties).await?)
 }
 
 /// The deletions of the rows of `ids` in `dataset` (none when there is no dataset or no id).
 async fn deletions_in<'a>(
     dataset: Option<&lance::Dataset>,
     ids: impl Iterator<Item = &'a String>,
-) -> vemo_operators::Result<Deletions> {
+) -> Result<Deletions> {
     let ids: Vec<String> = ids
         .map(|id| format!("'{}'", id.replace('\'', "''")))
         .collect();
     match dataset {
         Some(dataset) if !ids.is_empty() => {
             let predicate = format!("{COL_ID} IN ({})", ids.join(", "));
-            find_deletions(dataset, &predicate).await
+            Ok(find_deletions(dataset, &predicate).await?)
         }
         _ => Ok(Deletions::default()),
     }
 }
 
-/// Folder of the ledger snapshots, under the output root.
-const SNAPSHOTS: &str = "_vemo/ledger/snapshots";
-
 /// The newest snapshot at or below `items_version` (a newer one belongs to a history that was
 /// rolled back), if any.
-async fn read_snapshot(
-    output: &Location,
-    items_version: u64,
-) -> vemo_operators::Result<Option<Snapshot>> {
-    let dir = output.child(SNAPSHOTS)?;
+async fn read_snapshot(output: &Location, items_version: u64) -> Result<Option<Snapshot>> {
+    let dir = OutputLayout::of(output).snapshots()?;
     // Names other than `v{N}.json` are not snapshots (vemo writes no others there): skipping
     // them only means reading more versions. A snapshot that does not parse is an error.
     let newest = dir
@@ -598,7 +624,7 @@ async fn read_snapshot(
     };
     let at = dir.child(&name)?;
     let snapshot = serde_json::from_slice(&at.read().await?).map_err(|e| {
-        vemo_operators::Error::corrupt(
+        Error::corrupt(
             &at.uri,
             format!(
                 "not a vemo ledger snapshot ({e}). Delete it: the ledger is then read from the \
@@ -611,7 +637,7 @@ async fn read_snapshot(
     Ok(Some(snapshot))
 }
 
-async fn ensure_exists(uri: &str, schema: &SchemaRef) -> vemo_operators::Result<u64> {
+async fn ensure_exists(uri: &str, schema: &SchemaRef) -> Result<u64> {
     if let Some(dataset) = open_if_exists(uri).await? {
         return Ok(dataset.version().version);
     }
@@ -626,7 +652,7 @@ async fn ensure_exists(uri: &str, schema: &SchemaRef) -> vemo_operators::Result<
 }
 
 /// The ledger entry of `items` version `version` at `uri`, from its `vemo.ledger` property.
-pub fn parse_entry(uri: &str, version: u64, text: &str) -> vemo_operators::Result<LedgerEntry> {
+pub fn parse_entry(uri: &str, version: u64, text: &str) -> Result<LedgerEntry> {
     serde_json::from_str(text)
         .map_err(|e| corrupt_version(uri, version, ITEMS_PROPERTY, "a vemo ledger entry", e))
 }
@@ -640,8 +666,8 @@ fn corrupt_version(
     property: &str,
     expected: &str,
     error: serde_json::Error,
-) -> vemo_operators::Error {
-    vemo_operators::Error::corrupt(
+) -> Error {
+    Error::corrupt(
         uri,
         format!(
             "version {version}: the `{property}` transaction property is not {expected} \
@@ -652,8 +678,8 @@ fn corrupt_version(
     )
 }
 
-fn contention(uri: &str) -> vemo_operators::Error {
-    vemo_operators::Error::Contention {
+fn contention(uri: &str) -> Error {
+    Error::Contention {
         uri: uri.to_string(),
         attempts: ATTEMPTS,
     }
@@ -661,6 +687,9 @@ fn contention(uri: &str) -> vemo_operators::Error {
 
 #[cfg(test)]
 mod tests {
+    use vemo_operators::store;
+    use vemo_schemas::ITEMS_DATASET;
+
     use super::*;
 
     fn output() -> (tempfile::TempDir, Location) {
@@ -669,9 +698,9 @@ mod tests {
         (dir, output)
     }
 
-    fn expect_corrupt(result: vemo_operators::Result<Ledger>, names: &str) -> String {
+    fn expect_corrupt(result: Result<Ledger>, names: &str) -> String {
         match result {
-            Err(e @ vemo_operators::Error::Corrupt { .. }) => {
+            Err(e @ Error::Corrupt { .. }) => {
                 let message = e.to_string();
                 assert!(message.contains(names), "{message} names no {names}");
                 assert!(
@@ -703,7 +732,7 @@ mod tests {
     async fn an_unparseable_ledger_snapshot_is_corrupt_not_an_empty_ledger() {
         let (_dir, output) = output();
         let snapshot = output
-            .child(&format!("{SNAPSHOTS}/v{:012}.json", 0))
+            .child("_vemo/ledger/snapshots/v000000000000.json")
             .expect("child");
         snapshot
             .write(b"\x00\xffnot json".to_vec())
