@@ -196,9 +196,10 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Assembles the bundle `name` (one of [`KNOWN_BUNDLES`]) in `home/models/NAME` and opens it.
 /// Wheels are looked up in `wheels` (default `home/cache/wheels`; a missing one is downloaded
-/// there with pip) and unpacked under `home/cache/unpacked`; files already in the bundle folder
-/// are overwritten, other files there (trained exit heads) are kept. Progress goes to stderr.
-/// An unknown `name` is an [`Error::UnknownBundle`] (a user error).
+/// there with pip) and unpacked under `home/cache/unpacked`. The bundle's files, `bundle.toml`
+/// included, are overwritten: a bundle pulled again forgets its trained exit heads until
+/// `vemo train exits` runs again. Progress goes to stderr. An unknown `name` is an
+/// [`Error::UnknownBundle`] (a user error).
 pub fn pull_bundle(name: &str, home: &Path, wheels: Option<&Path>) -> Result<Bundle> {
     if !KNOWN_BUNDLES.contains(&name) {
         return Err(Error::UnknownBundle {
