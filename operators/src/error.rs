@@ -84,6 +84,15 @@ impl From<vemo_models::Error> for Error {
             M::Model(e) => Error::Model(e),
             M::Tokenizer(reason) => Error::Tokenizer(reason),
             M::Io { path, cause } => Error::Io { path, cause },
+            // Bundle assembly (`vemo models pull`) is the CLI's; no operator assembles one.
+            M::UnknownBundle { name, known } => Error::Bundle {
+                path: name,
+                reason: format!("unknown bundle; known bundles: {known}"),
+            },
+            M::Package { package, reason } => Error::Io {
+                path: package,
+                cause: std::io::Error::other(reason),
+            },
         }
     }
 }
