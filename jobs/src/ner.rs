@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use candle_nn::VarMap;
+
 use vemo_models::assemble::NER_BRANCH_FILE;
 use vemo_models::bundle::{Bundle, NerSpec};
 use vemo_models::models::bert::default_device;
@@ -11,7 +13,8 @@ use vemo_models::ner::conll::read_conll;
 use vemo_models::ner::metrics::{Report, evaluate};
 use vemo_models::ner::model::{NerModel, save, trainable};
 use vemo_models::ner::train::{
-    DevSet, TrainSettings, bundle_tokenizer, encode_sentences, predict, prepare, train as fit,
+    Batch, DevSet, EpochReport, TrainSettings, bundle_tokenizer, encode_sentences, predict,
+    prepare, train as fit,
 };
 
 use crate::cli::{EvalNerArgs, TrainNerArgs};
@@ -26,19 +29,7 @@ fn read(path: &std::path::Path) -> anyhow::Result<Vec<vemo_models::ner::conll::S
 pub fn train(args: TrainNerArgs) -> anyhow::Result<ExitCode> {
     let mut bundle = Bundle::open(&bundle_dir(&expand(&args.bundle)))?;
     let device = default_device();
-    let text = bundle.text()?.clone();
-    let depth = text
-        .exits
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(text.default_exit);
-    if args.shared_layers == 0 || args.shared_layers >= depth {
-        return Err(usage(format!(
-            "--shared-layers must be in 1..{depth} (the tower has {depth} layers)"
-        )));
-    }
-    let branch_layers = depth - args.shared_layers;
+    let branch_layers = branch_layers(&bundle, args.shared_layers)?;
     let mut train_set = read(&args.train)?;
     if let Some(n) = args.max_sentences {
         train_set.truncate(n);
@@ -66,46 +57,19 @@ pub fn train(args: TrainNerArgs) -> anyhow::Result<ExitCode> {
         start.elapsed().as_secs_f64()
     );
     let (varmap, model) = trainable(
-        &bundle.file(&text.weights),
+        &bundle.file(&bundle.text()?.weights),
         &cfg,
         args.shared_layers,
         branch_layers,
         &device,
     )?;
     let dev_gold: Vec<Vec<String>> = dev_set.iter().map(|s| s.tags.clone()).collect();
-    let settings = TrainSettings {
-        epochs: args.epochs,
-        learning_rate: args.learning_rate,
-        batch_size: args.batch_size,
-        patience: 2,
+    let dev = DevSet {
+        batches: &dev_batches,
+        encoded: &dev_encoded,
+        gold: &dev_gold,
     };
-    println!(
-        "{:>6} {:>10} {:>8} {:>8} {:>8} {:>8}",
-        "epoch", "loss", "dev P", "dev R", "dev F1", "seconds"
-    );
-    let best = fit(
-        &varmap,
-        &model,
-        &train_batches,
-        &DevSet {
-            batches: &dev_batches,
-            encoded: &dev_encoded,
-            gold: &dev_gold,
-        },
-        &settings,
-        |r| {
-            println!(
-                "{:>6} {:>10.4} {:>8.4} {:>8.4} {:>8.4} {:>8.0}",
-                r.epoch,
-                r.loss,
-                r.dev.micro.precision,
-                r.dev.micro.recall,
-                r.dev.micro.f1,
-                r.seconds
-            );
-        },
-    )?
-    .ok_or_else(|| usage("no epoch ran: --epochs must be at least 1"))?;
+    let best = fit_printing_epochs(&varmap, &model, &train_batches, &dev, &args)?;
     let target = bundle.file(NER_BRANCH_FILE);
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)?;
@@ -118,20 +82,7 @@ pub fn train(args: TrainNerArgs) -> anyhow::Result<ExitCode> {
         weights: NER_BRANCH_FILE.into(),
         shared_layers: args.shared_layers,
         branch_layers,
-        source: format!(
-            "vemo train ner --shared-layers {} --epochs {} --learning-rate {} --batch-size {} on {} ({} sentences); best epoch {}: dev F1 {:.4}",
-            args.shared_layers,
-            args.epochs,
-            args.learning_rate,
-            args.batch_size,
-            args.train
-                .file_name()
-                .and_then(|f| f.to_str())
-                .unwrap_or("?"),
-            train_set.len(),
-            best.epoch,
-            best.dev.micro.f1
-        ),
+        source: branch_source(&args, train_set.len(), &best),
     });
     bundle.save_manifest()?;
     println!(
@@ -141,6 +92,69 @@ pub fn train(args: TrainNerArgs) -> anyhow::Result<ExitCode> {
         target.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The layers of the NER branch above `shared` of the text tower's (a usage error unless
+/// `shared` is in `1..depth`).
+fn branch_layers(bundle: &Bundle, shared: usize) -> anyhow::Result<usize> {
+    let text = bundle.text()?;
+    let depth = text
+        .exits
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(text.default_exit);
+    if shared == 0 || shared >= depth {
+        return Err(usage(format!(
+            "--shared-layers must be in 1..{depth} (the tower has {depth} layers)"
+        )));
+    }
+    Ok(depth - shared)
+}
+
+/// Trains the branch, printing a line per epoch; returns the best epoch's record.
+fn fit_printing_epochs(
+    varmap: &VarMap,
+    model: &NerModel,
+    train_batches: &[Batch],
+    dev: &DevSet<'_>,
+    args: &TrainNerArgs,
+) -> anyhow::Result<EpochReport> {
+    let settings = TrainSettings {
+        epochs: args.epochs,
+        learning_rate: args.learning_rate,
+        batch_size: args.batch_size,
+        patience: 2,
+    };
+    println!(
+        "{:>6} {:>10} {:>8} {:>8} {:>8} {:>8}",
+        "epoch", "loss", "dev P", "dev R", "dev F1", "seconds"
+    );
+    let best = fit(varmap, model, train_batches, dev, &settings, |r| {
+        println!(
+            "{:>6} {:>10.4} {:>8.4} {:>8.4} {:>8.4} {:>8.0}",
+            r.epoch, r.loss, r.dev.micro.precision, r.dev.micro.recall, r.dev.micro.f1, r.seconds
+        );
+    })?;
+    best.ok_or_else(|| usage("no epoch ran: --epochs must be at least 1"))
+}
+
+/// How the branch was made, for the bundle manifest.
+fn branch_source(args: &TrainNerArgs, sentences: usize, best: &EpochReport) -> String {
+    format!(
+        "vemo train ner --shared-layers {} --epochs {} --learning-rate {} --batch-size {} on {} ({} sentences); best epoch {}: dev F1 {:.4}",
+        args.shared_layers,
+        args.epochs,
+        args.learning_rate,
+        args.batch_size,
+        args.train
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("?"),
+        sentences,
+        best.epoch,
+        best.dev.micro.f1
+    )
 }
 
 /// Scores the bundle's NER branch on a CoNLL file.
