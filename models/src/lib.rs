@@ -3,8 +3,9 @@
 //! Model bundles ([`bundle`], CLIP checkpoints as bundles in [`hf_clip`], legacy PyTorch
 //! checkpoints in [`torch_legacy`]), the towers and heads ([`models`]), named entities
 //! ([`ner`]), scene-text spotting ([`spotting`]), image preprocessing ([`pixels`]) and the
-//! device and precision a model runs in ([`device`]). vemo-operators re-exports all of it; the
-//! lean `vemo-bench` binary uses this crate alone, so it builds without Lance.
+//! device and precision a model runs in ([`device`]); for tests and smoke runs, a tiny bundle
+//! of the same architectures with random weights ([`tiny_bundle`]). vemo-operators re-exports
+//! all of it; the lean `vemo-bench` binary uses this crate alone, so it builds without Lance.
 
 pub mod bundle;
 pub mod decode;
@@ -15,6 +16,7 @@ pub mod models;
 pub mod ner;
 pub mod pixels;
 pub mod spotting;
+pub mod tiny_bundle;
 pub mod torch_legacy;
 
 pub use error::{Error, Result};
