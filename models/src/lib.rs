@@ -3,9 +3,10 @@
 //! Model bundles ([`bundle`], assembled from Python packages by [`assemble`], CLIP checkpoints
 //! as bundles in [`hf_clip`], legacy PyTorch checkpoints in [`torch_legacy`], parameter counts
 //! in [`parameters`]), the towers and heads ([`models`]), named entities ([`ner`]), scene-text
-//! spotting ([`spotting`]), image preprocessing ([`pixels`]) and the device and precision a
-//! model runs in ([`device`]). vemo-operators re-exports the bundle and model modules; the lean
-//! `vemo-bench` binary uses this crate alone, so it builds without Lance.
+//! spotting ([`spotting`]), image decoding and preprocessing ([`decode`], [`pixels`]) and the
+//! device and precision a model runs in ([`device`]); for tests and smoke runs, a tiny bundle
+//! of the same architectures with random weights ([`tiny_bundle`]). Callers use this crate
+//! directly; the lean `vemo-bench` binary uses it alone, so it builds without Lance.
 
 pub mod assemble;
 pub mod bundle;
@@ -18,6 +19,7 @@ pub mod ner;
 pub mod parameters;
 pub mod pixels;
 pub mod spotting;
+pub mod tiny_bundle;
 pub mod torch_legacy;
 
 pub use error::{Error, Result};

@@ -8,8 +8,9 @@
 //! 1e-3 (sampled every 2nd row and column, plus each map's max and mean); the same number of
 //! boxes, each golden box matched one to one with a box at IoU > 0.9.
 //!
-//! Needs `$VEMO_HOME/models/vemo-mini/spotting/craft_mlt_25k.safetensors`; skips with a message
-//! when it is absent unless `VEMO_REQUIRE_BUNDLE=1`.
+//! Needs the pulled bundle's `spotting/craft_mlt_25k.safetensors`; skips with a message when
+//! the bundle is absent unless `VEMO_REQUIRE_BUNDLE=1`
+//! (`vemo_models::tiny_bundle::pulled_bundle`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,10 +18,10 @@ use std::time::Instant;
 use candle_core::Device;
 use image::RgbImage;
 use serde::Deserialize;
-use vemo_models::bundle::vemo_home;
 use vemo_models::models::craft::Craft;
 use vemo_models::models::craft::Detection;
 use vemo_models::models::craft_geometry::{Point, convex_iou};
+use vemo_models::tiny_bundle::pulled_bundle;
 
 #[derive(Deserialize)]
 struct Golden {
@@ -73,13 +74,7 @@ fn fixture(name: &str) -> RgbImage {
 
 /// The converted detector, or `None` (after saying so) when absent and not required.
 fn model(test: &str) -> Option<Craft> {
-    let weights = vemo_home().join("models/vemo-mini/spotting/craft_mlt_25k.safetensors");
-    if !weights.is_file() {
-        let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
-        assert!(!required, "no CRAFT weights at {}", weights.display());
-        eprintln!("SKIPPED {test}: no weights at {}", weights.display());
-        return None;
-    }
+    let weights = pulled_bundle(test)?.join("spotting/craft_mlt_25k.safetensors");
     Some(Craft::load(&weights, &Device::Cpu).expect("load CRAFT"))
 }
 

@@ -6,12 +6,13 @@
 //! deterministic 2x3x224x224 input pattern this test rebuilds. Tolerance: max |a - b| < 1e-3
 //! on the logits and the pooled features (f32, 16 blocks of convolutions).
 //!
-//! Needs the pulled bundle (`vemo models pull`, which converts the legacy `.pth`); skips with a
-//! message when it is absent unless `VEMO_REQUIRE_BUNDLE=1`.
+//! Needs the pulled bundle (`vemo models pull`, which converts the legacy `.pth`): see
+//! `vemo_models::tiny_bundle::pulled_bundle`.
 
 use candle_core::{Device, Tensor};
-use vemo_models::bundle::{Bundle, vemo_home};
+use vemo_models::bundle::Bundle;
 use vemo_models::models::efficientnet::EfficientNetLite;
+use vemo_models::tiny_bundle::{pulled_bundle, sample_corpus};
 
 fn pattern() -> Tensor {
     let n = 2 * 3 * 224 * 224;
@@ -39,14 +40,7 @@ fn max_abs_diff(got: &Tensor, want: &serde_json::Value) -> f32 {
 
 /// The pulled Lite0, or `None` (after saying so) when the bundle is absent and not required.
 fn model(test: &str) -> Option<EfficientNetLite> {
-    let weights = vemo_home().join("models/vemo-mini/image/efficientnet_lite0.safetensors");
-    if !weights.is_file() {
-        let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
-        assert!(!required, "no image weights at {}", weights.display());
-        eprintln!("SKIPPED {test}: no weights at {}", weights.display());
-        return None;
-    }
-    let bundle = Bundle::open(&vemo_home().join("models/vemo-mini")).expect("bundle");
+    let bundle = Bundle::open(&pulled_bundle(test)?).expect("bundle");
     Some(EfficientNetLite::from_bundle(&bundle, &Device::Cpu).expect("load Lite0"))
 }
 
@@ -65,13 +59,9 @@ fn sample_photos_get_their_classes() {
     let Some(model) = model("sample_photos_get_their_classes") else {
         return;
     };
-    let corpus = vemo_home().join("corpus/sample");
-    let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
-    if !corpus.is_dir() {
-        assert!(!required, "no sample corpus: run `vemo corpus sample`");
-        eprintln!("SKIPPED sample_photos_get_their_classes: no sample corpus");
+    let Some(corpus) = sample_corpus("sample_photos_get_their_classes") else {
         return;
-    }
+    };
     for (file, classes) in PHOTOS {
         let image = image::open(corpus.join(file)).expect("open photo");
         let input = vemo_models::pixels::classifier_input(&image, 256, 224);

@@ -1,50 +1,37 @@
 //! Entities from tag scores: words merged from subword pieces, BIO spans merged into
 //! entities, the entity text cut from the original caption (case and accents kept) and
 //! character offsets that count characters, not bytes — on accented and punctuated text, with
-//! the real text-tower tokenizer (uncased: it lowercases and strips accents).
-//!
-//! Needs the pulled bundle (`vemo models pull`); skips with a message when it is absent unless
-//! `VEMO_REQUIRE_BUNDLE=1`.
+//! an uncased tokenizer that lowercases and strips accents (the tiny bundle's, which has the
+//! normaliser and pre-tokenizer of the real text tower's and splits words into more pieces).
 
-use vemo_models::bundle::{Bundle, vemo_home};
+use vemo_models::bundle::Bundle;
 use vemo_models::ner::entities::caption_entities;
 use vemo_models::ner::tags::{NUM_TAGS, tag_index};
 use vemo_models::ner::train::bundle_tokenizer;
+use vemo_models::tiny_bundle::tiny_bundle;
 
 #[test]
 fn entities_keep_the_original_text_and_character_offsets() {
-    let dir = vemo_home().join("models/vemo-mini");
-    if !dir.join("bundle.toml").is_file() {
-        assert!(
-            std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() != Ok("1"),
-            "no bundle at {}",
-            dir.display()
-        );
-        eprintln!("SKIPPED: no bundle at {}", dir.display());
-        return;
-    }
-    let bundle = Bundle::open(&dir).expect("bundle");
+    let bundle = Bundle::open(&tiny_bundle().expect("tiny bundle")).expect("bundle");
     let tokenizer = bundle_tokenizer(&bundle).expect("tokenizer");
     let caption = "Café owner José Núñez-Ortiz, in São Paulo's old town.";
     let encoding = tokenizer.encode(caption, true).expect("encode");
-    // Tag by word: the pre-tokenizer splits on spaces and punctuation.
-    let wanted = |word: &str| match word {
-        "josé" | "jose" => "B-PER",
-        "núñez" | "nunez" | "-" | "ortiz" => "I-PER",
-        "são" | "sao" => "B-LOC",
+    // Tag by word (the pre-tokenizer splits on spaces and punctuation), read from the caption.
+    let wanted = |word: &str| match word.to_lowercase().as_str() {
+        "josé" => "B-PER",
+        "núñez" | "-" | "ortiz" => "I-PER",
+        "são" => "B-LOC",
         "paulo" => "I-LOC",
         _ => "O",
     };
     let tokens = encoding.get_tokens();
     let words = encoding.get_word_ids();
     let mut log_probs = Vec::new();
-    let mut current_word = None;
-    let mut current_tag = "O";
-    for (token, word) in tokens.iter().zip(words) {
-        if *word != current_word {
-            current_word = *word;
-            current_tag = wanted(token.trim_start_matches("##"));
-        }
+    for word in words {
+        let text = word
+            .and_then(|w| encoding.word_to_chars(w, 0))
+            .map_or("", |(start, end)| &caption[start..end]);
+        let current_tag = wanted(text);
         let mut row = vec![-10f32; NUM_TAGS];
         row[tag_index(current_tag)] = -0.01;
         log_probs.push(row);

@@ -6,33 +6,23 @@
 //! rendered with Pillow's default font. Tolerances: logits max |a - b| < 1e-3 (the golden
 //! values are rounded to 1e-4), the same strings, confidence within 1e-3.
 //!
-//! Needs `english_g2.safetensors` and `english_g2_characters.txt` in
-//! `$VEMO_HOME/models/vemo-mini/spotting/`; skips with a message when they are absent unless
-//! `VEMO_REQUIRE_BUNDLE=1`.
+//! Needs the pulled bundle's `spotting/english_g2.safetensors` and `english_g2_characters.txt`;
+//! skips with a message when the bundle is absent unless `VEMO_REQUIRE_BUNDLE=1`
+//! (`vemo_models::tiny_bundle::pulled_bundle`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use vemo_models::bundle::vemo_home;
 use vemo_models::models::recognizer::{Recognizer, read_characters};
+use vemo_models::tiny_bundle::pulled_bundle;
 
-fn spotting_dir() -> PathBuf {
-    vemo_home().join("models/vemo-mini/spotting")
-}
-
-/// The english_g2 recognizer, or `None` (after saying so) when the weights are absent and not
+/// The english_g2 recognizer, or `None` (after saying so) when the bundle is absent and not
 /// required.
 fn recognizer(test: &str) -> Option<Recognizer> {
-    let dir = spotting_dir();
-    let weights = dir.join("english_g2.safetensors");
-    if !weights.is_file() {
-        let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
-        assert!(!required, "no recognizer weights at {}", weights.display());
-        eprintln!("SKIPPED {test}: no weights at {}", weights.display());
-        return None;
-    }
+    let dir = pulled_bundle(test)?.join("spotting");
     let characters = read_characters(&dir.join("english_g2_characters.txt")).expect("characters");
+    let weights = dir.join("english_g2.safetensors");
     Some(Recognizer::load(&weights, &characters, &Device::Cpu).expect("load english_g2"))
 }
 

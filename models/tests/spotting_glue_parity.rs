@@ -11,8 +11,8 @@
 //! and confidences within 1e-3.
 //!
 //! The recognition step needs `english_g2.safetensors` and `english_g2_characters.txt` in
-//! `$VEMO_HOME/models/vemo-mini/spotting/`; it is skipped with a message when they are absent
-//! unless `VEMO_REQUIRE_BUNDLE=1`.
+//! the pulled bundle's `spotting/`; it is skipped with a message when the bundle is absent unless
+//! `VEMO_REQUIRE_BUNDLE=1` (`vemo_models::tiny_bundle::pulled_bundle`).
 
 use std::path::{Path, PathBuf};
 
@@ -20,11 +20,11 @@ use candle_core::Device;
 use image::GrayImage;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use vemo_models::bundle::vemo_home;
 use vemo_models::models::recognizer::{Recognizer, read_characters};
 use vemo_models::spotting::crops::imread_grey;
 use vemo_models::spotting::lines::{group_text_boxes, to_easyocr_ints};
 use vemo_models::spotting::{GroupingConfig, TextCrop, boxes_to_crops};
+use vemo_models::tiny_bundle::pulled_bundle;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spotting")
@@ -155,17 +155,11 @@ fn crops_match_get_image_list() {
 
 #[test]
 fn recognized_crops_match_readtext() {
-    let dir = vemo_home().join("models/vemo-mini/spotting");
-    let weights = dir.join("english_g2.safetensors");
-    if !weights.is_file() {
-        let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
-        assert!(!required, "no recognizer weights at {}", weights.display());
-        eprintln!(
-            "SKIPPED recognized_crops_match_readtext: no weights at {}",
-            weights.display()
-        );
+    let Some(bundle) = pulled_bundle("recognized_crops_match_readtext") else {
         return;
-    }
+    };
+    let dir = bundle.join("spotting");
+    let weights = dir.join("english_g2.safetensors");
     let characters = read_characters(&dir.join("english_g2_characters.txt")).expect("characters");
     let recognizer = Recognizer::load(&weights, &characters, &Device::Cpu).expect("english_g2");
     let mut worst = 0f32;

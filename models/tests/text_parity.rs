@@ -11,24 +11,15 @@
 //! cosine similarity > 0.9995 per caption (measured: 2.6e-3 and 0.9999; bf16 keeps 8 significant
 //! bits, softmax and layer norm run in f32).
 //!
-//! Needs the pulled bundle (`vemo models pull`); skips with a message when it is absent unless
-//! `VEMO_REQUIRE_BUNDLE=1`.
+//! Needs the pulled bundle (`vemo models pull`): see `vemo_models::tiny_bundle::pulled_bundle`.
 
-use vemo_models::bundle::{Bundle, vemo_home};
+use vemo_models::bundle::Bundle;
 use vemo_models::models::bert::default_device;
 use vemo_models::models::text_encoder::TextEncoder;
+use vemo_models::tiny_bundle::pulled_bundle;
 
 fn bundle() -> Option<Bundle> {
-    let dir = vemo_home().join("models/vemo-mini");
-    if !dir.join("bundle.toml").is_file() {
-        let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
-        assert!(!required, "no bundle at {}", dir.display());
-        eprintln!(
-            "SKIPPED text parity: no bundle at {} (run `vemo models pull`)",
-            dir.display()
-        );
-        return None;
-    }
+    let dir = pulled_bundle("text parity")?;
     Some(Bundle::open(&dir).expect("open bundle"))
 }
 

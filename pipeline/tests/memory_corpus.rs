@@ -1,12 +1,9 @@
 //! `run_index` in-process on a corpus in a `memory://` object store, with 2 workers: every id
-//! ends in `items` or `errors`, and a rerun skips them all.
-//!
-//! Needs the pulled bundle (`vemo models pull`); skips with a message when it is absent unless
-//! `VEMO_REQUIRE_BUNDLE=1`.
+//! ends in `items` or `errors`, and a rerun skips them all. Runs on the tiny bundle
+//! (`vemo_models::tiny_bundle`), written by the test itself.
 
 use std::io::Cursor;
 
-use vemo_models::bundle::vemo_home;
 use vemo_operators::store;
 use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
 
@@ -20,13 +17,7 @@ fn png(shade: u8) -> Vec<u8> {
 
 #[test]
 fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
-    let bundle = vemo_home().join("models/vemo-mini");
-    if !bundle.join("bundle.toml").is_file() {
-        let required = std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() == Ok("1");
-        assert!(!required, "no bundle at {}", bundle.display());
-        eprintln!("SKIPPED: no bundle at {}", bundle.display());
-        return;
-    }
+    let bundle = vemo_models::tiny_bundle::tiny_bundle().expect("tiny bundle");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut manifest = String::new();
     runtime.block_on(async {

@@ -1,8 +1,11 @@
 //! vemo-tests: helpers for the end-to-end tests in `tests/`: finding the `vemo` binary and the
 //! model bundle, running jobs, and reading their output back.
 //!
-//! Tests that need the real bundle (`vemo models pull`) skip with a message when it is absent,
-//! unless `VEMO_REQUIRE_BUNDLE=1` (set by `.ci/run`), which makes its absence a failure.
+//! Tests of mechanics run on the tiny bundle ([`tiny_bundle`]: vemo-mini's architectures with
+//! seeded random weights, written by the tests themselves) and never skip. Tests whose
+//! assertions need real weights take the pulled bundle from
+//! [`vemo_models::tiny_bundle::pulled_bundle`], which skips them with a message when it is absent, unless `VEMO_REQUIRE_BUNDLE=1` (set by `infra/test.sh`),
+//! which makes its absence a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -30,25 +33,9 @@ pub fn vemo_bin() -> PathBuf {
 pub mod rows;
 pub mod servers;
 
-use vemo_models::bundle::vemo_home;
-
-/// The pulled `vemo-mini` bundle, or `None` (after saying so) when it is absent and not
-/// required.
-pub fn bundle_or_skip(test: &str) -> Option<PathBuf> {
-    let dir = vemo_home().join("models/vemo-mini");
-    if dir.join("bundle.toml").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() != Ok("1"),
-        "VEMO_REQUIRE_BUNDLE=1 but {} has no bundle: run `vemo models pull`",
-        dir.display()
-    );
-    eprintln!(
-        "SKIPPED {test}: no bundle at {} (run `vemo models pull`)",
-        dir.display()
-    );
-    None
+/// The tiny bundle's folder, written once per machine (see `vemo_models::tiny_bundle`).
+pub fn tiny_bundle() -> PathBuf {
+    vemo_models::tiny_bundle::tiny_bundle().expect("write the tiny bundle")
 }
 
 /// Runs `vemo` with `args`, returning its output.

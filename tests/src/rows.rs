@@ -50,7 +50,8 @@ pub fn make_corpus(dir: &Path) -> String {
     corpus_str
 }
 
-/// Rows of an output as id -> (content hash, exit-6 embedding); errors as id -> stage.
+/// Rows of an output written with the tiny bundle as id -> (content hash, exit-6 embedding);
+/// errors as id -> stage.
 pub struct Output {
     pub items: BTreeMap<String, (String, Vec<f32>)>,
     pub errors: BTreeMap<String, String>,
@@ -68,7 +69,10 @@ pub fn read_output(root: &Path) -> Output {
             .column_by_name("text_emb_e6")
             .expect("e6")
             .as_fixed_size_list();
-        assert_eq!(emb.value_length(), 384);
+        assert_eq!(
+            emb.value_length() as usize,
+            vemo_models::tiny_bundle::TEXT_DIM
+        );
         for row in 0..batch.num_rows() {
             let vector = emb
                 .value(row)

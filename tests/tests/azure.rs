@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
+use vemo_models::tiny_bundle::bundle_required;
 use vemo_tests::rows::{assert_complete, assert_same_rows, make_corpus, read_output};
 use vemo_tests::servers::{Server, cluster_sh, free_port};
-use vemo_tests::{bundle_or_skip, vemo_ok, write_job};
+use vemo_tests::{tiny_bundle, vemo_ok, write_job};
 
 /// Azurite's blob server on a free port, or `None` (after saying so) when it is not installed
 /// and not required.
@@ -31,7 +32,7 @@ fn start_azurite(data: &Path) -> Option<Server> {
         Ok(server) => Some(server),
         Err(e) => {
             assert!(
-                std::env::var("VEMO_REQUIRE_BUNDLE").as_deref() != Ok("1"),
+                !bundle_required(),
                 "azurite-blob not found ({e}): infra/test.sh installs it (npm azurite)"
             );
             eprintln!("SKIPPED azure: azurite-blob not installed ({e})");
@@ -42,9 +43,7 @@ fn start_azurite(data: &Path) -> Option<Server> {
 
 #[test]
 fn a_three_process_cluster_indexes_azure_to_azure_like_one_process() {
-    let Some(bundle) = bundle_or_skip("azure cluster") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(server) = start_azurite(&dir.path().join("azurite")) else {
         return;

@@ -12,7 +12,7 @@ use vemo_tests::rows::{
     ITEMS, assert_complete, assert_same_rows, make_corpus, parquet_ids, read_output,
 };
 use vemo_tests::servers::cluster_sh;
-use vemo_tests::{bundle_or_skip, vemo_ok, write_job};
+use vemo_tests::{tiny_bundle, vemo_ok, write_job};
 
 /// Items in the corpus: the synthetic ones and the three broken ones (the last shard).
 const ALL_ITEMS: usize = ITEMS + 3;
@@ -71,9 +71,7 @@ fn assert_exactly_once(reference: &Path, output: &Path, what: &str) {
 
 #[test]
 fn a_process_killed_at_any_point_is_redone_exactly_once_by_a_rerun() {
-    let Some(bundle) = bundle_or_skip("cluster crash") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
     let reference = dir.path().join("reference");
@@ -151,9 +149,7 @@ fn a_process_killed_at_any_point_is_redone_exactly_once_by_a_rerun() {
 
 #[test]
 fn random_write_faults_end_exactly_once_after_reruns() {
-    let Some(bundle) = bundle_or_skip("cluster faults") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
     let reference = dir.path().join("reference");
@@ -200,9 +196,7 @@ fn random_write_faults_end_exactly_once_after_reruns() {
 
 #[test]
 fn the_ledger_outlives_cleanup_of_old_versions() {
-    let Some(bundle) = bundle_or_skip("ledger snapshot") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
     let output = dir.path().join("out");

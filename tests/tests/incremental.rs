@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use vemo_tests::rows::{ITEMS, assert_same_rows, make_corpus, parquet_ids, read_output};
-use vemo_tests::{bundle_or_skip, vemo_ok, write_job};
+use vemo_tests::{tiny_bundle, vemo_ok, write_job};
 
 /// What the mutation does, in items of the 40 (+3 broken) of the corpus.
 const ADDED: usize = 4;
@@ -109,9 +109,7 @@ fn parquet_id_set(root: &Path, table: &str) -> BTreeSet<String> {
 /// rerun: the output equals a fresh index of the mutated corpus, Parquet included.
 #[test]
 fn an_incremental_run_killed_mid_way_is_finished_by_a_rerun() {
-    let Some(bundle) = bundle_or_skip("an_incremental_run_killed_mid_way") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
     let base = dir.path().join("base");
@@ -162,9 +160,7 @@ fn an_incremental_run_killed_mid_way_is_finished_by_a_rerun() {
 
 #[test]
 fn an_incremental_rerun_equals_a_fresh_index_of_the_mutated_corpus() {
-    let Some(bundle) = bundle_or_skip("an_incremental_rerun_equals_a_fresh_index") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
     let out1 = dir.path().join("out-w1");
@@ -299,10 +295,7 @@ fn added_columns(root: &Path) -> std::collections::BTreeMap<String, (Vec<f32>, S
 /// equals a fresh index with the new job, Parquet included.
 #[test]
 fn a_new_text_exit_and_the_entity_task_only_add_columns() {
-    let Some(bundle) = bundle_or_skip("a_new_text_exit_and_the_entity_task_only_add_columns")
-    else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
     let out = dir.path().join("out");

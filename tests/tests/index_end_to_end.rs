@@ -7,7 +7,7 @@ use std::path::Path;
 use vemo_tests::rows::{
     ITEMS, assert_complete, assert_same_rows, make_corpus, parquet_ids, read_output, walk,
 };
-use vemo_tests::{bundle_or_skip, vemo, vemo_bin, vemo_ok, write_job};
+use vemo_tests::{tiny_bundle, vemo, vemo_bin, vemo_ok, write_job};
 
 fn run_cluster(job: &Path, output: &str, processes: usize, workers: usize, dir: &Path) {
     let base = 23000 + (std::process::id() % 1000) as usize * 4;
@@ -53,9 +53,7 @@ fn run_cluster(job: &Path, output: &str, processes: usize, workers: usize, dir: 
 
 #[test]
 fn layouts_give_the_same_rows_and_reruns_add_nothing() {
-    let Some(bundle) = bundle_or_skip("layouts_give_the_same_rows_and_reruns_add_nothing") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
     let out1 = dir.path().join("out-w1");
@@ -127,9 +125,7 @@ fn a_bad_job_file_exits_2_with_a_message() {
 
 #[test]
 fn a_missing_manifest_exits_2_with_a_message() {
-    let Some(bundle) = bundle_or_skip("a_missing_manifest_exits_2_with_a_message") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("empty-folder");
     std::fs::create_dir_all(&input).expect("mkdir");
@@ -152,9 +148,7 @@ fn a_missing_manifest_exits_2_with_a_message() {
 
 #[test]
 fn an_unwritable_output_fails_the_job_with_exit_1() {
-    let Some(bundle) = bundle_or_skip("an_unwritable_output_fails_the_job_with_exit_1") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = dir.path().join("corpus").display().to_string();
     vemo_ok(&[
@@ -176,9 +170,7 @@ fn an_unwritable_output_fails_the_job_with_exit_1() {
 
 #[test]
 fn a_lower_image_exit_without_a_trained_head_exits_2_with_a_message() {
-    let Some(bundle) = bundle_or_skip("a_lower_image_exit_without_a_trained_head") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     // The same bundle without its heads: links to its weights, a manifest without exit_heads.
     let dir = tempfile::tempdir().expect("tempdir");
     let headless = dir.path().join("headless");
@@ -216,9 +208,7 @@ fn a_lower_image_exit_without_a_trained_head_exits_2_with_a_message() {
 /// once. A rerun with another shard size then adds nothing.
 #[test]
 fn deleted_error_rows_are_retried_and_another_shard_size_adds_nothing() {
-    let Some(bundle) = bundle_or_skip("retry errors") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
     let output = dir.path().join("out");

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use vemo_tests::rows::{assert_complete, assert_same_rows, make_corpus, read_output, walk};
 use vemo_tests::servers::{Server, cluster_sh, free_port, repo_root, wait_for_port};
-use vemo_tests::{bundle_or_skip, vemo_bin, write_job};
+use vemo_tests::{tiny_bundle, vemo_bin, write_job};
 
 const SECRET: &str = "vemo-test-secret-0f3c9a";
 
@@ -61,9 +61,7 @@ fn succeeded(child: Child, what: &str) -> Output {
 
 #[test]
 fn a_three_process_cluster_indexes_s3_to_s3_like_one_process() {
-    let Some(bundle) = bundle_or_skip("s3 cluster") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
@@ -122,9 +120,7 @@ fn a_three_process_cluster_indexes_s3_to_s3_like_one_process() {
 
 #[test]
 fn two_concurrent_runs_on_one_s3_output_commit_each_shard_once() {
-    let Some(bundle) = bundle_or_skip("s3 concurrent runs") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
@@ -174,9 +170,7 @@ fn two_concurrent_runs_on_one_s3_output_commit_each_shard_once() {
 
 #[test]
 fn transient_s3_errors_are_retried() {
-    let Some(bundle) = bundle_or_skip("s3 retries") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());
@@ -229,9 +223,7 @@ fn transient_s3_errors_are_retried() {
 
 #[test]
 fn credentials_come_from_an_aws_profile() {
-    let Some(bundle) = bundle_or_skip("s3 profile") else {
-        return;
-    };
+    let bundle = tiny_bundle();
     let server = start_s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = make_corpus(dir.path());

@@ -1,12 +1,14 @@
 //! `vemo eval spotting` end to end on a one-scene ICDAR 2015 style set: the drawn scene of
 //! `models/tests/fixtures/spotting/rotated.png` (signs, two of them rotated), its ground
 //! truth taken from easyocr 1.7.2's `readtext` (`models/tests/golden/spotting_glue.json`),
-//! plus a don't-care box. Scored from a predictions file (the protocol alone), then with the
-//! bundle's detector, grouping and recognizer, which must find every word as easyocr did.
+//! plus a don't-care box. Scored from a predictions file (the protocol alone), with the tiny
+//! bundle (the figures' form only), then with the pulled bundle's detector, grouping and
+//! recognizer, which must find every word as easyocr did.
 
 use std::path::Path;
 
-use vemo_tests::{bundle_or_skip, vemo_ok};
+use vemo_models::tiny_bundle::pulled_bundle;
+use vemo_tests::{tiny_bundle, vemo_ok};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -114,9 +116,32 @@ fn predictions_are_scored_by_the_icdar_protocol() {
     );
 }
 
+/// The whole chain on the tiny bundle, which finds one region per image: figures in [0, 1],
+/// a throughput.
+#[test]
+fn eval_spotting_runs_a_bundle_and_reports_its_figures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    scene_set(dir.path(), &reference_words());
+    let scenes = dir.path().display().to_string();
+    let bundle = tiny_bundle().display().to_string();
+    let report = figures(&vemo_ok(&[
+        "eval", "spotting", "--scenes", &scenes, "--bundle", &bundle, "--json",
+    ]));
+    for part in ["detection", "end_to_end"] {
+        for figure in ["precision", "recall", "hmean"] {
+            let value = report[part][figure].as_f64().expect("a number");
+            assert!((0.0..=1.0).contains(&value), "{part} {figure}: {report}");
+        }
+    }
+    assert!(
+        report["images_per_s"].as_f64().is_some_and(|v| v > 0.0),
+        "{report}"
+    );
+}
+
 #[test]
 fn the_bundle_spots_every_word_easyocr_spots() {
-    if bundle_or_skip("the_bundle_spots_every_word_easyocr_spots").is_none() {
+    if pulled_bundle("the_bundle_spots_every_word_easyocr_spots").is_none() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
