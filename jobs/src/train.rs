@@ -17,6 +17,7 @@ use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::pixels::training_views;
 use vemo_operators::images::{ImageReader, decode_image};
 use vemo_operators::manifest::read_manifest;
+use vemo_schemas::Tower;
 
 use crate::cli::TrainExitsArgs;
 use crate::home::{bundle_dir, expand};
@@ -65,7 +66,7 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
         for (i, &exit) in lower_text.iter().enumerate() {
             let (head, quality) =
                 train_head(&rows_tensor(&per_exit[i])?, &target, &groups, &options)?;
-            heads.insert("text", exit, head);
+            heads.insert(Tower::Text, exit, head);
             report.push((format!("text exit {exit}"), quality));
         }
     }
@@ -124,7 +125,7 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
             for (exit, parts) in lower.iter().zip(inputs) {
                 let (head, quality) =
                     train_head(&Tensor::cat(&parts, 0)?, &target, &groups, &options)?;
-                heads.insert("image", *exit, head);
+                heads.insert(Tower::Image, *exit, head);
                 report.push((format!("image exit {exit}"), quality));
             }
         }

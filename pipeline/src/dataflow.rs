@@ -32,7 +32,7 @@ use vemo_operators::lance_io::{open_if_exists, read_ids, rows_of, wrap_lance_sto
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::store::{self, Location};
 use vemo_schemas::{
-    COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, VEMO_DIR, items_schema_for,
+    COL_ID, ERRORS_DATASET, EmbeddingColumn, ITEMS_DATASET, Tower, VEMO_DIR, items_schema_for,
 };
 
 use crate::backfill::{ColumnJob, add_columns, in_order, missing_columns};
@@ -148,7 +148,7 @@ fn execute(
         .text
         .exits()
         .iter()
-        .map(|&exit| EmbeddingColumn::joint("text", exit, first.text.dim()))
+        .map(|&exit| EmbeddingColumn::joint(Tower::Text, exit, first.text.dim()))
         .collect();
     if let Some(images) = &first.images {
         columns.extend(images.columns()?);

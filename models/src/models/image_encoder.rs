@@ -25,10 +25,7 @@ use crate::bundle::{Bundle, CLIP, ImageTowerSpec};
 use crate::device::Precision;
 use crate::pixels::PixelNorm;
 use crate::{Error, Result};
-use vemo_schemas::EmbeddingColumn;
-
-/// The tower's name in column names and exit heads.
-pub const TOWER: &str = "image";
+use vemo_schemas::{EmbeddingColumn, Tower};
 
 /// What the image tower gives for a batch.
 #[derive(Debug, Default)]
@@ -104,7 +101,7 @@ impl ImageEncoder {
             .map(|&exit| {
                 // CLIP: every exit is in the joint space already, a head is optional.
                 // EfficientNet: the last stage needs none, a lower one must have one.
-                let head = trained.get(TOWER, exit).cloned();
+                let head = trained.get(Tower::Image, exit).cloned();
                 match head {
                     _ if !clip && exit == STAGES => Ok(None),
                     None if !clip => Err(fail(format!(
@@ -152,7 +149,7 @@ impl ImageEncoder {
         })?;
         let model = shared_model(bundle, config, &spec.weights, device, dtype)?;
         let cfg = &model.config().vision_config;
-        check_exits(bundle, TOWER, exits, cfg.num_hidden_layers)?;
+        check_exits(bundle, Tower::Image, exits, cfg.num_hidden_layers)?;
         if spec.input_size != cfg.image_size {
             return Err(Error::Bundle {
                 path: bundle.root.display().to_string(),
@@ -196,12 +193,12 @@ impl ImageEncoder {
         let mut columns: Vec<EmbeddingColumn> = self
             .exits
             .iter()
-            .map(|&exit| EmbeddingColumn::joint(TOWER, exit, dim))
+            .map(|&exit| EmbeddingColumn::joint(Tower::Image, exit, dim))
             .collect();
         if let (true, Backbone::EfficientNet { net, .. }) = (self.has_features(), &self.backbone) {
             columns.push(EmbeddingColumn {
                 feature: true,
-                ..EmbeddingColumn::joint(TOWER, STAGES, net.feature_dim()?)
+                ..EmbeddingColumn::joint(Tower::Image, STAGES, net.feature_dim()?)
             });
         }
         Ok(columns)

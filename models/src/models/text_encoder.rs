@@ -22,7 +22,7 @@ use crate::bundle::{Bundle, CLIP, TextTowerSpec};
 use crate::device::Precision;
 use crate::ner::entities::caption_entities;
 use crate::{Error, Result};
-use vemo_schemas::Entity;
+use vemo_schemas::{Entity, Tower};
 
 /// The text tower's spec and its BERT `config.json`.
 fn bert_config(bundle: &Bundle) -> Result<(&TextTowerSpec, Config)> {
@@ -152,7 +152,7 @@ impl TextEncoder {
         encoder.heads = encoder
             .exits
             .iter()
-            .map(|&exit| heads.get("text", exit).cloned())
+            .map(|&exit| heads.get(Tower::Text, exit).cloned())
             .collect();
         Ok(encoder)
     }
@@ -258,7 +258,7 @@ impl TextEncoder {
     ) -> Result<Self> {
         let model = shared_model(bundle, &spec.config, &spec.weights, device, dtype)?;
         let cfg = &model.config().text_config;
-        check_exits(bundle, "text", &exits, cfg.num_hidden_layers)?;
+        check_exits(bundle, Tower::Text, &exits, cfg.num_hidden_layers)?;
         if spec.max_tokens > cfg.max_position_embeddings {
             return Err(Error::Bundle {
                 path: bundle.root.display().to_string(),
