@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use candle_core::Tensor;
-use vemo_models::bundle::{Bundle, CLIP};
+use vemo_models::bundle::{Bundle, ImageArchitecture};
 use vemo_models::models::bert::default_device;
 use vemo_models::models::efficientnet::STAGES;
 use vemo_models::models::exit_heads::{HeadQuality, TrainOptions, train_head};
@@ -73,11 +73,19 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
 
     // Images: ten views of each corpus image. A CLIP image tower projects every exit with the
     // checkpoint's own projection; its exits get no heads here.
-    let image_spec = bundle.manifest.image.clone();
-    if image_spec.as_ref().is_some_and(|i| i.architecture == CLIP) {
-        println!("  image exits: a CLIP tower needs no heads (each exit uses CLIP's projection)");
-    }
-    if let Some(image) = image_spec.filter(|i| i.architecture != CLIP) {
+    let efficientnet = match bundle.manifest.image.clone() {
+        Some(image) => match image.architecture {
+            ImageArchitecture::Clip => {
+                println!(
+                    "  image exits: a CLIP tower needs no heads (each exit uses CLIP's projection)"
+                );
+                None
+            }
+            ImageArchitecture::EfficientNetLite0 => Some(image),
+        },
+        None => None,
+    };
+    if let Some(image) = efficientnet {
         let lower: Vec<usize> = image
             .exits
             .iter()

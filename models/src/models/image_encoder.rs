@@ -21,7 +21,7 @@ use super::clip_towers::{check_exits, shared_model};
 use super::conse::Conse;
 use super::efficientnet::{EfficientNetLite, ImageOutputs, STAGES};
 use super::exit_heads::project;
-use crate::bundle::{Bundle, CLIP, ImageTowerSpec};
+use crate::bundle::{Bundle, ImageArchitecture, ImageTowerSpec};
 use crate::device::Precision;
 use crate::pixels::PixelNorm;
 use crate::{Error, Result};
@@ -95,34 +95,37 @@ impl ImageEncoder {
             )));
         }
         let trained = bundle.exit_heads(device)?;
-        let clip = spec.architecture == CLIP;
         let heads = exits
             .iter()
             .map(|&exit| {
-                // CLIP: every exit is in the joint space already, a head is optional.
-                // EfficientNet: the last stage needs none, a lower one must have one.
                 let head = trained.get(Tower::Image, exit).cloned();
-                match head {
-                    _ if !clip && exit == STAGES => Ok(None),
-                    None if !clip => Err(fail(format!(
+                match (spec.architecture, head) {
+                    // CLIP: every exit is in the joint space already, a head is optional.
+                    (ImageArchitecture::Clip, head) => Ok(head),
+                    // EfficientNet: the last stage needs none, a lower one must have one.
+                    (ImageArchitecture::EfficientNetLite0, _) if exit == STAGES => Ok(None),
+                    (ImageArchitecture::EfficientNetLite0, None) => Err(fail(format!(
                         "image exit {exit} has no trained exit head; run `vemo train exits` first"
                     ))),
-                    head => Ok(head),
+                    (ImageArchitecture::EfficientNetLite0, head) => Ok(head),
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let backbone = if clip {
-            Self::load_clip(bundle, spec, &exits, device, precision.dtype_on(device))?
-        } else {
-            let conse = bundle.conse()?;
-            Backbone::EfficientNet {
-                net: EfficientNetLite::from_bundle(bundle, device)?,
-                conse: Conse::load(
-                    &bundle.file(&conse.classes),
-                    conse.top_k,
-                    conse.temperature,
-                    device,
-                )?,
+        let backbone = match spec.architecture {
+            ImageArchitecture::Clip => {
+                Self::load_clip(bundle, spec, &exits, device, precision.dtype_on(device))?
+            }
+            ImageArchitecture::EfficientNetLite0 => {
+                let conse = bundle.conse()?;
+                Backbone::EfficientNet {
+                    net: EfficientNetLite::from_bundle(bundle, device)?,
+                    conse: Conse::load(
+                        &bundle.file(&conse.classes),
+                        conse.top_k,
+                        conse.temperature,
+                        device,
+                    )?,
+                }
             }
         };
         Ok(Self {

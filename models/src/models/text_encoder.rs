@@ -18,7 +18,7 @@ use super::clip::ClipModel;
 use super::clip_towers::{check_exits, padded_ids, shared_model};
 use super::exit_heads::project;
 use super::l2_normalize;
-use crate::bundle::{Bundle, CLIP, TextTowerSpec};
+use crate::bundle::{Bundle, TextArchitecture, TextTowerSpec};
 use crate::device::Precision;
 use crate::ner::entities::caption_entities;
 use crate::{Error, Result};
@@ -197,9 +197,11 @@ impl TextEncoder {
                 ),
             });
         }
-        let mut encoder = match spec.architecture.as_str() {
-            CLIP => Self::load_clip(bundle, spec, exits, device, dtype)?,
-            _ => Self::load_bert(bundle, spec, exits, min_depth, device, dtype)?,
+        let mut encoder = match spec.architecture {
+            TextArchitecture::Clip => Self::load_clip(bundle, spec, exits, device, dtype)?,
+            TextArchitecture::Bert => {
+                Self::load_bert(bundle, spec, exits, min_depth, device, dtype)?
+            }
         };
         encoder
             .tokenizer
