@@ -3,13 +3,11 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use vemo_models::device::{DeviceSpec, Precision};
 use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
 
 use crate::cli::IndexArgs;
 use crate::home::{bundle_dir, expand};
 use crate::job::JobConfig;
-use crate::usage;
 
 /// Runs `vemo index`.
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
@@ -71,14 +69,6 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
         .job_id
         .clone()
         .unwrap_or_else(|| chrono::Utc::now().format("run-%Y%m%dT%H%M%SZ").to_string());
-    let device = args.device.as_deref().unwrap_or(&job.run.device);
-    let device: DeviceSpec = device
-        .parse()
-        .map_err(|e| usage(format!("--device: {e}")))?;
-    let precision = args.precision.as_deref().unwrap_or(&job.run.precision);
-    let precision: Precision = precision
-        .parse()
-        .map_err(|e| usage(format!("--precision: {e}")))?;
     let config = IndexConfig {
         input,
         output,
@@ -95,8 +85,8 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
         limits: job.limits(),
         job_id,
         incremental: !args.no_incremental,
-        device,
-        precision,
+        device: args.device.unwrap_or(job.run.device),
+        precision: args.precision.unwrap_or(job.run.precision),
         progress_bar: !args.no_progress && std::io::stderr().is_terminal() && args.process == 0,
     };
     let cluster = ClusterConfig {

@@ -103,11 +103,11 @@ pub struct RunConfig {
     pub vector_index_min_rows: usize,
     /// Where the models run: `cpu` (default), `cuda` (each worker on GPU `worker % gpus`) or
     /// `cuda:N`. CUDA needs a vemo built with `--features cuda`.
-    #[serde(default = "default_device")]
-    pub device: String,
+    #[serde(default)]
+    pub device: DeviceSpec,
     /// `auto` (default: bf16 towers on CUDA, f32 on CPU), `f32` or `bf16`.
-    #[serde(default = "default_precision")]
-    pub precision: String,
+    #[serde(default)]
+    pub precision: Precision,
     /// Largest image object in bytes (default 64 MiB); a larger one is refused from its size.
     #[serde(default = "default_max_image_bytes")]
     pub max_image_bytes: u64,
@@ -145,8 +145,8 @@ impl Default for RunConfig {
             shard_size: default_shard(),
             read_concurrency: default_concurrency(),
             vector_index_min_rows: default_index_rows(),
-            device: default_device(),
-            precision: default_precision(),
+            device: DeviceSpec::default(),
+            precision: Precision::default(),
             max_image_bytes: default_max_image_bytes(),
             max_image_pixels: default_max_image_pixels(),
             max_image_aspect: default_max_image_aspect(),
@@ -201,12 +201,6 @@ fn default_concurrency() -> usize {
 }
 fn default_index_rows() -> usize {
     10_000
-}
-fn default_device() -> String {
-    "cpu".into()
-}
-fn default_precision() -> String {
-    "auto".into()
 }
 
 /// Tasks this build can run.
@@ -265,12 +259,6 @@ impl JobConfig {
             if value == 0 {
                 return Err(format!("[run] {name} must be at least 1"));
             }
-        }
-        if let Err(e) = self.run.device.parse::<DeviceSpec>() {
-            return Err(format!("[run] {e}"));
-        }
-        if let Err(e) = self.run.precision.parse::<Precision>() {
-            return Err(format!("[run] {e}"));
         }
         if let Some(prefix) = self
             .input
@@ -346,7 +334,12 @@ mod tests {
         let job = parse(&format!(
             "{base}device = \"cuda:1\"\nprecision = \"bf16\"\n"
         ));
-        assert_eq!(job.expect("valid").run.device, "cuda:1");
+        let job = job.expect("valid");
+        assert_eq!(job.run.device, DeviceSpec::Cuda(Some(1)));
+        assert_eq!(job.run.precision, Precision::Bf16);
+        let job = parse(base).expect("defaults");
+        assert_eq!(job.run.device, DeviceSpec::Cpu);
+        assert_eq!(job.run.precision, Precision::Auto);
         let err = parse(&format!("{base}device = \"gpu0\"\n")).expect_err("device");
         assert!(err.is::<crate::UsageError>());
         assert!(
