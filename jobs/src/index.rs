@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
+use vemo_schemas::Task;
 
 use crate::cli::IndexArgs;
 use crate::home::{bundle_dir, expand};
@@ -76,8 +77,8 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
         text_exits: job.model.exits.text.clone(),
         image_exits: job.model.exits.image.clone(),
         vector_index_min_rows: job.run.vector_index_min_rows,
-        entities: job.model.tasks.iter().any(|t| t == "entities"),
-        spotting: job.model.tasks.iter().any(|t| t == "spotting"),
+        entities: job.model.tasks.contains(&Task::Entities),
+        spotting: job.model.tasks.contains(&Task::Spotting),
         batch_size: job.run.batch_size,
         image_batch_size: job.run.image_batch_size,
         shard_size: job.run.shard_size,

@@ -4,6 +4,7 @@ use std::path::Path;
 use vemo_models::device::{DeviceSpec, Precision};
 use vemo_models::pixels::ImageLimits;
 use vemo_operators::limits::InputLimits;
+use vemo_schemas::Task;
 
 use serde::Deserialize;
 
@@ -60,7 +61,7 @@ pub struct ModelConfig {
     /// caption, from the bundle's NER branch), `spotting` (words written in each image, from
     /// the bundle's detector and recognizer). Default `["semantic"]`.
     #[serde(default = "default_tasks")]
-    pub tasks: Vec<String>,
+    pub tasks: Vec<Task>,
     /// Exits per tower; default the bundle's default exit.
     #[serde(default)]
     pub exits: ExitsConfig,
@@ -184,8 +185,8 @@ fn default_format() -> String {
 fn default_bundle() -> String {
     "vemo-mini".into()
 }
-fn default_tasks() -> Vec<String> {
-    vec!["semantic".into()]
+fn default_tasks() -> Vec<Task> {
+    vec![Task::Semantic]
 }
 fn default_batch() -> usize {
     32
@@ -202,9 +203,6 @@ fn default_concurrency() -> usize {
 fn default_index_rows() -> usize {
     10_000
 }
-
-/// Tasks this build can run.
-const TASKS: &[&str] = &["semantic", "entities", "spotting"];
 
 impl JobConfig {
     /// Reads and checks a job file; every problem is a usage error naming the fix.
@@ -225,19 +223,10 @@ impl JobConfig {
                 self.input.format
             ));
         }
-        if let Some(task) = self
-            .model
-            .tasks
-            .iter()
-            .find(|t| !TASKS.contains(&t.as_str()))
-        {
-            return Err(format!(
-                "[model] task `{task}` is not available; tasks are {TASKS:?}"
-            ));
-        }
         if self.model.tasks.is_empty() {
             return Err(format!(
-                "[model] tasks is empty; name at least one of {TASKS:?}"
+                "[model] tasks is empty; name at least one of {:?}",
+                Task::ALL.map(Task::name)
             ));
         }
         for (name, value) in [
@@ -321,11 +310,19 @@ mod tests {
         assert!(err.is::<crate::UsageError>());
         assert!(format!("{err}").contains("unknown field `bundel`"), "{err}");
         let err = parse(&format!("{base}[model]\ntasks = [\"ocr\"]\n")).expect_err("task");
+        assert!(err.is::<crate::UsageError>());
         assert!(
             format!("{err}").contains("task `ocr` is not available"),
             "{err}"
         );
-        assert!(parse(&format!("{base}[model]\n")).is_ok());
+        let err = parse(&format!("{base}[model]\ntasks = []\n")).expect_err("no task");
+        assert!(format!("{err}").contains("tasks is empty"), "{err}");
+        let job = parse(&format!("{base}[model]\n")).expect("default tasks");
+        assert_eq!(job.model.tasks, [Task::Semantic]);
+        let job = parse(&format!(
+            "{base}[model]\ntasks = [\"semantic\", \"entities\", \"spotting\"]\n"
+        ));
+        assert_eq!(job.expect("every task").model.tasks, Task::ALL);
     }
 
     #[test]
