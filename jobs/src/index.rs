@@ -69,7 +69,7 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
     let job_id = args
         .job_id
         .clone()
-        .unwrap_or_else(|| chrono::Utc::now().format("run-%Y%m%dT%H%M%SZ").to_string());
+        .unwrap_or_else(IndexConfig::timestamp_job_id);
     let config = IndexConfig {
         input,
         output,

@@ -4,6 +4,7 @@ use std::path::Path;
 use vemo_models::device::{DeviceSpec, Precision};
 use vemo_models::pixels::ImageLimits;
 use vemo_operators::limits::InputLimits;
+use vemo_pipeline::IndexConfig;
 use vemo_schemas::Task;
 
 use serde::Deserialize;
@@ -183,25 +184,25 @@ fn default_format() -> String {
     "manifest".into()
 }
 fn default_bundle() -> String {
-    "vemo-mini".into()
+    IndexConfig::DEFAULT_BUNDLE.into()
 }
 fn default_tasks() -> Vec<Task> {
     vec![Task::Semantic]
 }
 fn default_batch() -> usize {
-    32
+    IndexConfig::DEFAULT_BATCH_SIZE
 }
 fn default_image_batch() -> usize {
-    4
+    IndexConfig::DEFAULT_IMAGE_BATCH_SIZE
 }
 fn default_shard() -> usize {
-    256
+    IndexConfig::DEFAULT_SHARD_SIZE
 }
 fn default_concurrency() -> usize {
-    16
+    IndexConfig::DEFAULT_READ_CONCURRENCY
 }
 fn default_index_rows() -> usize {
-    10_000
+    IndexConfig::DEFAULT_VECTOR_INDEX_MIN_ROWS
 }
 
 impl JobConfig {
