@@ -137,7 +137,7 @@ macro_rules! impl_by_name {
 
         impl ::std::fmt::Display for $type {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.name())
+                f.pad(self.name())
             }
         }
     };
@@ -175,6 +175,8 @@ mod tests {
         assert_eq!(Tower::Text.name(), "text");
         assert_eq!(Tower::Image.name(), "image");
         assert_eq!(Task::Spotting.name(), "spotting");
+        // Display pads like a string does.
+        assert_eq!(format!("[{:<9}]", Task::Semantic), "[semantic ]");
     }
 
     #[test]
