@@ -25,11 +25,11 @@ use towers::TOWERS;
 )]
 struct Cli {
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", global = true)]
-    device: String,
+    #[arg(long, default_value_t = DeviceSpec::Cpu, global = true)]
+    device: DeviceSpec,
     /// auto (bf16 on CUDA, f32 on CPU), f32 or bf16.
-    #[arg(long, default_value = "auto", global = true)]
-    precision: String,
+    #[arg(long, default_value_t = Precision::Auto, global = true)]
+    precision: Precision,
     /// Only the towers whose label contains this (e.g. `b32`, `minilm`).
     #[arg(long, global = true)]
     only: Option<String>,
@@ -100,8 +100,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let device = cli.device.parse::<DeviceSpec>()?.device()?;
-    let precision: Precision = cli.precision.parse()?;
+    let device = cli.device.device()?;
+    let precision = cli.precision;
     let dtype = precision.dtype_on(&device);
     println!(
         "device {} ({:?}), precision {precision} ({dtype:?}), {} CPU threads, vemo-bench {}\n",

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use vemo_models::device::{DeviceSpec, Precision};
 
 /// vemo: index image+caption corpora for semantic, entity and character search.
 ///
@@ -305,10 +306,10 @@ pub struct IndexArgs {
     /// Override the job's device: cpu, cuda (each worker on GPU worker_index % GPUs) or
     /// cuda:N. CUDA needs a build with `--features cuda`.
     #[arg(long)]
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
     /// Override the job's precision: auto (bf16 towers on CUDA, f32 on CPU), f32 or bf16.
     #[arg(long)]
-    pub precision: Option<String>,
+    pub precision: Option<Precision>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::HelpLong)]
     pub help: Option<bool>,
@@ -432,4 +433,39 @@ pub struct InspectArgs {
     /// List the versions of `items`: when, which job, what each added and deleted.
     #[arg(long)]
     pub versions: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_args(flags: &[&str]) -> Result<IndexArgs, clap::Error> {
+        let argv = ["vemo", "index", "--job", "job.toml"].iter().chain(flags);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Index(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn device_and_precision_flags_are_parsed_by_clap() {
+        let args = index_args(&["--device", "cuda:1", "--precision", "bf16"]).expect("valid");
+        assert_eq!(args.device, Some(DeviceSpec::Cuda(Some(1))));
+        assert_eq!(args.precision, Some(Precision::Bf16));
+        let args = index_args(&[]).expect("no overrides");
+        assert_eq!((args.device, args.precision), (None, None));
+        // A wrong value is a usage error (exit 2) that says what the flag takes.
+        let err = index_args(&["--device", "gpu0"]).expect_err("device");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("expected cpu, cuda or cuda:N"),
+            "{err}"
+        );
+        let err = index_args(&["--precision", "fp8"]).expect_err("precision");
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("expected auto, f32 or bf16"),
+            "{err}"
+        );
+    }
 }

@@ -3,13 +3,12 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use vemo_models::device::{DeviceSpec, Precision};
 use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
+use vemo_schemas::Task;
 
 use crate::cli::IndexArgs;
 use crate::home::{bundle_dir, expand};
 use crate::job::JobConfig;
-use crate::usage;
 
 /// Runs `vemo index`.
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
@@ -70,15 +69,7 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
     let job_id = args
         .job_id
         .clone()
-        .unwrap_or_else(|| chrono::Utc::now().format("run-%Y%m%dT%H%M%SZ").to_string());
-    let device = args.device.as_deref().unwrap_or(&job.run.device);
-    let device: DeviceSpec = device
-        .parse()
-        .map_err(|e| usage(format!("--device: {e}")))?;
-    let precision = args.precision.as_deref().unwrap_or(&job.run.precision);
-    let precision: Precision = precision
-        .parse()
-        .map_err(|e| usage(format!("--precision: {e}")))?;
+        .unwrap_or_else(IndexConfig::timestamp_job_id);
     let config = IndexConfig {
         input,
         output,
@@ -86,8 +77,8 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
         text_exits: job.model.exits.text.clone(),
         image_exits: job.model.exits.image.clone(),
         vector_index_min_rows: job.run.vector_index_min_rows,
-        entities: job.model.tasks.iter().any(|t| t == "entities"),
-        spotting: job.model.tasks.iter().any(|t| t == "spotting"),
+        entities: job.model.tasks.contains(&Task::Entities),
+        spotting: job.model.tasks.contains(&Task::Spotting),
         batch_size: job.run.batch_size,
         image_batch_size: job.run.image_batch_size,
         shard_size: job.run.shard_size,
@@ -95,8 +86,8 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
         limits: job.limits(),
         job_id,
         incremental: !args.no_incremental,
-        device,
-        precision,
+        device: args.device.unwrap_or(job.run.device),
+        precision: args.precision.unwrap_or(job.run.precision),
         progress_bar: !args.no_progress && std::io::stderr().is_terminal() && args.process == 0,
     };
     let cluster = ClusterConfig {

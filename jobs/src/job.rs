@@ -4,6 +4,8 @@ use std::path::Path;
 use vemo_models::device::{DeviceSpec, Precision};
 use vemo_models::pixels::ImageLimits;
 use vemo_operators::limits::InputLimits;
+use vemo_pipeline::IndexConfig;
+use vemo_schemas::Task;
 
 use serde::Deserialize;
 
@@ -60,7 +62,7 @@ pub struct ModelConfig {
     /// caption, from the bundle's NER branch), `spotting` (words written in each image, from
     /// the bundle's detector and recognizer). Default `["semantic"]`.
     #[serde(default = "default_tasks")]
-    pub tasks: Vec<String>,
+    pub tasks: Vec<Task>,
     /// Exits per tower; default the bundle's default exit.
     #[serde(default)]
     pub exits: ExitsConfig,
@@ -103,11 +105,11 @@ pub struct RunConfig {
     pub vector_index_min_rows: usize,
     /// Where the models run: `cpu` (default), `cuda` (each worker on GPU `worker % gpus`) or
     /// `cuda:N`. CUDA needs a vemo built with `--features cuda`.
-    #[serde(default = "default_device")]
-    pub device: String,
+    #[serde(default)]
+    pub device: DeviceSpec,
     /// `auto` (default: bf16 towers on CUDA, f32 on CPU), `f32` or `bf16`.
-    #[serde(default = "default_precision")]
-    pub precision: String,
+    #[serde(default)]
+    pub precision: Precision,
     /// Largest image object in bytes (default 64 MiB); a larger one is refused from its size.
     #[serde(default = "default_max_image_bytes")]
     pub max_image_bytes: u64,
@@ -145,8 +147,8 @@ impl Default for RunConfig {
             shard_size: default_shard(),
             read_concurrency: default_concurrency(),
             vector_index_min_rows: default_index_rows(),
-            device: default_device(),
-            precision: default_precision(),
+            device: DeviceSpec::default(),
+            precision: Precision::default(),
             max_image_bytes: default_max_image_bytes(),
             max_image_pixels: default_max_image_pixels(),
             max_image_aspect: default_max_image_aspect(),
@@ -182,35 +184,26 @@ fn default_format() -> String {
     "manifest".into()
 }
 fn default_bundle() -> String {
-    "vemo-mini".into()
+    IndexConfig::DEFAULT_BUNDLE.into()
 }
-fn default_tasks() -> Vec<String> {
-    vec!["semantic".into()]
+fn default_tasks() -> Vec<Task> {
+    vec![Task::Semantic]
 }
 fn default_batch() -> usize {
-    32
+    IndexConfig::DEFAULT_BATCH_SIZE
 }
 fn default_image_batch() -> usize {
-    4
+    IndexConfig::DEFAULT_IMAGE_BATCH_SIZE
 }
 fn default_shard() -> usize {
-    256
+    IndexConfig::DEFAULT_SHARD_SIZE
 }
 fn default_concurrency() -> usize {
-    16
+    IndexConfig::DEFAULT_READ_CONCURRENCY
 }
 fn default_index_rows() -> usize {
-    10_000
+    IndexConfig::DEFAULT_VECTOR_INDEX_MIN_ROWS
 }
-fn default_device() -> String {
-    "cpu".into()
-}
-fn default_precision() -> String {
-    "auto".into()
-}
-
-/// Tasks this build can run.
-const TASKS: &[&str] = &["semantic", "entities", "spotting"];
 
 impl JobConfig {
     /// Reads and checks a job file; every problem is a usage error naming the fix.
@@ -231,19 +224,10 @@ impl JobConfig {
                 self.input.format
             ));
         }
-        if let Some(task) = self
-            .model
-            .tasks
-            .iter()
-            .find(|t| !TASKS.contains(&t.as_str()))
-        {
-            return Err(format!(
-                "[model] task `{task}` is not available; tasks are {TASKS:?}"
-            ));
-        }
         if self.model.tasks.is_empty() {
             return Err(format!(
-                "[model] tasks is empty; name at least one of {TASKS:?}"
+                "[model] tasks is empty; name at least one of {:?}",
+                Task::ALL.map(Task::name)
             ));
         }
         for (name, value) in [
@@ -265,12 +249,6 @@ impl JobConfig {
             if value == 0 {
                 return Err(format!("[run] {name} must be at least 1"));
             }
-        }
-        if let Err(e) = self.run.device.parse::<DeviceSpec>() {
-            return Err(format!("[run] {e}"));
-        }
-        if let Err(e) = self.run.precision.parse::<Precision>() {
-            return Err(format!("[run] {e}"));
         }
         if let Some(prefix) = self
             .input
@@ -333,11 +311,19 @@ mod tests {
         assert!(err.is::<crate::UsageError>());
         assert!(format!("{err}").contains("unknown field `bundel`"), "{err}");
         let err = parse(&format!("{base}[model]\ntasks = [\"ocr\"]\n")).expect_err("task");
+        assert!(err.is::<crate::UsageError>());
         assert!(
             format!("{err}").contains("task `ocr` is not available"),
             "{err}"
         );
-        assert!(parse(&format!("{base}[model]\n")).is_ok());
+        let err = parse(&format!("{base}[model]\ntasks = []\n")).expect_err("no task");
+        assert!(format!("{err}").contains("tasks is empty"), "{err}");
+        let job = parse(&format!("{base}[model]\n")).expect("default tasks");
+        assert_eq!(job.model.tasks, [Task::Semantic]);
+        let job = parse(&format!(
+            "{base}[model]\ntasks = [\"semantic\", \"entities\", \"spotting\"]\n"
+        ));
+        assert_eq!(job.expect("every task").model.tasks, Task::ALL);
     }
 
     #[test]
@@ -346,7 +332,12 @@ mod tests {
         let job = parse(&format!(
             "{base}device = \"cuda:1\"\nprecision = \"bf16\"\n"
         ));
-        assert_eq!(job.expect("valid").run.device, "cuda:1");
+        let job = job.expect("valid");
+        assert_eq!(job.run.device, DeviceSpec::Cuda(Some(1)));
+        assert_eq!(job.run.precision, Precision::Bf16);
+        let job = parse(base).expect("defaults");
+        assert_eq!(job.run.device, DeviceSpec::Cpu);
+        assert_eq!(job.run.precision, Precision::Auto);
         let err = parse(&format!("{base}device = \"gpu0\"\n")).expect_err("device");
         assert!(err.is::<crate::UsageError>());
         assert!(

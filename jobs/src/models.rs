@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use vemo_models::bundle::{Bundle, CLIP};
+use vemo_models::bundle::{Bundle, ImageArchitecture};
 use vemo_models::models::bert::default_device;
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::parameters::bundle_parameters;
@@ -125,7 +125,7 @@ fn check(name: &str) -> anyhow::Result<()> {
         .manifest
         .image
         .as_ref()
-        .filter(|i| i.architecture == CLIP)
+        .filter(|i| i.architecture == ImageArchitecture::Clip)
     {
         use vemo_models::models::image_encoder::ImageEncoder;
         let encoder = ImageEncoder::load(&bundle, &image.exits, &default_device())?;

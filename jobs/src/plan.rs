@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use vemo_pipeline::delta::Change;
 use vemo_pipeline::plan_index;
 
 use crate::cli::PlanArgs;
@@ -24,14 +25,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         v => println!("plan for {output} against items.lance v{v}"),
     }
     let counts = &report.counts;
-    for (name, count) in [
-        ("added", counts.added),
-        ("changed", counts.changed),
-        ("retried", counts.retried),
-        ("removed", counts.removed),
-        ("unchanged", counts.unchanged),
-    ] {
-        let sample = report.samples.get(name).map(|ids| ids.join(", "));
+    for change in Change::ALL {
+        let (name, count) = (change.name(), counts.get(change));
+        let sample = report.samples.get(&change).map(|ids| ids.join(", "));
         match sample.filter(|s| !s.is_empty()) {
             Some(ids) => println!("  {name:<9} {count:>9}   e.g. {ids}"),
             None => println!("  {name:<9} {count:>9}"),

@@ -23,7 +23,7 @@ use vemo_operators::store;
 use vemo_operators::vector_search::{
     Hit, embedding_columns, find_entity, match_entity, nearest, recorded_bundle,
 };
-use vemo_schemas::{EmbeddingColumn, ITEMS_DATASET};
+use vemo_schemas::{EmbeddingColumn, ITEMS_DATASET, Tower};
 
 use crate::cli::SearchArgs;
 use crate::home::{bundle_dir, expand};
@@ -136,7 +136,7 @@ fn pick_column(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let deepest = |tower: &str, feature: bool| {
+    let deepest = |tower: Tower, feature: bool| {
         columns
             .iter()
             .filter(|c| c.tower == tower && c.feature == feature)
@@ -145,12 +145,12 @@ fn pick_column(
             .cloned()
     };
     let picked = match (query, captions) {
-        (_, true) => deepest("text", false),
-        (Query::Text(_), false) => deepest("image", false),
+        (_, true) => deepest(Tower::Text, false),
+        (Query::Text(_), false) => deepest(Tower::Image, false),
         (Query::Image(_), false) if exit.is_none() => {
-            deepest("image", true).or_else(|| deepest("image", false))
+            deepest(Tower::Image, true).or_else(|| deepest(Tower::Image, false))
         }
-        (Query::Image(_), false) => deepest("image", false),
+        (Query::Image(_), false) => deepest(Tower::Image, false),
     };
     picked.ok_or_else(|| {
         let exit = exit.map(|e| format!(" at exit {e}")).unwrap_or_default();
@@ -198,9 +198,9 @@ fn encode_query(
         |rows: Vec<Vec<Vec<f32>>>| rows.into_iter().next().and_then(|r| r.into_iter().next());
     let vector = match query {
         Query::Text(text) => {
-            let exit = match column.tower.as_str() {
-                "text" => column.exit,
-                _ => bundle.text()?.default_exit,
+            let exit = match column.tower {
+                Tower::Text => column.exit,
+                Tower::Image => bundle.text()?.default_exit,
             };
             first(TextEncoder::load(bundle, &[exit], &device)?.encode(&[text])?)
         }
@@ -211,9 +211,9 @@ fn encode_query(
                 .map_err(|reason| usage(format!("cannot read the query image {uri}: {reason}")))?;
             let (_, image) = decode_image(&bytes)
                 .map_err(|reason| usage(format!("the query image {uri}: {reason}")))?;
-            let exit = match column.tower.as_str() {
-                "image" => column.exit,
-                _ => bundle.image()?.default_exit,
+            let exit = match column.tower {
+                Tower::Image => column.exit,
+                Tower::Text => bundle.image()?.default_exit,
             };
             let encoder = ImageEncoder::load(bundle, &[exit], &device)?;
             let (resize, side) = encoder.input_geometry();

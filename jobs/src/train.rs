@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use candle_core::Tensor;
-use vemo_models::bundle::{Bundle, CLIP};
+use vemo_models::bundle::{Bundle, ImageArchitecture};
 use vemo_models::models::bert::default_device;
 use vemo_models::models::efficientnet::STAGES;
 use vemo_models::models::exit_heads::{HeadQuality, TrainOptions, train_head};
@@ -17,6 +17,7 @@ use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::pixels::training_views;
 use vemo_operators::images::{ImageReader, decode_image};
 use vemo_operators::manifest::read_manifest;
+use vemo_schemas::Tower;
 
 use crate::cli::TrainExitsArgs;
 use crate::home::{bundle_dir, expand};
@@ -65,18 +66,26 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
         for (i, &exit) in lower_text.iter().enumerate() {
             let (head, quality) =
                 train_head(&rows_tensor(&per_exit[i])?, &target, &groups, &options)?;
-            heads.insert("text", exit, head);
+            heads.insert(Tower::Text, exit, head);
             report.push((format!("text exit {exit}"), quality));
         }
     }
 
     // Images: ten views of each corpus image. A CLIP image tower projects every exit with the
     // checkpoint's own projection; its exits get no heads here.
-    let image_spec = bundle.manifest.image.clone();
-    if image_spec.as_ref().is_some_and(|i| i.architecture == CLIP) {
-        println!("  image exits: a CLIP tower needs no heads (each exit uses CLIP's projection)");
-    }
-    if let Some(image) = image_spec.filter(|i| i.architecture != CLIP) {
+    let efficientnet = match bundle.manifest.image.clone() {
+        Some(image) => match image.architecture {
+            ImageArchitecture::Clip => {
+                println!(
+                    "  image exits: a CLIP tower needs no heads (each exit uses CLIP's projection)"
+                );
+                None
+            }
+            ImageArchitecture::EfficientNetLite0 => Some(image),
+        },
+        None => None,
+    };
+    if let Some(image) = efficientnet {
         let lower: Vec<usize> = image
             .exits
             .iter()
@@ -124,7 +133,7 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
             for (exit, parts) in lower.iter().zip(inputs) {
                 let (head, quality) =
                     train_head(&Tensor::cat(&parts, 0)?, &target, &groups, &options)?;
-                heads.insert("image", *exit, head);
+                heads.insert(Tower::Image, *exit, head);
                 report.push((format!("image exit {exit}"), quality));
             }
         }

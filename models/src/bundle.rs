@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vemo_schemas::impl_by_name;
 
 use crate::{Error, Result};
 
@@ -26,12 +27,55 @@ pub fn vemo_home() -> PathBuf {
 /// Name of the bundle's description file.
 pub const BUNDLE_FILE: &str = "bundle.toml";
 
-/// `architecture` of a BERT text tower (mean pooling).
-pub const BERT: &str = "bert";
-/// `architecture` of an EfficientNet-Lite0 image tower (ConSE into the caption space).
-pub const EFFICIENTNET_LITE0: &str = "efficientnet-lite0";
-/// `architecture` of either tower of a Hugging Face CLIP checkpoint.
-pub const CLIP: &str = "clip";
+/// `architecture` of a bundle's `[text]` tower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum TextArchitecture {
+    /// `bert`: a BERT encoder, mean pooling.
+    Bert,
+    /// `clip`: the text tower of a Hugging Face CLIP checkpoint (see [`crate::hf_clip`]).
+    Clip,
+}
+
+impl TextArchitecture {
+    /// Every text architecture.
+    pub const ALL: [Self; 2] = [Self::Bert, Self::Clip];
+
+    /// The name `bundle.toml` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bert => "bert",
+            Self::Clip => "clip",
+        }
+    }
+}
+
+impl_by_name!(TextArchitecture, "text architecture");
+
+/// `architecture` of a bundle's `[image]` tower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum ImageArchitecture {
+    /// `efficientnet-lite0`: EfficientNet-Lite0, ConSE into the caption space.
+    EfficientNetLite0,
+    /// `clip`: the vision tower of a Hugging Face CLIP checkpoint (see [`crate::hf_clip`]).
+    Clip,
+}
+
+impl ImageArchitecture {
+    /// Every image architecture.
+    pub const ALL: [Self; 2] = [Self::EfficientNetLite0, Self::Clip];
+
+    /// The name `bundle.toml` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EfficientNetLite0 => "efficientnet-lite0",
+            Self::Clip => "clip",
+        }
+    }
+}
+
+impl_by_name!(ImageArchitecture, "image architecture");
 
 /// `bundle.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,7 +119,7 @@ pub struct SpottingSpec {
 #[serde(deny_unknown_fields)]
 pub struct ImageTowerSpec {
     /// Architecture: `efficientnet-lite0` or `clip` (the vision tower of a CLIP checkpoint).
-    pub architecture: String,
+    pub architecture: ImageArchitecture,
     /// `config.json` of the checkpoint, relative to the bundle folder; required for `clip`,
     /// unused by `efficientnet-lite0`. Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,17 +175,16 @@ impl ImageTowerSpec {
         if self.std.is_some_and(|std| std.iter().any(|s| *s <= 0.0)) {
             return Some("[image] std must be positive".into());
         }
-        match self.architecture.as_str() {
-            EFFICIENTNET_LITE0 if self.conse.is_none() => Some(format!(
-                "an {EFFICIENTNET_LITE0} image tower needs an [image.conse] table"
+        match self.architecture {
+            ImageArchitecture::EfficientNetLite0 if self.conse.is_none() => Some(format!(
+                "an {} image tower needs an [image.conse] table",
+                self.architecture
             )),
-            CLIP if self.config.is_none() => Some(format!(
-                "a {CLIP} image tower needs `config` (the checkpoint's config.json)"
+            ImageArchitecture::Clip if self.config.is_none() => Some(format!(
+                "a {} image tower needs `config` (the checkpoint's config.json)",
+                self.architecture
             )),
-            EFFICIENTNET_LITE0 | CLIP => None,
-            other => Some(format!(
-                "unknown image architecture `{other}` (known: {EFFICIENTNET_LITE0}, {CLIP})"
-            )),
+            ImageArchitecture::EfficientNetLite0 | ImageArchitecture::Clip => None,
         }
     }
 }
@@ -181,7 +224,7 @@ pub struct ConseSpec {
 pub struct TextTowerSpec {
     /// Architecture: `bert` (mean pooling) or `clip` (the text tower of a CLIP checkpoint:
     /// the EOS token through `final_layer_norm` and `text_projection`).
-    pub architecture: String,
+    pub architecture: TextArchitecture,
     /// `config.json` of the checkpoint, relative to the bundle folder.
     pub config: String,
     /// Weights (safetensors), relative to the bundle folder.
@@ -236,12 +279,6 @@ impl Bundle {
                 return Err(fail(format!(
                     "default_exit {} not in exits",
                     text.default_exit
-                )));
-            }
-            if ![BERT, CLIP].contains(&text.architecture.as_str()) {
-                return Err(fail(format!(
-                    "unknown text architecture `{}` (known: {BERT}, {CLIP})",
-                    text.architecture
                 )));
             }
         }
@@ -374,26 +411,65 @@ mod tests {
     fn image_tower_needs_what_its_architecture_uses() {
         let conse = "[image.conse]\nclasses = \"classes\"\ntop_k = 5\ntemperature = 1.0\n\
                      source = \"test\"\n";
-        let err = open_image(EFFICIENTNET_LITE0, "").expect_err("no conse");
+        let err = open_image("efficientnet-lite0", "").expect_err("no conse");
         assert!(err.to_string().contains("[image.conse]"), "{err}");
-        let bundle = open_image(EFFICIENTNET_LITE0, conse).expect("with conse");
+        let bundle = open_image("efficientnet-lite0", conse).expect("with conse");
         assert_eq!(
             bundle.image().expect("image").pixel_norm(),
             crate::pixels::PixelNorm::TfLite
         );
-        let err = open_image(CLIP, "").expect_err("no config");
+        let err = open_image("clip", "").expect_err("no config");
         assert!(err.to_string().contains("needs `config`"), "{err}");
         let clip = "config = \"c\"\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\n";
-        let bundle = open_image(CLIP, clip).expect("clip");
+        let bundle = open_image("clip", clip).expect("clip");
         assert!(bundle.conse().is_err());
-        let err = open_image(CLIP, "config = \"c\"\nmean = [0.5, 0.5, 0.5]\n").expect_err("mean");
+        let err = open_image("clip", "config = \"c\"\nmean = [0.5, 0.5, 0.5]\n").expect_err("mean");
         assert!(err.to_string().contains("both `mean` and `std`"), "{err}");
         let err = open_image("resnet", "").expect_err("unknown");
         assert!(
-            err.to_string().contains("unknown image architecture"),
+            err.to_string().contains(
+                "image architecture `resnet` is not available; image architectures are \
+                 efficientnet-lite0, clip"
+            ),
             "{err}"
         );
-        let err = open_image(CLIP, "config = \"missing\"\n").expect_err("missing file");
+        let err = open_image("clip", "config = \"missing\"\n").expect_err("missing file");
         assert!(err.to_string().contains("missing file missing"), "{err}");
+    }
+
+    #[test]
+    fn architectures_round_trip_by_name() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Towers {
+            text: TextArchitecture,
+            image: ImageArchitecture,
+        }
+        for (text, image) in TextArchitecture::ALL
+            .into_iter()
+            .zip(ImageArchitecture::ALL)
+        {
+            let towers = Towers { text, image };
+            let toml = toml::to_string(&towers).expect("serialise");
+            assert_eq!(
+                toml,
+                format!("text = \"{}\"\nimage = \"{}\"\n", text.name(), image.name())
+            );
+            assert_eq!(toml::from_str::<Towers>(&toml).expect("parse"), towers);
+            assert_eq!(text.name().parse::<TextArchitecture>().ok(), Some(text));
+            assert_eq!(
+                image.to_string().parse::<ImageArchitecture>().ok(),
+                Some(image)
+            );
+        }
+        assert_eq!(
+            ImageArchitecture::EfficientNetLite0.name(),
+            "efficientnet-lite0"
+        );
+        assert_eq!(TextArchitecture::Bert.name(), "bert");
+        let err = "gpt2".parse::<TextArchitecture>().expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            "text architecture `gpt2` is not available; text architectures are bert, clip"
+        );
     }
 }

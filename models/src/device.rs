@@ -1,5 +1,6 @@
 //! Where a job's models run and in which precision: `--device cpu|cuda|cuda:N` and
-//! `--precision auto|f32|bf16`.
+//! `--precision auto|f32|bf16`, parsed once where they enter (`FromStr` for flags, serde for
+//! job files, both through the same parser) and written back as the same names.
 //!
 //! Precision per model, on CUDA with `auto`: the CLIP towers and the BERT text tower hold
 //! their weights and activations in bf16; pooling, L2 normalisation, exit heads, the ConSE
@@ -11,11 +12,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// The device a job asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The device a job asks for: `cpu` (the default), `cuda` or `cuda:N`; `gpu` and any case
+/// are accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DeviceSpec {
     /// The CPU (candle's CPU backend, every core).
     #[default]
@@ -44,6 +48,20 @@ impl FromStr for DeviceSpec {
                 None => Err(bad("expected cpu, cuda or cuda:N")),
             },
         }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = Error;
+
+    fn try_from(text: String) -> Result<Self> {
+        text.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(spec: DeviceSpec) -> Self {
+        spec.to_string()
     }
 }
 
@@ -84,8 +102,10 @@ impl DeviceSpec {
     }
 }
 
-/// The precision a job asks for; [`Precision::dtype_on`] resolves it on a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The precision a job asks for: `auto` (the default), `f32` (or `fp32`) or `bf16`, in any
+/// case; [`Precision::dtype_on`] resolves it on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Precision {
     /// bf16 on CUDA, f32 on CPU.
     #[default]
@@ -112,17 +132,39 @@ impl FromStr for Precision {
     }
 }
 
+impl TryFrom<String> for Precision {
+    type Error = Error;
+
+    fn try_from(text: String) -> Result<Self> {
+        text.parse()
+    }
+}
+
+impl From<Precision> for &'static str {
+    fn from(precision: Precision) -> Self {
+        precision.name()
+    }
+}
+
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Precision::Auto => "auto",
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        })
+        f.pad(self.name())
     }
 }
 
 impl Precision {
+    /// Every precision.
+    pub const ALL: [Precision; 3] = [Precision::Auto, Precision::F32, Precision::Bf16];
+
+    /// The precision's name: `auto`, `f32` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
     /// The dtype of the weights and activations of a tower that allows bf16, on `device`.
     pub fn dtype_on(&self, device: &Device) -> DType {
         match self {
@@ -189,6 +231,57 @@ mod tests {
         assert!("f8".parse::<Precision>().is_err());
         assert_eq!(Precision::Auto.dtype_on(&Device::Cpu), DType::F32);
         assert_eq!(Precision::Bf16.dtype_on(&Device::Cpu), DType::BF16);
+    }
+
+    #[test]
+    fn device_and_precision_round_trip_through_serde_and_from_str() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Run {
+            device: DeviceSpec,
+            precision: Precision,
+        }
+        let devices = [
+            DeviceSpec::Cpu,
+            DeviceSpec::Cuda(None),
+            DeviceSpec::Cuda(Some(2)),
+        ];
+        for (device, name) in devices.into_iter().zip(["cpu", "cuda", "cuda:2"]) {
+            assert_eq!(device.to_string(), name);
+            assert_eq!(name.parse::<DeviceSpec>().ok(), Some(device));
+            let json = serde_json::to_string(&device).expect("serialise");
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<DeviceSpec>(&json).ok(), Some(device));
+        }
+        for (precision, name) in Precision::ALL.into_iter().zip(["auto", "f32", "bf16"]) {
+            assert_eq!(precision.to_string(), name);
+            assert_eq!(name.parse::<Precision>().ok(), Some(precision));
+            let json = serde_json::to_string(&precision).expect("serialise");
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<Precision>(&json).ok(),
+                Some(precision)
+            );
+        }
+        // A job file's `[run]`: the names it accepts, and what is written back.
+        let run: Run = toml::from_str("device = \"CUDA:1\"\nprecision = \"fp32\"\n").expect("run");
+        assert_eq!(run.device, DeviceSpec::Cuda(Some(1)));
+        assert_eq!(run.precision, Precision::F32);
+        assert_eq!(
+            toml::to_string(&run).expect("serialise"),
+            "device = \"cuda:1\"\nprecision = \"f32\"\n"
+        );
+        // Unknown names are errors that list the valid ones.
+        let err =
+            toml::from_str::<Run>("device = \"tpu\"\nprecision = \"auto\"\n").expect_err("device");
+        assert!(
+            err.to_string().contains("expected cpu, cuda or cuda:N"),
+            "{err}"
+        );
+        let err = "f8".parse::<Precision>().expect_err("precision");
+        assert!(
+            err.to_string().contains("expected auto, f32 or bf16"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use sha2::{Digest, Sha256};
 
-use crate::bundle::{BUNDLE_FILE, Bundle, BundleManifest, CLIP, ImageTowerSpec, TextTowerSpec};
+use crate::bundle::{
+    BUNDLE_FILE, Bundle, BundleManifest, ImageArchitecture, ImageTowerSpec, TextArchitecture,
+    TextTowerSpec,
+};
 use crate::models::clip::{ClipConfig, ClipModel};
 use crate::{Error, Result};
 
@@ -46,7 +49,7 @@ pub fn clip_manifest(id: &str, version: &str, cfg: &ClipConfig, source: &str) ->
         id: id.into(),
         version: version.into(),
         text: Some(TextTowerSpec {
-            architecture: CLIP.into(),
+            architecture: TextArchitecture::Clip,
             config: config.clone(),
             weights: weights.clone(),
             tokenizer,
@@ -56,7 +59,7 @@ pub fn clip_manifest(id: &str, version: &str, cfg: &ClipConfig, source: &str) ->
             source: source.into(),
         }),
         image: Some(ImageTowerSpec {
-            architecture: CLIP.into(),
+            architecture: ImageArchitecture::Clip,
             config: Some(config),
             weights,
             input_size: cfg.vision_config.image_size,

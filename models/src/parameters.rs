@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::bundle::{Bundle, CLIP};
+use crate::bundle::{Bundle, ImageArchitecture, TextArchitecture};
 use crate::models::bert::default_device;
 use crate::{Error, Result};
 
@@ -32,24 +32,27 @@ pub struct BundleParameters {
 /// Counts the parameters of `bundle`'s sub-modules from their safetensors headers. The two
 /// towers of a CLIP checkpoint share a file: each counts its own tensors and projection.
 pub fn bundle_parameters(bundle: &Bundle) -> Result<BundleParameters> {
-    let text_tower = match &bundle.manifest.text {
-        Some(text) if text.architecture == CLIP => {
+    let text_tower = match bundle.manifest.text.as_ref().map(|t| (t.architecture, t)) {
+        Some((TextArchitecture::Clip, text)) => {
             parameter_count(&bundle.file(&text.weights), |name| {
                 name.starts_with("text_model.") || name.starts_with("text_projection.")
             })?
         }
-        Some(text) => parameter_count(&bundle.file(&text.weights), |name| {
-            !name.starts_with("pooler") && !name.ends_with("position_ids")
-        })?,
+        Some((TextArchitecture::Bert, text)) => {
+            parameter_count(&bundle.file(&text.weights), |name| {
+                !name.starts_with("pooler") && !name.ends_with("position_ids")
+            })?
+        }
         None => 0,
     };
     let (image_tower, conse_table) = match &bundle.manifest.image {
         Some(image) => (
             parameter_count(&bundle.file(&image.weights), |name| {
-                if image.architecture == CLIP {
-                    name.starts_with("vision_model.") || name.starts_with("visual_projection.")
-                } else {
-                    !name.ends_with("num_batches_tracked")
+                match image.architecture {
+                    ImageArchitecture::Clip => {
+                        name.starts_with("vision_model.") || name.starts_with("visual_projection.")
+                    }
+                    ImageArchitecture::EfficientNetLite0 => !name.ends_with("num_batches_tracked"),
                 }
             })?,
             match &image.conse {

@@ -32,8 +32,8 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::{
-    BERT, BUNDLE_FILE, Bundle, BundleManifest, ConseSpec, EFFICIENTNET_LITE0, ImageTowerSpec,
-    NerSpec, SpottingSpec, TextTowerSpec, vemo_home,
+    BUNDLE_FILE, Bundle, BundleManifest, ConseSpec, ImageArchitecture, ImageTowerSpec, NerSpec,
+    SpottingSpec, TextArchitecture, TextTowerSpec, vemo_home,
 };
 use crate::models::conse::{CLASSES_TENSOR, embed_classes, imagenet_class_names};
 use crate::models::exit_heads::head_name;
@@ -41,6 +41,7 @@ use crate::models::text_encoder::TextEncoder;
 use crate::ner::model::CASE_FEATURES;
 use crate::ner::tags::{NUM_TAGS, tag_index};
 use crate::{Error, Result};
+use vemo_schemas::Tower;
 
 /// Width of the text tower, hence of every joint-space embedding column of the tiny bundle.
 pub const TEXT_DIM: usize = 32;
@@ -366,9 +367,9 @@ fn write_efficientnet(path: &Path) -> Result<()> {
 fn write_exit_heads(path: &Path) -> Result<()> {
     let mut w = Weights::new(4);
     for (tower, exit, input) in [
-        ("text", 3, TEXT_DIM),
-        ("image", 4, STAGE_CHANNELS[3]),
-        ("image", 6, STAGE_CHANNELS[5]),
+        (Tower::Text, 3, TEXT_DIM),
+        (Tower::Image, 4, STAGE_CHANNELS[3]),
+        (Tower::Image, 6, STAGE_CHANNELS[5]),
     ] {
         w.linear(&head_name(tower, exit), TEXT_DIM, input)?;
     }
@@ -487,7 +488,7 @@ fn manifest() -> BundleManifest {
         id: TINY_ID.into(),
         version: "0.1.0".into(),
         text: Some(TextTowerSpec {
-            architecture: BERT.into(),
+            architecture: TextArchitecture::Bert,
             config: "text/config.json".into(),
             weights: "text/model.safetensors".into(),
             tokenizer: "text/tokenizer.json".into(),
@@ -497,7 +498,7 @@ fn manifest() -> BundleManifest {
             source: SOURCE.into(),
         }),
         image: Some(ImageTowerSpec {
-            architecture: EFFICIENTNET_LITE0.into(),
+            architecture: ImageArchitecture::EfficientNetLite0,
             config: None,
             weights: "image/efficientnet_lite0.safetensors".into(),
             input_size: 224,

@@ -330,7 +330,7 @@ pub fn embeddings_long_batch(
     let arrays: Vec<ArrayRef> = vec![
         strings(rows.iter().map(|(i, _)| i.entry.id.as_str())),
         strings(names.iter().map(String::as_str)),
-        strings(rows.iter().map(|(_, c)| columns[*c].tower.as_str())),
+        strings(rows.iter().map(|(_, c)| columns[*c].tower.name())),
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, c)| {
             u32::try_from(columns[*c].exit).unwrap_or(u32::MAX)
         }))),
@@ -345,7 +345,7 @@ pub fn embeddings_long_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vemo_schemas::Stage;
+    use vemo_schemas::{Stage, Tower};
 
     fn item(id: &str) -> IndexedItem {
         IndexedItem {
@@ -389,8 +389,8 @@ mod tests {
     #[test]
     fn batches_match_their_schemas() {
         let columns = [
-            EmbeddingColumn::joint("text", 3, 2),
-            EmbeddingColumn::joint("text", 6, 2),
+            EmbeddingColumn::joint(Tower::Text, 3, 2),
+            EmbeddingColumn::joint(Tower::Text, 6, 2),
         ];
         let stamp = RowStamp {
             bundle: "b@1".into(),

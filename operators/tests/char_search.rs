@@ -6,7 +6,9 @@ use vemo_operators::batches::{IndexedItem, RowStamp, items_batch};
 use vemo_operators::char_search::{build_text_index, find_chars};
 use vemo_operators::images::DecodedImage;
 use vemo_operators::lance_io::{commit_fragments, open_if_exists, write_fragments_uncommitted};
-use vemo_schemas::{EmbeddingColumn, ItemTasks, ManifestEntry, SpottedWord, items_schema_for};
+use vemo_schemas::{
+    EmbeddingColumn, ItemTasks, ManifestEntry, SpottedWord, Tower, items_schema_for,
+};
 
 fn item(id: &str, words: &[&str]) -> IndexedItem {
     IndexedItem {
@@ -48,7 +50,7 @@ fn item(id: &str, words: &[&str]) -> IndexedItem {
 async fn exact_words_rank_first_and_recognizer_errors_are_tolerated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let uri = dir.path().join("items.lance").display().to_string();
-    let columns = [EmbeddingColumn::joint("text", 6, 2)];
+    let columns = [EmbeddingColumn::joint(Tower::Text, 6, 2)];
     let stamp = RowStamp {
         bundle: "test@1".into(),
         job_id: "j".into(),

@@ -6,7 +6,7 @@ use vemo_operators::batches::{IndexedItem, RowStamp, items_batch};
 use vemo_operators::images::DecodedImage;
 use vemo_operators::lance_io::{commit_fragments, write_fragments_uncommitted};
 use vemo_operators::vector_search::{IndexOutcome, build_indexes, embedding_columns, nearest};
-use vemo_schemas::{EmbeddingColumn, ManifestEntry, items_schema};
+use vemo_schemas::{EmbeddingColumn, ManifestEntry, Tower, items_schema};
 
 const ROWS: usize = 320;
 const DIM: usize = 32;
@@ -54,8 +54,8 @@ async fn an_ivf_pq_index_is_built_past_the_threshold_and_queries_find_their_rows
     let dir = tempfile::tempdir().expect("tempdir");
     let uri = dir.path().join("items.lance").display().to_string();
     let columns = [
-        EmbeddingColumn::joint("text", 6, DIM),
-        EmbeddingColumn::joint("image", 7, DIM),
+        EmbeddingColumn::joint(Tower::Text, 6, DIM),
+        EmbeddingColumn::joint(Tower::Image, 7, DIM),
     ];
     let stamp = RowStamp {
         bundle: "test@1".into(),

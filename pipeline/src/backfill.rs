@@ -27,7 +27,7 @@ use vemo_operators::store::Location;
 use vemo_schemas::{
     COL_CAPTION, COL_COLUMN, COL_CONTENT_HASH, COL_ENTITIES, COL_ENTITY_KEYS, COL_HEIGHT, COL_ID,
     COL_IMAGE, COL_METADATA, COL_WIDTH, EmbeddingColumn, ItemTasks, ManifestEntry,
-    PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR,
+    PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR, Tower,
 };
 
 use crate::{Error, Result};
@@ -267,12 +267,14 @@ impl RowMaker {
             let embeddings = self
                 .columns
                 .iter()
-                .map(|c| match exits.iter().position(|&e| e == c.exit) {
-                    // No caption: a null, as `vemo index` writes it.
-                    Some(_) if c.tower == "text" && refs[i].trim().is_empty() => Vec::new(),
-                    Some(at) if c.tower == "text" => per_exit[at][i].clone(),
-                    _ => vec![0.0; c.dim],
-                })
+                .map(
+                    |c| match (exits.iter().position(|&e| e == c.exit), c.tower) {
+                        // No caption: a null, as `vemo index` writes it.
+                        (Some(_), Tower::Text) if refs[i].trim().is_empty() => Vec::new(),
+                        (Some(at), Tower::Text) => per_exit[at][i].clone(),
+                        (None, Tower::Text) | (_, Tower::Image) => vec![0.0; c.dim],
+                    },
+                )
                 .collect();
             items.push(IndexedItem {
                 entry: ManifestEntry {

@@ -31,7 +31,7 @@ use vemo_operators::images::{ImageReader, ReadPolicy};
 use vemo_operators::lance_io::{open_if_exists, read_ids, rows_of, wrap_lance_stores};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::store::{self, Location};
-use vemo_schemas::{COL_ID, EmbeddingColumn, items_schema_for};
+use vemo_schemas::{COL_ID, EmbeddingColumn, Tower, items_schema_for};
 
 use crate::backfill::{ColumnJob, add_columns, in_order, missing_columns};
 use crate::commit::{CommitStats, Committer};
@@ -147,7 +147,7 @@ fn execute(
         .text
         .exits()
         .iter()
-        .map(|&exit| EmbeddingColumn::joint("text", exit, first.text.dim()))
+        .map(|&exit| EmbeddingColumn::joint(Tower::Text, exit, first.text.dim()))
         .collect();
     if let Some(images) = &first.images {
         columns.extend(images.columns()?);

@@ -26,22 +26,48 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use timely::worker::Worker;
 use vemo_schemas::ManifestEntry;
 
-/// What becomes of one id in an incremental run.
+/// What becomes of one id in an incremental run. Serialised (plan and run reports, the
+/// report keys of [`crate::DeltaReport::samples`]) as its lowercase name, `added` ...
+///
+/// The variants are in alphabetical order: a map keyed by `Change` lists them as the map keyed
+/// by their names did, and for one id `Changed` sorts before `Unchanged` (see [`sort_by_id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Change {
     /// In the corpus only: encoded.
     Added,
     /// In both, with another fingerprint: its rows are replaced.
     Changed,
-    /// In the corpus and in `errors` (an earlier attempt failed): tried again.
-    Retried,
     /// In the output only: its rows are deleted.
     Removed,
+    /// In the corpus and in `errors` (an earlier attempt failed): tried again.
+    Retried,
     /// In both, same fingerprint: left alone.
     Unchanged,
 }
 
 impl Change {
+    /// Every change, in the order `vemo plan` prints them.
+    pub const ALL: [Change; 5] = [
+        Change::Added,
+        Change::Changed,
+        Change::Retried,
+        Change::Removed,
+        Change::Unchanged,
+    ];
+
+    /// The change's name, as serde writes it: `added`, `changed`, `removed`, `retried` or
+    /// `unchanged`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Changed => "changed",
+            Change::Removed => "removed",
+            Change::Retried => "retried",
+            Change::Unchanged => "unchanged",
+        }
+    }
+
     /// True when the run encodes the item.
     pub fn encodes(self) -> bool {
         matches!(self, Change::Added | Change::Changed | Change::Retried)
@@ -75,6 +101,17 @@ impl DeltaCounts {
             Change::Retried => &mut self.retried,
             Change::Removed => &mut self.removed,
             Change::Unchanged => &mut self.unchanged,
+        }
+    }
+
+    /// The count of `change`.
+    pub fn get(&self, change: Change) -> usize {
+        match change {
+            Change::Added => self.added,
+            Change::Changed => self.changed,
+            Change::Removed => self.removed,
+            Change::Retried => self.retried,
+            Change::Unchanged => self.unchanged,
         }
     }
 
@@ -380,6 +417,31 @@ mod tests {
                 "{workers} workers: the delta differs from the oracle"
             );
         }
+    }
+
+    /// Each change is written as its name, also as a map key, and map keys come out in the
+    /// order of the names.
+    #[test]
+    fn changes_serialise_as_their_names() {
+        let mut samples = std::collections::BTreeMap::new();
+        for change in Change::ALL {
+            let json = serde_json::to_string(&change).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", change.name()));
+            assert_eq!(serde_json::from_str::<Change>(&json).ok(), Some(change));
+            samples.insert(change, vec![change.name().to_string()]);
+        }
+        let json = serde_json::to_string(&samples).expect("serialise");
+        assert_eq!(
+            json,
+            r#"{"added":["added"],"changed":["changed"],"removed":["removed"],"retried":["retried"],"unchanged":["unchanged"]}"#
+        );
+        let back: std::collections::BTreeMap<Change, Vec<String>> =
+            serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, samples);
+        let counts = DeltaCounts::of(&[Change::Retried, Change::Retried, Change::Removed]);
+        assert_eq!(counts.get(Change::Retried), 2);
+        assert_eq!(counts.get(Change::Removed), 1);
+        assert_eq!(counts.get(Change::Added), 0);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub struct DeltaReport {
     /// The `items` version the delta was computed against (0: none yet).
     pub items_version: u64,
     /// A few ids of each change but `unchanged`, by change.
-    pub samples: BTreeMap<String, Vec<String>>,
+    pub samples: BTreeMap<Change, Vec<String>>,
     /// Columns of the job that `items` lacks, added to every row before the delta runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns_to_add: Vec<String>,
@@ -70,7 +70,7 @@ impl DeltaReport {
         let first = plan.shards.iter().flat_map(|s| &s.entries).take(5);
         report
             .samples
-            .insert("added".into(), first.map(|e| e.id.clone()).collect());
+            .insert(Change::Added, first.map(|e| e.id.clone()).collect());
         report
     }
 
@@ -115,7 +115,7 @@ pub fn plan_delta(
     mine.counts = DeltaCounts::of(delta.iter().map(|d| &d.change));
     mine.shards = shards.len();
     for item in delta.iter().filter(|d| d.change != Change::Unchanged) {
-        let ids = mine.samples.entry(change_name(item.change)).or_default();
+        let ids = mine.samples.entry(item.change).or_default();
         if ids.len() < SAMPLE {
             ids.push(item.id.clone());
         }
@@ -139,11 +139,6 @@ pub fn plan_delta(
         true => Ok((shards, report)),
         false => Err(Error::Plan(report.failures.join("; "))),
     }
-}
-
-/// The name of a change in reports (`added`, `changed`, ...).
-pub fn change_name(change: Change) -> String {
-    format!("{change:?}").to_lowercase()
 }
 
 /// This worker's share: every `peers`-th manifest row (its image hashed) and every `peers`-th

@@ -1,5 +1,7 @@
 //! Column names of every table vemo reads or writes.
 
+use crate::Tower;
+
 /// Input id: unique within a manifest, the key of every output row.
 pub const COL_ID: &str = "id";
 /// Image location: in a manifest a path relative to the manifest's folder or a full URI;
@@ -65,12 +67,12 @@ pub const COL_POLYGON: &str = "polygon";
 
 /// Name of the embedding column of `tower` at `exit`: `text_emb_e6` is the caption embedding
 /// taken after text layer 6.
-pub fn embedding_column(tower: &str, exit: usize) -> String {
+pub fn embedding_column(tower: Tower, exit: usize) -> String {
     format!("{tower}_emb_e{exit}")
 }
 
 /// Name of a tower's own feature column at `exit`: `image_feat_e7`, the pooled image feature.
-pub fn feature_column(tower: &str, exit: usize) -> String {
+pub fn feature_column(tower: Tower, exit: usize) -> String {
     format!("{tower}_feat_e{exit}")
 }
 
@@ -80,7 +82,8 @@ mod tests {
 
     #[test]
     fn embedding_column_names_tower_and_exit() {
-        assert_eq!(embedding_column("text", 6), "text_emb_e6");
-        assert_eq!(embedding_column("image", 3), "image_emb_e3");
+        assert_eq!(embedding_column(Tower::Text, 6), "text_emb_e6");
+        assert_eq!(embedding_column(Tower::Image, 3), "image_emb_e3");
+        assert_eq!(feature_column(Tower::Image, 7), "image_feat_e7");
     }
 }

@@ -16,10 +16,12 @@
 //! ```
 
 mod columns;
+mod names;
 mod records;
 mod schemas;
 
 pub use columns::*;
+pub use names::{Task, Tower, UnknownName};
 pub use records::{Entity, ErrorRecord, ManifestEntry, SpottedWord, Stage, entity_key};
 pub use schemas::{
     EmbeddingColumn, ItemTasks, META_EXIT, META_SPACE, META_TOWER, embeddings_long_schema,

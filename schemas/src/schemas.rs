@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use crate::Tower;
 use crate::columns::*;
 use crate::{META_SCHEMA_VERSION, SCHEMA_VERSION};
 
@@ -13,8 +14,8 @@ use crate::{META_SCHEMA_VERSION, SCHEMA_VERSION};
 /// feature (`image_feat_e7`, for image-to-image search).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddingColumn {
-    /// Tower name (`text`, `image`).
-    pub tower: String,
+    /// The tower it comes from.
+    pub tower: Tower,
     /// Exit: text layers or image stages run before pooling.
     pub exit: usize,
     /// Embedding width.
@@ -25,9 +26,9 @@ pub struct EmbeddingColumn {
 
 impl EmbeddingColumn {
     /// A joint-space column.
-    pub fn joint(tower: &str, exit: usize, dim: usize) -> Self {
+    pub fn joint(tower: Tower, exit: usize, dim: usize) -> Self {
         Self {
-            tower: tower.into(),
+            tower,
             exit,
             dim,
             feature: false,
@@ -37,16 +38,16 @@ impl EmbeddingColumn {
     /// Column name, e.g. `text_emb_e6` or `image_feat_e7`.
     pub fn name(&self) -> String {
         if self.feature {
-            feature_column(&self.tower, self.exit)
+            feature_column(self.tower, self.exit)
         } else {
-            embedding_column(&self.tower, self.exit)
+            embedding_column(self.tower, self.exit)
         }
     }
 
     /// The column's Arrow field, its tower, exit and space in the field metadata.
     pub fn field(&self) -> Field {
         let metadata = HashMap::from([
-            (META_TOWER.to_string(), self.tower.clone()),
+            (META_TOWER.to_string(), self.tower.to_string()),
             (META_EXIT.to_string(), self.exit.to_string()),
             (
                 META_SPACE.to_string(),
@@ -54,7 +55,10 @@ impl EmbeddingColumn {
             ),
         ]);
         // A caption column is null for an item without a caption; an image always has pixels.
-        let nullable = self.tower == "text";
+        let nullable = match self.tower {
+            Tower::Text => true,
+            Tower::Image => false,
+        };
         Field::new(self.name(), embedding_type(self.dim), nullable).with_metadata(metadata)
     }
 
@@ -65,7 +69,7 @@ impl EmbeddingColumn {
             return None;
         };
         Some(Self {
-            tower: meta.get(META_TOWER)?.clone(),
+            tower: meta.get(META_TOWER)?.parse().ok()?,
             exit: meta.get(META_EXIT)?.parse().ok()?,
             dim: usize::try_from(*dim).ok()?,
             feature: meta.get(META_SPACE)? == "feature",
@@ -283,8 +287,8 @@ mod tests {
     #[test]
     fn items_schema_has_one_column_per_exit_and_the_version() {
         let cols = [
-            EmbeddingColumn::joint("text", 3, 384),
-            EmbeddingColumn::joint("text", 6, 384),
+            EmbeddingColumn::joint(Tower::Text, 3, 384),
+            EmbeddingColumn::joint(Tower::Text, 6, 384),
         ];
         let schema = items_schema(&cols);
         let field = schema

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 
 use candle_core::{DType, Device, Tensor};
+use vemo_schemas::Tower;
 
 use super::clip::ClipModel;
 use crate::bundle::Bundle;
@@ -51,7 +52,7 @@ pub fn shared_model(
 }
 
 /// A bundle error unless every exit is a layer count the tower has (0..=`layers`).
-pub fn check_exits(bundle: &Bundle, tower: &str, exits: &[usize], layers: usize) -> Result<()> {
+pub fn check_exits(bundle: &Bundle, tower: Tower, exits: &[usize], layers: usize) -> Result<()> {
     match exits.iter().find(|&&e| e > layers) {
         Some(bad) => Err(Error::Bundle {
             path: bundle.root.display().to_string(),

@@ -9,12 +9,13 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Linear, Module, Optimizer};
+use vemo_schemas::Tower;
 
 use super::l2_normalize;
 use crate::{Error, Result};
 
 /// Name of a head in the heads file: `text.e3`, `image.e4`.
-pub fn head_name(tower: &str, exit: usize) -> String {
+pub fn head_name(tower: Tower, exit: usize) -> String {
     format!("{tower}.e{exit}")
 }
 
@@ -39,12 +40,12 @@ impl ExitHeads {
     }
 
     /// The head of `tower` at `exit`, if trained.
-    pub fn get(&self, tower: &str, exit: usize) -> Option<&Linear> {
+    pub fn get(&self, tower: Tower, exit: usize) -> Option<&Linear> {
         self.heads.get(&head_name(tower, exit))
     }
 
     /// Adds or replaces a head.
-    pub fn insert(&mut self, tower: &str, exit: usize, head: Linear) {
+    pub fn insert(&mut self, tower: Tower, exit: usize, head: Linear) {
         self.heads.insert(head_name(tower, exit), head);
     }
 
@@ -214,14 +215,19 @@ mod tests {
         assert_eq!(quality.held_out_rows, 40);
 
         let mut heads = ExitHeads::default();
-        heads.insert("image", 4, head);
+        heads.insert(Tower::Image, 4, head);
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("heads.safetensors");
         heads.save(&path).expect("save");
         let loaded = ExitHeads::load(&path, &device).expect("load");
         assert_eq!(loaded.names(), vec!["image.e4".to_string()]);
         assert_eq!(loaded.parameter_count(), 8 * 6 + 6);
-        let again = measure(loaded.get("image", 4).expect("head"), &inputs, &targets).expect("m");
+        let again = measure(
+            loaded.get(Tower::Image, 4).expect("head"),
+            &inputs,
+            &targets,
+        )
+        .expect("m");
         assert!(again.mean_cosine > 0.98);
     }
 }

@@ -21,14 +21,11 @@ use super::clip_towers::{check_exits, shared_model};
 use super::conse::Conse;
 use super::efficientnet::{EfficientNetLite, ImageOutputs, STAGES};
 use super::exit_heads::project;
-use crate::bundle::{Bundle, CLIP, ImageTowerSpec};
+use crate::bundle::{Bundle, ImageArchitecture, ImageTowerSpec};
 use crate::device::Precision;
 use crate::pixels::PixelNorm;
 use crate::{Error, Result};
-use vemo_schemas::EmbeddingColumn;
-
-/// The tower's name in column names and exit heads.
-pub const TOWER: &str = "image";
+use vemo_schemas::{EmbeddingColumn, Tower};
 
 /// What the image tower gives for a batch.
 #[derive(Debug, Default)]
@@ -98,34 +95,37 @@ impl ImageEncoder {
             )));
         }
         let trained = bundle.exit_heads(device)?;
-        let clip = spec.architecture == CLIP;
         let heads = exits
             .iter()
             .map(|&exit| {
-                // CLIP: every exit is in the joint space already, a head is optional.
-                // EfficientNet: the last stage needs none, a lower one must have one.
-                let head = trained.get(TOWER, exit).cloned();
-                match head {
-                    _ if !clip && exit == STAGES => Ok(None),
-                    None if !clip => Err(fail(format!(
+                let head = trained.get(Tower::Image, exit).cloned();
+                match (spec.architecture, head) {
+                    // CLIP: every exit is in the joint space already, a head is optional.
+                    (ImageArchitecture::Clip, head) => Ok(head),
+                    // EfficientNet: the last stage needs none, a lower one must have one.
+                    (ImageArchitecture::EfficientNetLite0, _) if exit == STAGES => Ok(None),
+                    (ImageArchitecture::EfficientNetLite0, None) => Err(fail(format!(
                         "image exit {exit} has no trained exit head; run `vemo train exits` first"
                     ))),
-                    head => Ok(head),
+                    (ImageArchitecture::EfficientNetLite0, head) => Ok(head),
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let backbone = if clip {
-            Self::load_clip(bundle, spec, &exits, device, precision.dtype_on(device))?
-        } else {
-            let conse = bundle.conse()?;
-            Backbone::EfficientNet {
-                net: EfficientNetLite::from_bundle(bundle, device)?,
-                conse: Conse::load(
-                    &bundle.file(&conse.classes),
-                    conse.top_k,
-                    conse.temperature,
-                    device,
-                )?,
+        let backbone = match spec.architecture {
+            ImageArchitecture::Clip => {
+                Self::load_clip(bundle, spec, &exits, device, precision.dtype_on(device))?
+            }
+            ImageArchitecture::EfficientNetLite0 => {
+                let conse = bundle.conse()?;
+                Backbone::EfficientNet {
+                    net: EfficientNetLite::from_bundle(bundle, device)?,
+                    conse: Conse::load(
+                        &bundle.file(&conse.classes),
+                        conse.top_k,
+                        conse.temperature,
+                        device,
+                    )?,
+                }
             }
         };
         Ok(Self {
@@ -152,7 +152,7 @@ impl ImageEncoder {
         })?;
         let model = shared_model(bundle, config, &spec.weights, device, dtype)?;
         let cfg = &model.config().vision_config;
-        check_exits(bundle, TOWER, exits, cfg.num_hidden_layers)?;
+        check_exits(bundle, Tower::Image, exits, cfg.num_hidden_layers)?;
         if spec.input_size != cfg.image_size {
             return Err(Error::Bundle {
                 path: bundle.root.display().to_string(),
@@ -196,12 +196,12 @@ impl ImageEncoder {
         let mut columns: Vec<EmbeddingColumn> = self
             .exits
             .iter()
-            .map(|&exit| EmbeddingColumn::joint(TOWER, exit, dim))
+            .map(|&exit| EmbeddingColumn::joint(Tower::Image, exit, dim))
             .collect();
         if let (true, Backbone::EfficientNet { net, .. }) = (self.has_features(), &self.backbone) {
             columns.push(EmbeddingColumn {
                 feature: true,
-                ..EmbeddingColumn::joint(TOWER, STAGES, net.feature_dim()?)
+                ..EmbeddingColumn::joint(Tower::Image, STAGES, net.feature_dim()?)
             });
         }
         Ok(columns)

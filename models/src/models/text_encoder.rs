@@ -18,11 +18,11 @@ use super::clip::ClipModel;
 use super::clip_towers::{check_exits, padded_ids, shared_model};
 use super::exit_heads::project;
 use super::l2_normalize;
-use crate::bundle::{Bundle, CLIP, TextTowerSpec};
+use crate::bundle::{Bundle, TextArchitecture, TextTowerSpec};
 use crate::device::Precision;
 use crate::ner::entities::caption_entities;
 use crate::{Error, Result};
-use vemo_schemas::Entity;
+use vemo_schemas::{Entity, Tower};
 
 /// The text tower's spec and its BERT `config.json`.
 fn bert_config(bundle: &Bundle) -> Result<(&TextTowerSpec, Config)> {
@@ -152,7 +152,7 @@ impl TextEncoder {
         encoder.heads = encoder
             .exits
             .iter()
-            .map(|&exit| heads.get("text", exit).cloned())
+            .map(|&exit| heads.get(Tower::Text, exit).cloned())
             .collect();
         Ok(encoder)
     }
@@ -197,9 +197,11 @@ impl TextEncoder {
                 ),
             });
         }
-        let mut encoder = match spec.architecture.as_str() {
-            CLIP => Self::load_clip(bundle, spec, exits, device, dtype)?,
-            _ => Self::load_bert(bundle, spec, exits, min_depth, device, dtype)?,
+        let mut encoder = match spec.architecture {
+            TextArchitecture::Clip => Self::load_clip(bundle, spec, exits, device, dtype)?,
+            TextArchitecture::Bert => {
+                Self::load_bert(bundle, spec, exits, min_depth, device, dtype)?
+            }
         };
         encoder
             .tokenizer
@@ -258,7 +260,7 @@ impl TextEncoder {
     ) -> Result<Self> {
         let model = shared_model(bundle, &spec.config, &spec.weights, device, dtype)?;
         let cfg = &model.config().text_config;
-        check_exits(bundle, "text", &exits, cfg.num_hidden_layers)?;
+        check_exits(bundle, Tower::Text, &exits, cfg.num_hidden_layers)?;
         if spec.max_tokens > cfg.max_position_embeddings {
             return Err(Error::Bundle {
                 path: bundle.root.display().to_string(),
