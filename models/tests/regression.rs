@@ -38,8 +38,9 @@
 //! - CRAFT resized an empty (0 x 0) image instead of giving a blank canvas (d1ba2d0) ->
 //!   `src/models/craft.rs` `tests::an_empty_image_gives_a_blank_canvas`;
 //! - recognizer inputs differed from easyocr's (OpenCV's unclamped y weights in the bilinear
-//!   resize) (61a4d52) -> `tests/recognizer_parity.rs` `logits_strings_and_confidences_match_easyocr`
-//!   (needs the pulled bundle's spotting weights; skips without them);
+//!   resize) (61a4d52) ->
+//!   `tests/recognizer_parity.rs` `logits_strings_and_confidences_match_easyocr` (needs the
+//!   pulled bundle's spotting weights; skips without them);
 //! - the perspective warp of crops differed from OpenCV's by a grey level (its row-first sums)
 //!   (db2ba9c) -> `tests/spotting_glue_parity.rs` `crops_match_get_image_list`.
 //!
