@@ -7,17 +7,17 @@
 
 use std::process::ExitCode;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use vemo_models::bundle::{Bundle, ImageArchitecture};
 use vemo_models::models::bert::default_device;
 use vemo_models::models::efficientnet::STAGES;
-use vemo_models::models::exit_heads::{HeadQuality, TrainOptions, train_head};
+use vemo_models::models::exit_heads::{ExitHeads, HeadQuality, TrainOptions, train_head};
 use vemo_models::models::image_encoder::ImageEncoder;
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::pixels::training_views;
 use vemo_operators::images::{ImageReader, decode_image};
 use vemo_operators::manifest::read_manifest;
-use vemo_schemas::Tower;
+use vemo_schemas::{ManifestEntry, Tower};
 
 use crate::cli::TrainExitsArgs;
 use crate::home::{bundle_dir, expand};
@@ -25,10 +25,17 @@ use crate::home::{bundle_dir, expand};
 /// File the heads are saved to, inside the bundle.
 const HEADS_FILE: &str = "exit_heads.safetensors";
 
+/// What training the heads needs besides the bundle.
+struct Training<'a> {
+    entries: &'a [ManifestEntry],
+    options: TrainOptions,
+    device: Device,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
 /// Runs `vemo train exits`.
 pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
     let mut bundle = Bundle::open(&bundle_dir(&expand(&args.bundle)))?;
-    let device = default_device();
     let runtime = tokio::runtime::Runtime::new()?;
     let manifest = runtime.block_on(read_manifest(&expand(&args.corpus)))?;
     let entries: Vec<_> = manifest.entries.into_iter().take(args.max_items).collect();
@@ -38,107 +45,18 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
         entries.len(),
         args.steps
     );
-    let options = TrainOptions {
-        steps: args.steps,
-        ..Default::default()
-    };
-    let mut heads = bundle.exit_heads(&device)?;
-    let mut report: Vec<(String, HeadQuality)> = Vec::new();
-
-    // Text: corpus captions and ImageNet class prompts.
-    let text = bundle.text()?.clone();
-    let lower_text: Vec<usize> = text
-        .exits
-        .iter()
-        .copied()
-        .filter(|&e| e != text.default_exit)
-        .collect();
-    if !lower_text.is_empty() {
-        let mut captions: Vec<String> = entries.iter().filter_map(|e| e.caption.clone()).collect();
-        captions.extend(class_prompts(&bundle)?);
-        let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
-        let mut exits = lower_text.clone();
-        exits.push(text.default_exit);
-        let encoder = TextEncoder::load_without_heads(&bundle, &exits, &device)?;
-        let per_exit = encoder.encode_all(&refs, 64)?;
-        let target = rows_tensor(per_exit.last().map(Vec::as_slice).unwrap_or_default())?;
-        let groups: Vec<usize> = (0..captions.len()).collect();
-        for (i, &exit) in lower_text.iter().enumerate() {
-            let (head, quality) =
-                train_head(&rows_tensor(&per_exit[i])?, &target, &groups, &options)?;
-            heads.insert(Tower::Text, exit, head);
-            report.push((format!("text exit {exit}"), quality));
-        }
-    }
-
-    // Images: ten views of each corpus image. A CLIP image tower projects every exit with the
-    // checkpoint's own projection; its exits get no heads here.
-    let efficientnet = match bundle.manifest.image.clone() {
-        Some(image) => match image.architecture {
-            ImageArchitecture::Clip => {
-                println!(
-                    "  image exits: a CLIP tower needs no heads (each exit uses CLIP's projection)"
-                );
-                None
-            }
-            ImageArchitecture::EfficientNetLite0 => Some(image),
+    let training = Training {
+        entries: &entries,
+        options: TrainOptions {
+            steps: args.steps,
+            ..Default::default()
         },
-        None => None,
+        device: default_device(),
+        runtime: &runtime,
     };
-    if let Some(image) = efficientnet {
-        let lower: Vec<usize> = image
-            .exits
-            .iter()
-            .copied()
-            .filter(|&e| e != STAGES)
-            .collect();
-        if !lower.is_empty() {
-            let encoder = ImageEncoder::load(&bundle, &[STAGES], &device)?;
-            let (resize, crop) = encoder.input_geometry();
-            let reader = ImageReader::default();
-            let mut stages = lower.clone();
-            stages.push(STAGES);
-            let mut inputs: Vec<Vec<Tensor>> = vec![Vec::new(); lower.len()];
-            let mut targets = Vec::new();
-            let mut groups = Vec::new();
-            let mut skipped = 0usize;
-            for (item, entry) in entries.iter().enumerate() {
-                let views = match runtime
-                    .block_on(reader.fetch(&entry.image))
-                    .and_then(|bytes| decode_image(&bytes))
-                {
-                    Ok((_, decoded)) => training_views(&decoded, resize, crop),
-                    Err(reason) => {
-                        tracing::warn!(id = %entry.id, %reason, "Skipping an unreadable image.");
-                        skipped += 1;
-                        continue;
-                    }
-                };
-                let refs: Vec<&image::RgbImage> = views.iter().collect();
-                let (pooled, full) = encoder.backbone(&refs, &stages)?;
-                let full = full.ok_or_else(|| anyhow::anyhow!("the classifier did not run"))?;
-                targets.push(encoder.conse(&full.logits)?);
-                for (slot, t) in inputs.iter_mut().zip(pooled) {
-                    slot.push(t);
-                }
-                groups.extend(std::iter::repeat_n(item, views.len()));
-            }
-            if skipped > 0 {
-                println!("  {skipped} unreadable image(s) skipped");
-            }
-            if targets.is_empty() {
-                return Err(crate::usage("no readable image in the corpus to train on"));
-            }
-            let target = Tensor::cat(&targets, 0)?;
-            for (exit, parts) in lower.iter().zip(inputs) {
-                let (head, quality) =
-                    train_head(&Tensor::cat(&parts, 0)?, &target, &groups, &options)?;
-                heads.insert(Tower::Image, *exit, head);
-                report.push((format!("image exit {exit}"), quality));
-            }
-        }
-    }
-
+    let mut heads = bundle.exit_heads(&training.device)?;
+    let mut report = train_text_heads(&bundle, &training, &mut heads)?;
+    report.extend(train_image_heads(&bundle, &training, &mut heads)?);
     heads.save(&bundle.file(HEADS_FILE))?;
     bundle.manifest.exit_heads = Some(HEADS_FILE.into());
     bundle.save_manifest()?;
@@ -159,6 +77,142 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
         bundle.file(HEADS_FILE).display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The text tower's lower-exit heads, distilled from its last exit on corpus captions and
+/// ImageNet class prompts.
+fn train_text_heads(
+    bundle: &Bundle,
+    training: &Training<'_>,
+    heads: &mut ExitHeads,
+) -> anyhow::Result<Vec<(String, HeadQuality)>> {
+    let text = bundle.text()?.clone();
+    let lower: Vec<usize> = text
+        .exits
+        .iter()
+        .copied()
+        .filter(|&e| e != text.default_exit)
+        .collect();
+    if lower.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut captions: Vec<String> = training
+        .entries
+        .iter()
+        .filter_map(|e| e.caption.clone())
+        .collect();
+    captions.extend(class_prompts(bundle)?);
+    let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+    let mut exits = lower.clone();
+    exits.push(text.default_exit);
+    let encoder = TextEncoder::load_without_heads(bundle, &exits, &training.device)?;
+    let per_exit = encoder.encode_all(&refs, 64)?;
+    let target = rows_tensor(per_exit.last().map(Vec::as_slice).unwrap_or_default())?;
+    let groups: Vec<usize> = (0..captions.len()).collect();
+    let mut report = Vec::new();
+    for (i, &exit) in lower.iter().enumerate() {
+        let (head, quality) = train_head(
+            &rows_tensor(&per_exit[i])?,
+            &target,
+            &groups,
+            &training.options,
+        )?;
+        heads.insert(Tower::Text, exit, head);
+        report.push((format!("text exit {exit}"), quality));
+    }
+    Ok(report)
+}
+
+/// The image tower's lower-exit heads, distilled from its ConSE output on ten views of each
+/// corpus image. A CLIP image tower projects every exit with the checkpoint's own projection;
+/// its exits get no heads here.
+fn train_image_heads(
+    bundle: &Bundle,
+    training: &Training<'_>,
+    heads: &mut ExitHeads,
+) -> anyhow::Result<Vec<(String, HeadQuality)>> {
+    let Some(image) = bundle.manifest.image.clone() else {
+        return Ok(Vec::new());
+    };
+    match image.architecture {
+        ImageArchitecture::Clip => {
+            println!(
+                "  image exits: a CLIP tower needs no heads (each exit uses CLIP's projection)"
+            );
+            return Ok(Vec::new());
+        }
+        ImageArchitecture::EfficientNetLite0 => {}
+    }
+    let lower: Vec<usize> = image
+        .exits
+        .iter()
+        .copied()
+        .filter(|&e| e != STAGES)
+        .collect();
+    if lower.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (inputs, target, groups) = image_training_set(bundle, training, &lower)?;
+    let mut report = Vec::new();
+    for (exit, parts) in lower.iter().zip(inputs) {
+        let (head, quality) = train_head(
+            &Tensor::cat(&parts, 0)?,
+            &target,
+            &groups,
+            &training.options,
+        )?;
+        heads.insert(Tower::Image, *exit, head);
+        report.push((format!("image exit {exit}"), quality));
+    }
+    Ok(report)
+}
+
+/// The pooled features of each `lower` exit (one tensor per image), the ConSE targets and the
+/// image each view came from; unreadable images are skipped (and counted).
+#[allow(clippy::type_complexity)]
+fn image_training_set(
+    bundle: &Bundle,
+    training: &Training<'_>,
+    lower: &[usize],
+) -> anyhow::Result<(Vec<Vec<Tensor>>, Tensor, Vec<usize>)> {
+    let encoder = ImageEncoder::load(bundle, &[STAGES], &training.device)?;
+    let (resize, crop) = encoder.input_geometry();
+    let reader = ImageReader::default();
+    let mut stages = lower.to_vec();
+    stages.push(STAGES);
+    let mut inputs: Vec<Vec<Tensor>> = vec![Vec::new(); lower.len()];
+    let mut targets = Vec::new();
+    let mut groups = Vec::new();
+    let mut skipped = 0usize;
+    for (item, entry) in training.entries.iter().enumerate() {
+        let views = match training
+            .runtime
+            .block_on(reader.fetch(&entry.image))
+            .and_then(|bytes| decode_image(&bytes))
+        {
+            Ok((_, decoded)) => training_views(&decoded, resize, crop),
+            Err(reason) => {
+                tracing::warn!(id = %entry.id, %reason, "Skipping an unreadable image.");
+                skipped += 1;
+                continue;
+            }
+        };
+        let refs: Vec<&image::RgbImage> = views.iter().collect();
+        let (pooled, full) = encoder.backbone(&refs, &stages)?;
+        let full = full.ok_or_else(|| anyhow::anyhow!("the classifier did not run"))?;
+        targets.push(encoder.conse(&full.logits)?);
+        for (slot, t) in inputs.iter_mut().zip(pooled) {
+            slot.push(t);
+        }
+        groups.extend(std::iter::repeat_n(item, views.len()));
+    }
+    if skipped > 0 {
+        println!("  {skipped} unreadable image(s) skipped");
+    }
+    if targets.is_empty() {
+        return Err(crate::usage("no readable image in the corpus to train on"));
+    }
+    Ok((inputs, Tensor::cat(&targets, 0)?, groups))
 }
 
 /// "a photo of a {name}." for every ImageNet class name the bundle ships, if it ships them.

@@ -24,7 +24,7 @@ use vemo_operators::lance_io::{commit_fragments, write_fragments_uncommitted};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::store;
 use vemo_operators::vector_search::{IndexOutcome, build_indexes};
-use vemo_schemas::{EmbeddingColumn, ManifestEntry, items_schema};
+use vemo_schemas::{EmbeddingColumn, ManifestEntry, Tower, items_schema};
 
 // Fixed in 180a3f2.
 #[test]
@@ -88,7 +88,7 @@ async fn a_vector_index_counted_rows_instead_of_the_column_s_non_null_vectors() 
     const DIM: usize = 8;
     let dir = tempfile::tempdir().expect("tempdir");
     let uri = dir.path().join("items.lance").display().to_string();
-    let columns = [EmbeddingColumn::joint("text", 6, DIM)];
+    let columns = [EmbeddingColumn::joint(Tower::Text, 6, DIM)];
     let item = |i: usize| {
         let captioned = i.is_multiple_of(3);
         let mut vector = vec![0.0; DIM];
