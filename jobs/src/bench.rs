@@ -20,6 +20,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bundle.id(),
         std::thread::available_parallelism()?.get()
     );
+    bench_text_tower(&bundle, &args)?;
+    if let Some(image) = &bundle.manifest.image {
+        bench_image_tower(&bundle, image)?;
+    }
+    if bundle.manifest.spotting.is_some() {
+        bench_spotting(&bundle)?;
+    }
+    bench_end_to_end(&bundle, &args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Captions per second of the caption encoder at each exit and batch size.
+fn bench_text_tower(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<()> {
     let captions: Vec<String> = (0..args.captions)
         .map(|i| {
             format!(
@@ -34,7 +47,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!("{:>8} {:>8} {:>14}", "exits", "batch", "captions/s");
     let text_exits = bundle.text()?.exits.clone();
     for exits in text_exits.iter().rev().map(|&e| vec![e]) {
-        let encoder = TextEncoder::load(&bundle, &exits, &default_device())?;
+        let encoder = TextEncoder::load(bundle, &exits, &default_device())?;
         for &batch in &args.batch_sizes {
             encoder.encode_all(&refs[..batch.min(refs.len())], batch)?; // warm-up
             let start = Instant::now();
@@ -44,13 +57,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    if let Some(image) = &bundle.manifest.image {
-        bench_image_tower(&bundle, image)?;
-    }
-    if bundle.manifest.spotting.is_some() {
-        bench_spotting(&bundle)?;
-    }
+    Ok(())
+}
 
+/// Items per second of `vemo index` on a synthetic corpus, for each worker count.
+fn bench_end_to_end(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "\nend to end: vemo index on a synthetic corpus of {} items (256x256 JPEGs, the default exits, batch 32, shards of 64)",
         args.items
@@ -96,7 +107,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             workers, summary.items_per_s, summary.elapsed_s
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Detection images/s (CRAFT on 640x480 and 1280x720 images, ICDAR 2015's size) and

@@ -186,44 +186,70 @@ pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
         scenes: None,
     };
     if let Some(dir) = &args.scenes {
-        let list = scenes(dir)?;
-        let mut counts = SceneCounts::default();
-        let start = Instant::now();
-        let mut seen = 0;
-        for (image_path, gt_path) in list.into_iter().take(limit) {
-            let gt = read_scene_gt(&gt_path).map_err(|e| usage(e.to_string()))?;
-            counts.add(&gt, &source.scene(&image_path)?);
-            seen += 1;
-        }
-        report.detection = Some(counts.detection());
-        report.end_to_end = Some(counts.end_to_end());
-        if matches!(source, Source::Bundle(_)) {
-            report.images_per_s = Some(seen as f64 / start.elapsed().as_secs_f64().max(1e-9));
-        }
-        report.scenes = Some(seen);
+        score_scenes(&source, dir, limit, &mut report)?;
     }
     if let Some(dir) = &args.crops {
-        let crops = read_crops_gt(dir).map_err(|e| usage(e.to_string()))?;
-        let crops: Vec<_> = crops.into_iter().take(limit).collect();
-        let paths: Vec<PathBuf> = crops.iter().map(|(p, _)| p.clone()).collect();
-        let start = Instant::now();
-        let read = source.crops(&paths)?;
-        let seconds = start.elapsed().as_secs_f64().max(1e-9);
-        let pairs: Vec<(String, String)> = crops
-            .iter()
-            .zip(read)
-            .map(|((_, gold), text)| (gold.clone(), text))
-            .collect();
-        report.recognition = Some(Recognition {
-            accuracy: recognition_accuracy(&pairs),
-            crops: pairs.len(),
-            crops_per_s: matches!(source, Source::Bundle(_)).then(|| pairs.len() as f64 / seconds),
-        });
+        report.recognition = Some(score_crops(&source, dir, limit)?);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
+    print_report(&system, &report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Detection and end-to-end figures on the first `limit` scenes of `dir`.
+fn score_scenes(
+    source: &Source,
+    dir: &std::path::Path,
+    limit: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let list = scenes(dir)?;
+    let mut counts = SceneCounts::default();
+    let start = Instant::now();
+    let mut seen = 0;
+    for (image_path, gt_path) in list.into_iter().take(limit) {
+        let gt = read_scene_gt(&gt_path).map_err(|e| usage(e.to_string()))?;
+        counts.add(&gt, &source.scene(&image_path)?);
+        seen += 1;
+    }
+    report.detection = Some(counts.detection());
+    report.end_to_end = Some(counts.end_to_end());
+    if matches!(source, Source::Bundle(_)) {
+        report.images_per_s = Some(seen as f64 / start.elapsed().as_secs_f64().max(1e-9));
+    }
+    report.scenes = Some(seen);
+    Ok(())
+}
+
+/// Recognition accuracy on the first `limit` word crops of `dir`.
+fn score_crops(
+    source: &Source,
+    dir: &std::path::Path,
+    limit: usize,
+) -> anyhow::Result<Recognition> {
+    let crops = read_crops_gt(dir).map_err(|e| usage(e.to_string()))?;
+    let crops: Vec<_> = crops.into_iter().take(limit).collect();
+    let paths: Vec<PathBuf> = crops.iter().map(|(p, _)| p.clone()).collect();
+    let start = Instant::now();
+    let read = source.crops(&paths)?;
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    let pairs: Vec<(String, String)> = crops
+        .iter()
+        .zip(read)
+        .map(|((_, gold), text)| (gold.clone(), text))
+        .collect();
+    Ok(Recognition {
+        accuracy: recognition_accuracy(&pairs),
+        crops: pairs.len(),
+        crops_per_s: matches!(source, Source::Bundle(_)).then(|| pairs.len() as f64 / seconds),
+    })
+}
+
+/// The report as text.
+fn print_report(system: &str, report: &Report) {
     println!("Spotting by {system}");
     let row = |name: &str, p: &Prf| {
         println!(
@@ -253,5 +279,4 @@ pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
