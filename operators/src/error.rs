@@ -104,6 +104,7 @@ impl From<vemo_models::Error> for Error {
             M::Model(e) => Error::Model(e),
             M::Tokenizer(reason) => Error::Tokenizer(reason),
             M::Io { path, cause } => Error::Io { path, cause },
+            M::Arrow(e) => Error::Arrow(e),
         }
     }
 }
