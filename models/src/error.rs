@@ -26,6 +26,9 @@ pub enum Error {
     /// A local file could not be read or written.
     #[error("{path}: {cause}")]
     Io { path: String, cause: std::io::Error },
+    /// An embedding column could not be built from a tower's output.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
 }
 
 impl Error {

@@ -93,6 +93,7 @@ impl From<vemo_models::Error> for Error {
                 path: package,
                 cause: std::io::Error::other(reason),
             },
+            M::Arrow(e) => Error::Arrow(e),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Lance datasets: uncommitted fragment writes on workers, one commit per epoch, reads.
 //!
-//! Workers call [`write_fragments_uncommitted`]; the fragments travel (as JSON) to the
-//! committer, which calls [`commit_fragments`] once per epoch: all fragments of the epoch
+//! Workers call [`write_fragments_uncommitted`]; the fragments travel (as
+//! [`WrittenFragments`]) to the committer, which calls [`commit_fragments`] once per epoch: all fragments of the epoch
 //! become one new dataset version, or none do. Fragments that were written but never
 //! committed are invisible to readers (Lance's cleanup removes their files).
 
@@ -65,26 +65,96 @@ pub async fn write_fragments_uncommitted(
     }
 }
 
-/// Fragments as the JSON text that travels from a worker to the committer.
-pub fn fragments_to_json(fragments: &[Fragment]) -> Result<String> {
-    serde_json::to_string(fragments).map_err(|e| fragment_message_error(e.into()))
-}
+/// Fragments written and not committed yet, in the one form they travel in: from a worker to
+/// the committer (timely's exchange, a binary format between processes) and into the ledger
+/// (JSON, in a Lance transaction property).
+///
+/// JSON holds them as Lance's own JSON of a fragment list. A binary format holds each as
+/// Lance's protobuf `DataFragment` (what its manifests store): Lance's serde form leaves out
+/// empty fields, which only a self-describing format can read back. A JSON string holding a
+/// fragment list (how ledgers before this form stored them; empty: none) reads too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WrittenFragments(Vec<Fragment>);
 
-/// The fragments of every non-empty JSON message, in order.
-pub fn fragments_from_json<'a>(messages: impl Iterator<Item = &'a str>) -> Result<Vec<Fragment>> {
-    let mut all = Vec::new();
-    for text in messages.filter(|m| !m.is_empty()) {
-        let parsed: Vec<Fragment> =
-            serde_json::from_str(text).map_err(|e| fragment_message_error(e.into()))?;
-        all.extend(parsed);
+impl WrittenFragments {
+    /// Wraps written fragments.
+    pub fn new(fragments: Vec<Fragment>) -> Self {
+        Self(fragments)
     }
-    Ok(all)
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The fragments.
+    pub fn fragments(&self) -> &[Fragment] {
+        &self.0
+    }
+
+    /// The fragments of every one of `written`, in order (to commit them as one version).
+    pub fn gather<'a>(written: impl Iterator<Item = &'a WrittenFragments>) -> Vec<Fragment> {
+        written.flat_map(|w| w.0.iter().cloned()).collect()
+    }
 }
 
-fn fragment_message_error(cause: std::io::Error) -> Error {
-    Error::Io {
-        path: "fragment message".into(),
-        cause,
+impl serde::Serialize for WrittenFragments {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use lance_table::format::pb::DataFragment;
+        use prost::Message;
+        match serializer.is_human_readable() {
+            true => self.0.serialize(serializer),
+            false => {
+                let encoded: Vec<Vec<u8>> = self
+                    .0
+                    .iter()
+                    .map(|f| DataFragment::from(f).encode_to_vec())
+                    .collect();
+                encoded.serialize(serializer)
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WrittenFragments {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use lance_table::format::pb::DataFragment;
+        use prost::Message;
+        use serde::de::Error as _;
+        if deserializer.is_human_readable() {
+            return deserializer.deserialize_any(StoredFragments).map(Self);
+        }
+        let encoded = Vec::<Vec<u8>>::deserialize(deserializer)?;
+        let fragments = encoded
+            .iter()
+            .map(|bytes| {
+                let message = DataFragment::decode(bytes.as_slice()).map_err(D::Error::custom)?;
+                Fragment::try_from(message).map_err(D::Error::custom)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self(fragments))
+    }
+}
+
+/// Reads the JSON of [`WrittenFragments`]: a list of fragments, or a string holding one.
+struct StoredFragments;
+
+impl<'de> serde::de::Visitor<'de> for StoredFragments {
+    type Value = Vec<Fragment>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of Lance fragments")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        match text.is_empty() {
+            true => Ok(Vec::new()),
+            false => serde_json::from_str(text).map_err(E::custom),
+        }
     }
 }
 
@@ -276,8 +346,8 @@ pub(crate) mod tests {
             .expect("batch")
     }
 
-    /// Two writers' fragments, exchanged as JSON, become one version; nothing is visible
-    /// before the commit.
+    /// Two writers' fragments, exchanged as [`WrittenFragments`], become one version; nothing
+    /// is visible before the commit.
     #[tokio::test]
     async fn uncommitted_fragments_from_two_writers_commit_as_one_version() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -289,11 +359,26 @@ pub(crate) mod tests {
             .await
             .expect("b");
         assert!(open_if_exists(&uri).await.expect("open").is_none());
-        let json = [
-            fragments_to_json(&a).expect("a"),
-            fragments_to_json(&b).expect("b"),
-        ];
-        let fragments = fragments_from_json(json.iter().map(String::as_str)).expect("from json");
+        let sent = [WrittenFragments::new(a), WrittenFragments::new(b)];
+        // Between processes (timely's bincode) and into the ledger (JSON).
+        let received: Vec<WrittenFragments> = sent
+            .iter()
+            .map(|w| {
+                let bytes = bincode::serialize(w).expect("bincode");
+                bincode::deserialize(&bytes).expect("from bincode")
+            })
+            .collect();
+        assert_eq!(received, sent, "bincode round trip");
+        let json = serde_json::to_string(&sent[0]).expect("json");
+        assert!(json.starts_with('['), "a list, not a string: {json}");
+        let back: WrittenFragments = serde_json::from_str(&json).expect("from json");
+        assert_eq!(back, sent[0], "JSON round trip");
+        let legacy = serde_json::to_string(&json).expect("a string holding the list");
+        let old: WrittenFragments = serde_json::from_str(&legacy).expect("legacy");
+        assert_eq!(old, sent[0], "a ledger's fragments as a JSON string");
+        let none: WrittenFragments = serde_json::from_str("\"\"").expect("empty legacy");
+        assert!(none.is_empty());
+        let fragments = WrittenFragments::gather(received.iter());
         let v1 = commit_fragments(&uri, &batch(&[]).schema(), fragments)
             .await
             .expect("commit");

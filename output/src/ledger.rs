@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use vemo_operators::lance_commit::{
     Commit, Deletions, commit_at, commit_replacing_at, find_deletions, version_properties,
 };
-use vemo_operators::lance_io::{fragments_from_json, open_if_exists};
+use vemo_operators::lance_io::{WrittenFragments, open_if_exists};
 use vemo_operators::parquet_io::drop_ids;
 use vemo_operators::store::Location;
 use vemo_schemas::{
@@ -57,8 +57,8 @@ pub struct ShardRecord {
     /// Worker (global index) and process that wrote it.
     pub worker: usize,
     pub process: usize,
-    /// The shard's `errors` fragments (JSON), committed after its `items` commit.
-    pub error_fragments: String,
+    /// The shard's `errors` fragments, committed after its `items` commit.
+    pub error_fragments: WrittenFragments,
     /// Staged Parquet parts: (staged path, published path), relative to the output root.
     pub parquet: Vec<(String, String)>,
     /// Ids whose earlier rows the shard's commits delete (incremental runs): from `items` in
@@ -110,11 +110,11 @@ pub struct Ledger {
     pruned: Option<HashSet<u64>>,
 }
 
-/// A shard ready to commit: its record and its `items` fragments (JSON).
+/// A shard ready to commit: its record and its `items` fragments.
 #[derive(Debug, Clone)]
 pub struct ReadyShard {
     pub record: ShardRecord,
-    pub item_fragments: String,
+    pub item_fragments: WrittenFragments,
 }
 
 /// What [`Ledger::commit_shards`] did.
@@ -293,7 +293,7 @@ impl Ledger {
             if fresh.is_empty() {
                 return Ok(done);
             }
-            let fragments = fragments_from_json(fresh.iter().map(|s| s.item_fragments.as_str()))?;
+            let fragments = WrittenFragments::gather(fresh.iter().map(|s| &s.item_fragments));
             let replaces = fresh.iter().flat_map(|s| &s.record.replaces);
             let deletions = deletions_in(current.as_ref(), replaces).await?;
             let deleted = deletions.rows;
@@ -352,12 +352,8 @@ impl Ledger {
                     .filter(|(version, s)| *version == oldest && self.needs_errors_commit(s))
                     .map(|(_, s)| s)
                     .collect();
-                let fragments = fragments_from_json(
-                    missing
-                        .iter()
-                        .map(|s| s.error_fragments.as_str())
-                        .filter(|f| !f.is_empty()),
-                )?;
+                let fragments =
+                    WrittenFragments::gather(missing.iter().map(|s| &s.error_fragments));
                 let replaces = missing.iter().flat_map(|s| &s.replaces);
                 let deletions = deletions_in(current.as_ref(), replaces).await?;
                 let keys: Vec<String> = missing.iter().map(|s| s.key.clone()).collect();

@@ -23,7 +23,7 @@ use vemo_operators::batches::{
     spotted_long_batch,
 };
 use vemo_operators::images::{DecodedImage, ImageReader};
-use vemo_operators::lance_io::{fragments_to_json, write_fragments_uncommitted};
+use vemo_operators::lance_io::{WrittenFragments, write_fragments_uncommitted};
 use vemo_operators::limits::InputLimits;
 use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
@@ -59,7 +59,7 @@ pub struct ShardEncoded {
 }
 
 /// After WriteShard: what the committer needs. Travels between processes, so it is plain data:
-/// Lance fragments as JSON, Parquet parts as (staged URI, final relative path).
+/// the written fragments, and the Parquet parts as (staged URI, final relative path).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardWritten {
     pub shard: u64,
@@ -69,8 +69,8 @@ pub struct ShardWritten {
     pub encoded: usize,
     pub items: usize,
     pub errors: usize,
-    pub item_fragments: String,
-    pub error_fragments: String,
+    pub item_fragments: WrittenFragments,
+    pub error_fragments: WrittenFragments,
     pub staged_parts: Vec<(String, String)>,
     pub failure: Option<String>,
 }
@@ -435,7 +435,7 @@ impl ShardProcessor {
                 &self.items_schema,
             )?;
             let fragments = write_fragments_uncommitted(&self.items_uri, vec![items]).await?;
-            out.item_fragments = fragments_to_json(&fragments)?;
+            out.item_fragments = WrittenFragments::new(fragments);
             let long = embeddings_long_batch(&self.columns, &shard.items, &self.stamp)?;
             out.staged_parts.push(
                 self.stage_part(&long, PARQUET_EMBEDDINGS_DIR, &part)
@@ -460,7 +460,7 @@ impl ShardProcessor {
             let errors = errors_batch(&shard.errors, &self.stamp)?;
             let fragments =
                 write_fragments_uncommitted(&self.errors_uri, vec![errors.clone()]).await?;
-            out.error_fragments = fragments_to_json(&fragments)?;
+            out.error_fragments = WrittenFragments::new(fragments);
             out.staged_parts
                 .push(self.stage_part(&errors, PARQUET_ERRORS_DIR, &part).await?);
         }

@@ -24,9 +24,9 @@ pub use columns::*;
 pub use names::{Task, Tower, UnknownName};
 pub use records::{Entity, ErrorRecord, ManifestEntry, SpottedWord, Stage, entity_key};
 pub use schemas::{
-    EmbeddingColumn, ItemTasks, META_EXIT, META_SPACE, META_TOWER, embeddings_long_schema,
-    entities_long_schema, entity_struct_fields, errors_schema, items_schema, items_schema_for,
-    manifest_schema, spotted_long_schema, spotted_struct_fields,
+    EmbeddingColumn, ItemTasks, META_EXIT, META_SPACE, META_TOWER, embedding_type,
+    embeddings_long_schema, entities_long_schema, entity_struct_fields, errors_schema,
+    items_schema, items_schema_for, manifest_schema, spotted_long_schema, spotted_struct_fields,
 };
 
 /// Version of the output schema, stored in the Lance datasets' schema metadata under

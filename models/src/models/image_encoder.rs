@@ -13,11 +13,13 @@
 
 use std::sync::Arc;
 
+use arrow_array::FixedSizeListArray;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::Linear;
 
 use super::clip::ClipModel;
 use super::clip_towers::{check_exits, shared_model};
+use super::columns::ColumnBuffers;
 use super::conse::Conse;
 use super::efficientnet::{EfficientNetLite, ImageOutputs, STAGES};
 use super::exit_heads::project;
@@ -257,36 +259,61 @@ impl ImageEncoder {
 
     /// Encodes one batch of crops at every exit.
     pub fn encode(&self, crops: &[&image::RgbImage]) -> Result<ImageEmbeddings> {
+        let mut outputs = self.forward(crops)?.into_iter();
+        let joint = outputs
+            .by_ref()
+            .take(self.exits.len())
+            .map(|exit| Ok(exit.to_vec2::<f32>()?))
+            .collect::<Result<Vec<_>>>()?;
+        let features = outputs.next().map(|f| f.to_vec2::<f32>()).transpose()?;
+        Ok(ImageEmbeddings { joint, features })
+    }
+
+    /// Encodes any number of crops in batches of `batch_size`, into the columns of
+    /// [`Self::columns`], in its order: each an embedding column with a row per crop.
+    pub fn encode_columns(
+        &self,
+        crops: &[&image::RgbImage],
+        batch_size: usize,
+    ) -> Result<Vec<FixedSizeListArray>> {
+        let dims = self.columns()?.iter().map(|c| c.dim).collect();
+        let mut out = ColumnBuffers::new(dims, crops.len());
+        let size = batch_size.max(1);
+        for (n, chunk) in crops.chunks(size).enumerate() {
+            let at: Vec<usize> = (n * size..n * size + chunk.len()).collect();
+            out.put(&self.forward(chunk)?, &at)?;
+        }
+        out.into_arrays()
+    }
+
+    /// One batch through the tower: a `(crop, dim)` tensor per exit, then the pooled feature
+    /// when it comes out ([`Self::has_features`]).
+    fn forward(&self, crops: &[&image::RgbImage]) -> Result<Vec<Tensor>> {
         match &self.backbone {
-            Backbone::EfficientNet { .. } => self.encode_efficientnet(crops),
+            Backbone::EfficientNet { .. } => self.forward_efficientnet(crops),
             Backbone::Clip(clip) => {
                 let pixels = self.batch_tensor(crops)?;
                 let projected = clip.encode_image_exits(&pixels, &self.exits)?;
-                let joint = projected
+                projected
                     .iter()
                     .zip(&self.heads)
                     .map(|(p, head)| {
                         let unit = super::l2_normalize(p)?;
-                        let joint = match head {
-                            Some(head) => project(head, &unit)?,
-                            None => unit,
-                        };
-                        Ok(joint.to_vec2::<f32>()?)
+                        match head {
+                            Some(head) => project(head, &unit),
+                            None => Ok(unit),
+                        }
                     })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(ImageEmbeddings {
-                    joint,
-                    features: None,
-                })
+                    .collect()
             }
         }
     }
 
-    fn encode_efficientnet(&self, crops: &[&image::RgbImage]) -> Result<ImageEmbeddings> {
+    fn forward_efficientnet(&self, crops: &[&image::RgbImage]) -> Result<Vec<Tensor>> {
         let (pooled, full) = self.backbone(crops, &self.exits)?;
         let (_, conse) = self.efficientnet()?;
         let mut lower = pooled.into_iter();
-        let mut out = ImageEmbeddings::default();
+        let mut out = Vec::with_capacity(self.exits.len() + 1);
         for (exit, head) in self.exits.iter().zip(&self.heads) {
             let joint = match (head, &full) {
                 (Some(head), _) => {
@@ -304,10 +331,10 @@ impl ImageEncoder {
                     });
                 }
             };
-            out.joint.push(joint.to_vec2::<f32>()?);
+            out.push(joint);
         }
         if let Some(full) = full {
-            out.features = Some(super::l2_normalize(&full.pooled)?.to_vec2::<f32>()?);
+            out.push(super::l2_normalize(&full.pooled)?);
         }
         Ok(out)
     }

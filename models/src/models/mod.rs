@@ -3,6 +3,7 @@
 pub mod bert;
 pub mod clip;
 pub mod clip_towers;
+pub mod columns;
 pub mod conse;
 pub mod craft;
 pub mod craft_geometry;

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::FixedSizeListArray;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
@@ -16,6 +17,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use super::bert::{BertEncoder, Config, mean_pool_normalized};
 use super::clip::ClipModel;
 use super::clip_towers::{check_exits, padded_ids, shared_model};
+use super::columns::ColumnBuffers;
 use super::exit_heads::project;
 use super::l2_normalize;
 use crate::bundle::{Bundle, TextArchitecture, TextTowerSpec};
@@ -299,13 +301,13 @@ impl TextEncoder {
     }
 
     /// Runs the tower on tokenized captions, each cut to `len` tokens (all padding beyond the
-    /// longest of them). Returns `[exit][caption]`.
+    /// longest of them). Returns a `(caption, dim)` tensor per exit and each caption's entities.
     fn forward(
         &self,
         encodings: &[&tokenizers::Encoding],
         captions: &[&str],
         len: usize,
-    ) -> Result<CaptionOutputs> {
+    ) -> Result<(Vec<Tensor>, Vec<Vec<Entity>>)> {
         let mut entities = vec![Vec::new(); encodings.len()];
         let joint = match &self.backbone {
             Backbone::Bert(bert) => {
@@ -352,12 +354,9 @@ impl TextEncoder {
         let embeddings = joint
             .into_iter()
             .zip(&self.heads)
-            .map(|(pooled, head)| {
-                let joint = match head {
-                    Some(head) => project(head, &pooled)?,
-                    None => pooled,
-                };
-                Ok(joint.to_vec2::<f32>()?)
+            .map(|(pooled, head)| match head {
+                Some(head) => project(head, &pooled),
+                None => Ok(pooled),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((embeddings, entities))
@@ -393,8 +392,32 @@ impl TextEncoder {
         captions: &[&str],
         batch_size: usize,
     ) -> Result<CaptionOutputs> {
+        let (buffers, entities) = self.encode_buffers(captions, batch_size)?;
+        Ok((buffers.into_rows(), entities))
+    }
+
+    /// [`Self::encode_all_with_entities`] as Arrow columns: one embedding column per exit (in
+    /// [`Self::exits`] order, [`Self::dim`] wide, a row per caption), and each caption's
+    /// entities.
+    pub fn encode_columns(
+        &self,
+        captions: &[&str],
+        batch_size: usize,
+    ) -> Result<(Vec<FixedSizeListArray>, Vec<Vec<Entity>>)> {
+        let (buffers, entities) = self.encode_buffers(captions, batch_size)?;
+        Ok((buffers.into_arrays()?, entities))
+    }
+
+    /// Runs the captions in batches of `batch_size`, captions of similar length together
+    /// (less padding): each exit's embeddings in one buffer, in the input order.
+    fn encode_buffers(
+        &self,
+        captions: &[&str],
+        batch_size: usize,
+    ) -> Result<(ColumnBuffers, Vec<Vec<Entity>>)> {
+        let mut out = ColumnBuffers::new(vec![self.dim; self.exits.len()], captions.len());
         if captions.is_empty() {
-            return Ok((vec![Vec::new(); self.exits.len()], Vec::new()));
+            return Ok((out, Vec::new()));
         }
         // One tokenizer pass; padding (BERT's, or none for CLIP) goes right, so a batch is cut
         // to its own longest caption.
@@ -405,18 +428,13 @@ impl TextEncoder {
         let length = |e: &tokenizers::Encoding| e.get_attention_mask().iter().sum::<u32>() as usize;
         let mut order: Vec<usize> = (0..captions.len()).collect();
         order.sort_by_key(|&i| length(&encodings[i]));
-        let mut out = vec![vec![Vec::new(); captions.len()]; self.exits.len()];
         let mut entities = vec![Vec::new(); captions.len()];
         for chunk in order.chunks(batch_size.max(1)) {
             let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
             let texts: Vec<&str> = chunk.iter().map(|&i| captions[i]).collect();
             let len = batch.iter().map(|e| length(e)).max().unwrap_or(0);
             let (encoded, found) = self.forward(&batch, &texts, len)?;
-            for (exit, per_caption) in encoded.into_iter().enumerate() {
-                for (&i, embedding) in chunk.iter().zip(per_caption) {
-                    out[exit][i] = embedding;
-                }
-            }
+            out.put(&encoded, chunk)?;
             for (&i, list) in chunk.iter().zip(found) {
                 entities[i] = list;
             }
