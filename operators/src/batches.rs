@@ -1,38 +1,25 @@
-//! Builders of the Arrow batches vemo writes: `items`, `errors` and the embeddings long table.
+//! The Arrow batches vemo writes: `items` rows assembled by column name from what the stages
+//! computed ([`items_batch`]), the long tables derived from those rows, and `errors`.
 
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use arrow_array::{
-    ArrayRef, FixedSizeListArray, Float32Array, ListArray, RecordBatch, StringArray,
-    TimestampMicrosecondArray, UInt32Array,
+    Array, ArrayRef, FixedSizeListArray, Float32Array, ListArray, RecordBatch, StringArray,
+    StructArray, TimestampMicrosecondArray, UInt32Array,
 };
-use arrow_schema::{Field, SchemaRef};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use vemo_schemas::{
-    EmbeddingColumn, Entity, ErrorRecord, ItemTasks, ManifestEntry, SpottedWord,
-    embeddings_long_schema, entities_long_schema, entity_struct_fields, errors_schema,
-    items_schema_for, spotted_long_schema, spotted_struct_fields,
+    COL_BUNDLE, COL_CAPTION, COL_CONTENT_HASH, COL_ENTITIES, COL_ENTITY_KEYS, COL_HEIGHT, COL_ID,
+    COL_IMAGE, COL_INDEXED_AT, COL_JOB_ID, COL_LABEL, COL_METADATA, COL_SPOTTED,
+    COL_SPOTTED_ENTITIES, COL_TEXT, COL_WIDTH, EmbeddingColumn, Entity, ErrorRecord, ManifestEntry,
+    SpottedWord, embeddings_long_schema, entities_long_schema, entity_key, entity_struct_fields,
+    errors_schema, items_schema, spotted_long_schema, spotted_struct_fields,
 };
 
 use crate::Result;
 use crate::images::DecodedImage;
 use vemo_models::spotting::spotted_text;
-
-/// One successfully processed item, ready to become an `items` row.
-#[derive(Debug, Clone)]
-pub struct IndexedItem {
-    /// The manifest entry.
-    pub entry: ManifestEntry,
-    /// What was learnt from the image.
-    pub image: DecodedImage,
-    /// One embedding per [`EmbeddingColumn`] of the job, in the same order.
-    pub embeddings: Vec<Vec<f32>>,
-    /// The caption's entities (and the spotted text's), when the job runs the entity task.
-    pub entities: Option<Vec<Entity>>,
-    /// The words spotted in the image, in reading order, when the job runs the spotting task.
-    pub spotted: Option<Vec<SpottedWord>>,
-    /// The entities of the spotted text, when the job runs both tasks.
-    pub spotted_entities: Option<Vec<Entity>>,
-}
 
 /// Values stamped on every row a run writes.
 #[derive(Debug, Clone)]
@@ -57,78 +44,121 @@ fn timestamps(value: i64, n: usize) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(vec![value; n]).with_timezone("UTC"))
 }
 
-/// Builds an `items` batch for `columns` (the schema is [`items_schema_for`] of them, with
-/// the entity and spotting columns when the items carry entities and spotted words).
-pub fn items_batch(
-    columns: &[EmbeddingColumn],
-    items: &[IndexedItem],
-    stamp: &RowStamp,
-) -> Result<RecordBatch> {
-    let n = items.len();
-    let mut arrays: Vec<ArrayRef> = vec![
-        strings(items.iter().map(|i| i.entry.id.as_str())),
-        strings(items.iter().map(|i| i.entry.image.as_str())),
-        Arc::new(StringArray::from_iter(
-            items.iter().map(|i| i.entry.caption.as_deref()),
-        )),
-        Arc::new(StringArray::from_iter(
-            items.iter().map(|i| i.entry.metadata.as_deref()),
-        )),
-        Arc::new(UInt32Array::from_iter_values(
-            items.iter().map(|i| i.image.width),
-        )),
-        Arc::new(UInt32Array::from_iter_values(
-            items.iter().map(|i| i.image.height),
-        )),
-        strings(items.iter().map(|i| i.image.content_hash.as_str())),
+fn missing(name: &str) -> ArrowError {
+    ArrowError::SchemaError(format!("no column `{name}` among the rows"))
+}
+
+/// The column `name` of `batch`, or an error naming it.
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    Ok(batch.column_by_name(name).ok_or_else(|| missing(name))?)
+}
+
+/// The columns an item has before any model ran: `id`, `image`, `caption`, `metadata` from
+/// its manifest entry, `width`, `height`, `content_hash` from its image (as in `items`).
+pub fn item_rows(entries: &[ManifestEntry], images: &[DecodedImage]) -> Result<RecordBatch> {
+    let names = [
+        COL_ID,
+        COL_IMAGE,
+        COL_CAPTION,
+        COL_METADATA,
+        COL_WIDTH,
+        COL_HEIGHT,
+        COL_CONTENT_HASH,
     ];
-    for (c, column) in columns.iter().enumerate() {
-        // An empty embedding is a null (a caption column of an item without a caption): its
-        // slot holds zeros under the null bit.
-        let present: Vec<bool> = items.iter().map(|i| !i.embeddings[c].is_empty()).collect();
-        let flat: Vec<f32> = items
-            .iter()
-            .flat_map(|i| match i.embeddings[c].is_empty() {
-                true => vec![0.0; column.dim],
-                false => i.embeddings[c].clone(),
-            })
-            .collect();
-        let field = Arc::new(Field::new("item", arrow_schema::DataType::Float32, true));
-        let dim = i32::try_from(column.dim).unwrap_or(i32::MAX);
-        let values = Arc::new(Float32Array::from(flat));
-        let nulls = present
-            .contains(&false)
-            .then(|| arrow::buffer::NullBuffer::from(present));
-        arrays.push(Arc::new(FixedSizeListArray::try_new(
-            field, dim, values, nulls,
-        )?));
+    let all = items_schema(&[]);
+    let fields = names
+        .iter()
+        .map(|name| all.field_with_name(name).cloned())
+        .collect::<Result<Vec<Field>, _>>()?;
+    let arrays: Vec<ArrayRef> = vec![
+        strings(entries.iter().map(|e| e.id.as_str())),
+        strings(entries.iter().map(|e| e.image.as_str())),
+        Arc::new(StringArray::from_iter(
+            entries.iter().map(|e| e.caption.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            entries.iter().map(|e| e.metadata.as_deref()),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            images.iter().map(|i| i.width),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            images.iter().map(|i| i.height),
+        )),
+        strings(images.iter().map(|i| i.content_hash.as_str())),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
+
+/// `batch` with `array` added as its last column, `field`.
+pub fn with_column(batch: &RecordBatch, field: Field, array: ArrayRef) -> Result<RecordBatch> {
+    let mut fields = batch.schema().fields().to_vec();
+    fields.push(Arc::new(field));
+    let mut arrays = batch.columns().to_vec();
+    arrays.push(array);
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
+
+/// The rows of `embeddings` spread over `present.len()` rows: row `i` is the next embedding
+/// where `present[i]`, else a null (its slot holds zeros under the null bit). The caption
+/// columns of items without a caption are null.
+pub fn spread_embeddings(
+    embeddings: &FixedSizeListArray,
+    present: &[bool],
+) -> Result<FixedSizeListArray> {
+    if present.iter().all(|&p| p) && embeddings.len() == present.len() {
+        return Ok(embeddings.clone());
     }
-    let tasks = ItemTasks {
-        entities: items.first().is_some_and(|i| i.entities.is_some()),
-        spotting: items.first().is_some_and(|i| i.spotted.is_some()),
-    };
-    if tasks.entities {
-        arrays.extend(entity_columns(items)?);
-    }
-    if tasks.spotting {
-        arrays.extend(spotted_columns(items)?);
-        if tasks.entities {
-            let per_item: Vec<&[Entity]> = items
-                .iter()
-                .map(|i| i.spotted_entities.as_deref().unwrap_or_default())
-                .collect();
-            arrays.push(entity_list(&per_item)?);
+    let dim = usize::try_from(embeddings.value_length()).unwrap_or_default();
+    let given = embeddings
+        .values()
+        .as_primitive::<arrow_array::types::Float32Type>();
+    let mut rows = given.values().chunks_exact(dim.max(1));
+    let mut values = Vec::with_capacity(present.len() * dim);
+    for &here in present {
+        match here {
+            true => values.extend_from_slice(rows.next().ok_or_else(|| {
+                ArrowError::InvalidArgumentError("fewer embeddings than present rows".into())
+            })?),
+            false => values.extend(std::iter::repeat_n(0.0, dim)),
         }
     }
-    arrays.extend([
-        repeated(&stamp.bundle, n),
-        repeated(&stamp.job_id, n),
-        timestamps(stamp.indexed_at_us, n),
-    ]);
-    Ok(RecordBatch::try_new(
-        items_schema_for(columns, tasks),
-        arrays,
+    let (item, size) = match embeddings.data_type() {
+        DataType::FixedSizeList(item, size) => (item.clone(), *size),
+        other => return Err(ArrowError::SchemaError(format!("{other} is no embedding")).into()),
+    };
+    let nulls = arrow::buffer::NullBuffer::from(present.to_vec());
+    Ok(FixedSizeListArray::try_new(
+        item,
+        size,
+        Arc::new(Float32Array::from(values)),
+        Some(nulls),
     )?)
+}
+
+/// The `items` batch in `schema` (the output's columns, in its order): each column by name
+/// from `rows`, `entity_keys` from the rows' `entities` and `spotted_entities`, and the
+/// stamp's `bundle`, `job_id` and `indexed_at`.
+pub fn items_batch(
+    schema: &SchemaRef,
+    rows: &RecordBatch,
+    stamp: &RowStamp,
+) -> Result<RecordBatch> {
+    let n = rows.num_rows();
+    let arrays = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            Ok(match field.name().as_str() {
+                COL_BUNDLE => repeated(&stamp.bundle, n),
+                COL_JOB_ID => repeated(&stamp.job_id, n),
+                COL_INDEXED_AT => timestamps(stamp.indexed_at_us, n),
+                COL_ENTITY_KEYS => entity_keys(rows)?,
+                name => column(rows, name)?.clone(),
+            })
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), arrays)?)
 }
 
 /// The flat arrays of a list of entities: text, label, start, end, score.
@@ -155,12 +185,8 @@ fn struct_list(
     columns: Vec<ArrayRef>,
     lengths: impl Iterator<Item = usize>,
 ) -> Result<ArrayRef> {
-    let structs = arrow_array::StructArray::try_new(fields.into(), columns, None)?;
-    let item = Arc::new(Field::new(
-        "item",
-        arrow_array::Array::data_type(&structs).clone(),
-        true,
-    ));
+    let structs = StructArray::try_new(fields.into(), columns, None)?;
+    let item = Arc::new(Field::new("item", structs.data_type().clone(), true));
     let offsets = arrow::buffer::OffsetBuffer::from_lengths(lengths);
     Ok(Arc::new(ListArray::try_new(
         item,
@@ -170,8 +196,8 @@ fn struct_list(
     )?))
 }
 
-/// A list<struct> column of each item's entities.
-fn entity_list(per_item: &[&[Entity]]) -> Result<ArrayRef> {
+/// An `entities` (or `spotted_entities`) column: each item's entities.
+pub fn entity_list(per_item: &[&[Entity]]) -> Result<ArrayRef> {
     let flat: Vec<&Entity> = per_item.iter().flat_map(|e| e.iter()).collect();
     struct_list(
         entity_struct_fields(),
@@ -180,39 +206,54 @@ fn entity_list(per_item: &[&[Entity]]) -> Result<ArrayRef> {
     )
 }
 
-/// `entities` (List<Struct>) and `entity_keys` (List<Utf8>: the keys of the caption's and the
-/// spotted text's entities, each once) of `items`.
-fn entity_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
-    let per_item: Vec<&[Entity]> = items
-        .iter()
-        .map(|i| i.entities.as_deref().unwrap_or_default())
-        .collect();
-    let keys_per_item: Vec<Vec<String>> = items
-        .iter()
-        .map(|i| {
-            let mut keys: Vec<String> = Vec::new();
-            let both = [&i.entities, &i.spotted_entities];
-            for entity in both.into_iter().flatten().flatten() {
-                let key = entity.key();
+/// The text and label arrays of the entities in a list<struct> column, and its offsets.
+fn entity_parts(list: &ListArray) -> Result<(&StringArray, &StringArray, &[i32])> {
+    let structs = list.values().as_struct();
+    let text = structs
+        .column_by_name(COL_TEXT)
+        .ok_or_else(|| missing(COL_TEXT))?;
+    let label = structs
+        .column_by_name(COL_LABEL)
+        .ok_or_else(|| missing(COL_LABEL))?;
+    Ok((
+        text.as_string::<i32>(),
+        label.as_string::<i32>(),
+        list.value_offsets(),
+    ))
+}
+
+/// `entity_keys` (List<Utf8>) of `rows`: the keys of each row's caption entities, then of its
+/// spotted-text entities (when the rows have them), each key once.
+fn entity_keys(rows: &RecordBatch) -> Result<ArrayRef> {
+    let mut sources = vec![entity_parts(column(rows, COL_ENTITIES)?.as_list::<i32>())?];
+    if let Some(spotted) = rows.column_by_name(COL_SPOTTED_ENTITIES) {
+        sources.push(entity_parts(spotted.as_list::<i32>())?);
+    }
+    let mut keys_per_row: Vec<Vec<String>> = Vec::with_capacity(rows.num_rows());
+    for row in 0..rows.num_rows() {
+        let mut keys: Vec<String> = Vec::new();
+        for (text, label, offsets) in &sources {
+            let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+            for j in from..to {
+                let key = entity_key(label.value(j), text.value(j));
                 if !keys.contains(&key) {
                     keys.push(key);
                 }
             }
-            keys
-        })
-        .collect();
-    let offsets = arrow::buffer::OffsetBuffer::from_lengths(keys_per_item.iter().map(Vec::len));
-    let flat_keys: Vec<&str> = keys_per_item.iter().flatten().map(String::as_str).collect();
-    let keys = strings(flat_keys.into_iter());
-    let key_item = Arc::new(Field::new("item", arrow_schema::DataType::Utf8, true));
-    let keys = ListArray::try_new(key_item, offsets, keys, None)?;
-    Ok([entity_list(&per_item)?, Arc::new(keys)])
+        }
+        keys_per_row.push(keys);
+    }
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(keys_per_row.iter().map(Vec::len));
+    let flat: Vec<&str> = keys_per_row.iter().flatten().map(String::as_str).collect();
+    let flat = strings(flat.into_iter());
+    let item = Arc::new(Field::new("item", DataType::Utf8, true));
+    Ok(Arc::new(ListArray::try_new(item, offsets, flat, None)?))
 }
 
 /// The flat arrays of a list of spotted words: text, score, polygon.
 fn spotted_arrays(words: &[&SpottedWord]) -> Result<Vec<ArrayRef>> {
     let values = Float32Array::from_iter_values(words.iter().flat_map(|w| w.polygon));
-    let item = Arc::new(Field::new("item", arrow_schema::DataType::Float32, true));
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
     let polygons = ListArray::try_new(
         item,
         arrow::buffer::OffsetBuffer::from_lengths(words.iter().map(|w| w.polygon.len())),
@@ -228,12 +269,9 @@ fn spotted_arrays(words: &[&SpottedWord]) -> Result<Vec<ArrayRef>> {
     ])
 }
 
-/// `spotted` (List<Struct>) and `spotted_text` (the words joined by spaces) of `items`.
-fn spotted_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
-    let per_item: Vec<&[SpottedWord]> = items
-        .iter()
-        .map(|i| i.spotted.as_deref().unwrap_or_default())
-        .collect();
+/// `spotted` (List<Struct>) and `spotted_text` (the words joined by spaces) of items that
+/// spotted `per_item`.
+pub fn spotted_columns(per_item: &[&[SpottedWord]]) -> Result<[ArrayRef; 2]> {
     let flat: Vec<&SpottedWord> = per_item.iter().flat_map(|w| w.iter()).collect();
     let spotted = struct_list(
         spotted_struct_fields(),
@@ -244,52 +282,125 @@ fn spotted_columns(items: &[IndexedItem]) -> Result<[ArrayRef; 2]> {
     Ok([spotted, strings(joined.iter().map(String::as_str))])
 }
 
-/// Builds a batch of the spotted-words long table: one row per word spotted in `items`.
-pub fn spotted_long_batch(items: &[IndexedItem], stamp: &RowStamp) -> Result<RecordBatch> {
-    let rows: Vec<(&str, &SpottedWord)> = items
-        .iter()
-        .flat_map(|i| {
-            i.spotted
-                .iter()
-                .flatten()
-                .map(move |w| (i.entry.id.as_str(), w))
-        })
-        .collect();
+/// Positions of the values of a list column, with the row each belongs to.
+fn exploded(list: &ListArray) -> (Vec<u32>, Vec<u32>) {
+    let offsets = list.value_offsets();
+    let (mut rows, mut values) = (Vec::new(), Vec::new());
+    for row in 0..list.len() {
+        for j in offsets[row]..offsets[row + 1] {
+            rows.push(row as u32);
+            values.push(j as u32);
+        }
+    }
+    (rows, values)
+}
+
+/// `array` at `indices`.
+fn take(array: &dyn Array, indices: &[u32]) -> Result<ArrayRef> {
+    let indices = UInt32Array::from(indices.to_vec());
+    Ok(arrow::compute::take(array, &indices, None)?)
+}
+
+/// A batch of the spotted-words long table: one row per word in the `spotted` column of
+/// `items`.
+pub fn spotted_long_batch(items: &RecordBatch, stamp: &RowStamp) -> Result<RecordBatch> {
+    let spotted = column(items, COL_SPOTTED)?.as_list::<i32>();
+    let (rows, values) = exploded(spotted);
+    let words = take(spotted.values().as_ref(), &values)?;
     let n = rows.len();
-    let words: Vec<&SpottedWord> = rows.iter().map(|(_, w)| *w).collect();
-    let mut arrays = vec![strings(rows.iter().map(|(id, _)| *id))];
-    arrays.extend(spotted_arrays(&words)?);
+    let mut arrays = vec![take(column(items, COL_ID)?.as_ref(), &rows)?];
+    arrays.extend(words.as_struct().columns().iter().cloned());
     arrays.extend([repeated(&stamp.bundle, n), repeated(&stamp.job_id, n)]);
     Ok(RecordBatch::try_new(spotted_long_schema(), arrays)?)
 }
 
-/// Builds a batch of the entities long table: one row per entity of `items`.
-pub fn entities_long_batch(items: &[IndexedItem], stamp: &RowStamp) -> Result<RecordBatch> {
-    let rows: Vec<(&str, &str, &Entity)> = items
+/// A batch of the entities long table: one row per entity of `items`, each row's caption
+/// entities (`entities`), then its spotted-text entities (`spotted_entities`, when there).
+pub fn entities_long_batch(items: &RecordBatch, stamp: &RowStamp) -> Result<RecordBatch> {
+    let mut sources = vec![("caption", column(items, COL_ENTITIES)?.as_list::<i32>())];
+    if let Some(spotted) = items.column_by_name(COL_SPOTTED_ENTITIES) {
+        sources.push(("spotted_text", spotted.as_list::<i32>()));
+    }
+    // (source, value) of every entity, row by row.
+    let (mut rows, mut picks) = (Vec::new(), Vec::new());
+    for row in 0..items.num_rows() {
+        for (s, (_, list)) in sources.iter().enumerate() {
+            let offsets = list.value_offsets();
+            for j in offsets[row]..offsets[row + 1] {
+                rows.push(row as u32);
+                picks.push((s, j as usize));
+            }
+        }
+    }
+    let structs: Vec<&StructArray> = sources
         .iter()
-        .flat_map(|i| {
-            let id = i.entry.id.as_str();
-            let caption = i.entities.iter().flatten().map(move |e| (id, "caption", e));
-            let spotted = i
-                .spotted_entities
-                .iter()
-                .flatten()
-                .map(move |e| (id, "spotted_text", e));
-            caption.chain(spotted)
-        })
+        .map(|(_, l)| l.values().as_struct())
         .collect();
-    let n = rows.len();
-    let entities: Vec<&Entity> = rows.iter().map(|(_, _, e)| *e).collect();
-    let mut arrays = vec![strings(rows.iter().map(|(id, _, _)| *id))];
-    arrays.extend(entity_arrays(&entities));
-    let keys: Vec<String> = entities.iter().map(|e| e.key()).collect();
+    let mut arrays = vec![take(column(items, COL_ID)?.as_ref(), &rows)?];
+    for field in 0..entity_struct_fields().len() {
+        let parts: Vec<&dyn Array> = structs.iter().map(|s| s.column(field).as_ref()).collect();
+        arrays.push(arrow::compute::interleave(&parts, &picks)?);
+    }
+    let (text, label) = (arrays[1].as_string::<i32>(), arrays[2].as_string::<i32>());
+    let keys: Vec<String> = (0..picks.len())
+        .map(|i| entity_key(label.value(i), text.value(i)))
+        .collect();
+    let n = picks.len();
     arrays.extend([
         strings(keys.iter().map(String::as_str)),
-        strings(rows.iter().map(|(_, source, _)| *source)),
+        strings(picks.iter().map(|(s, _)| sources[*s].0)),
         repeated(&stamp.bundle, n),
         repeated(&stamp.job_id, n),
     ]);
     Ok(RecordBatch::try_new(entities_long_schema(), arrays)?)
+}
+
+/// A batch of the embeddings long table: one row per item of `items` and column of `columns`,
+/// column after column (none for a null embedding: an item without a caption).
+pub fn embeddings_long_batch(
+    columns: &[EmbeddingColumn],
+    items: &RecordBatch,
+    stamp: &RowStamp,
+) -> Result<RecordBatch> {
+    let ids = column(items, COL_ID)?;
+    let mut parts = Vec::new();
+    for embedding in columns {
+        let name = embedding.name();
+        let array = column(items, &name)?;
+        let rows: Vec<u32> = (0..array.len())
+            .filter(|&i| array.is_valid(i))
+            .map(|i| i as u32)
+            .collect();
+        let vectors = take(array.as_ref(), &rows)?;
+        let vectors = vectors.as_fixed_size_list();
+        let dim = usize::try_from(vectors.value_length()).unwrap_or_default();
+        let values = vectors.values().clone();
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let offsets =
+            arrow::buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(dim, rows.len()));
+        let lists: ArrayRef = Arc::new(ListArray::try_new(item, offsets, values, None)?);
+        let n = rows.len();
+        let exit = u32::try_from(embedding.exit).unwrap_or(u32::MAX);
+        parts.push(vec![
+            take(ids.as_ref(), &rows)?,
+            repeated(&name, n),
+            repeated(embedding.tower.name(), n),
+            Arc::new(UInt32Array::from(vec![exit; n])) as ArrayRef,
+            lists,
+        ]);
+    }
+    let schema: SchemaRef = embeddings_long_schema();
+    let mut arrays = Vec::new();
+    for c in 0..5 {
+        let pieces: Vec<&dyn Array> = parts.iter().map(|p| p[c].as_ref()).collect();
+        arrays.push(match pieces.is_empty() {
+            true => arrow_array::new_empty_array(schema.field(c).data_type()),
+            false => arrow::compute::concat(&pieces)?,
+        });
+    }
+    let n = arrays[0].len();
+    arrays.extend([repeated(&stamp.bundle, n), repeated(&stamp.job_id, n)]);
+    Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
 /// Builds an `errors` batch.
@@ -306,133 +417,155 @@ pub fn errors_batch(errors: &[ErrorRecord], stamp: &RowStamp) -> Result<RecordBa
     Ok(RecordBatch::try_new(errors_schema(), arrays)?)
 }
 
-/// Builds a batch of the embeddings long table: one row per item and column (none for a
-/// null embedding).
-pub fn embeddings_long_batch(
-    columns: &[EmbeddingColumn],
-    items: &[IndexedItem],
-    stamp: &RowStamp,
-) -> Result<RecordBatch> {
-    // A null embedding (no caption) has no row.
-    let rows: Vec<(&IndexedItem, usize)> = columns
-        .iter()
-        .enumerate()
-        .flat_map(|(c, _)| items.iter().map(move |i| (i, c)))
-        .filter(|(i, c)| !i.embeddings[*c].is_empty())
-        .collect();
-    let n = rows.len();
-    let names: Vec<String> = rows.iter().map(|(_, c)| columns[*c].name()).collect();
-    let lists = ListArray::from_iter_primitive::<arrow_array::types::Float32Type, _, _>(
-        rows.iter()
-            .map(|(i, c)| Some(i.embeddings[*c].iter().map(|v| Some(*v)))),
-    );
-    let schema: SchemaRef = embeddings_long_schema();
-    let arrays: Vec<ArrayRef> = vec![
-        strings(rows.iter().map(|(i, _)| i.entry.id.as_str())),
-        strings(names.iter().map(String::as_str)),
-        strings(rows.iter().map(|(_, c)| columns[*c].tower.name())),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, c)| {
-            u32::try_from(columns[*c].exit).unwrap_or(u32::MAX)
-        }))),
-        Arc::new(lists),
-        repeated(&stamp.bundle, n),
-        repeated(&stamp.job_id, n),
-    ];
-    // The list field of `from_iter_primitive` is nullable "item", as in the schema.
-    Ok(RecordBatch::try_new(schema, arrays)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vemo_schemas::{Stage, Tower};
+    use vemo_models::models::columns::embedding_array;
+    use vemo_schemas::{ItemTasks, Stage, Tower, items_schema_for};
 
-    fn item(id: &str) -> IndexedItem {
-        IndexedItem {
-            entry: ManifestEntry {
-                id: id.into(),
-                image: format!("file:///x/{id}.png"),
-                caption: Some("a caption".into()),
-                metadata: None,
-            },
-            image: DecodedImage {
-                width: 4,
-                height: 3,
-                content_hash: "ab".into(),
-                crop: None,
-                full: None,
-                full_scale: [1.0, 1.0],
-            },
-            embeddings: vec![vec![0.6, 0.8], vec![1.0, 0.0]],
-            entities: Some(vec![Entity {
-                text: "Chelsea".into(),
-                label: "PER".into(),
-                start: 0,
-                end: 7,
-                score: 0.9,
-            }]),
-            spotted: Some(vec![SpottedWord {
-                text: "OPEN".into(),
-                score: 0.8,
-                polygon: [0.0, 0.0, 4.0, 0.0, 4.0, 2.0, 0.0, 2.0],
-            }]),
-            spotted_entities: Some(vec![Entity {
-                text: "OPEN".into(),
-                label: "MISC".into(),
-                start: 0,
-                end: 4,
-                score: 0.5,
-            }]),
+    fn entry(id: &str) -> ManifestEntry {
+        ManifestEntry {
+            id: id.into(),
+            image: format!("file:///x/{id}.png"),
+            caption: Some("a caption".into()),
+            metadata: None,
         }
+    }
+
+    fn image() -> DecodedImage {
+        DecodedImage {
+            width: 4,
+            height: 3,
+            content_hash: "ab".into(),
+            crop: None,
+            full: None,
+            full_scale: [1.0, 1.0],
+        }
+    }
+
+    fn entity(text: &str, label: &str) -> Entity {
+        Entity {
+            text: text.into(),
+            label: label.into(),
+            start: 0,
+            end: text.len() as u32,
+            score: 0.9,
+        }
+    }
+
+    /// Two items with every task's columns; the second has no caption.
+    fn rows(columns: &[EmbeddingColumn]) -> RecordBatch {
+        let entries = [entry("a"), entry("b")];
+        let mut rows = item_rows(&entries, &[image(), image()]).expect("rows");
+        let schema = items_schema_for(
+            columns,
+            ItemTasks {
+                entities: true,
+                spotting: true,
+            },
+        );
+        let mut add = |name: &str, array: ArrayRef| {
+            let field = schema.field_with_name(name).expect("field").clone();
+            rows = with_column(&rows, field, array).expect("column");
+        };
+        let first = embedding_array(2, vec![0.6, 0.8]).expect("first");
+        let text = spread_embeddings(&first, &[true, false]).expect("spread");
+        add(&columns[0].name(), Arc::new(text));
+        let image = embedding_array(2, vec![1.0, 0.0, 0.0, 1.0]).expect("image");
+        add(&columns[1].name(), Arc::new(image));
+        let chelsea = [entity("Chelsea", "PER")];
+        add(
+            COL_ENTITIES,
+            entity_list(&[&chelsea, &[]]).expect("entities"),
+        );
+        let open = [SpottedWord {
+            text: "OPEN".into(),
+            score: 0.8,
+            polygon: [0.0, 0.0, 4.0, 0.0, 4.0, 2.0, 0.0, 2.0],
+        }];
+        let [spotted, joined] = spotted_columns(&[&open, &open]).expect("spotted");
+        add(COL_SPOTTED, spotted);
+        add(vemo_schemas::COL_SPOTTED_TEXT, joined);
+        let found = [entity("OPEN", "MISC"), entity("chelsea", "PER")];
+        add(
+            COL_SPOTTED_ENTITIES,
+            entity_list(&[&found, &found[..1]]).expect("spotted entities"),
+        );
+        rows
     }
 
     #[test]
     fn batches_match_their_schemas() {
         let columns = [
-            EmbeddingColumn::joint(Tower::Text, 3, 2),
             EmbeddingColumn::joint(Tower::Text, 6, 2),
+            EmbeddingColumn::joint(Tower::Image, 7, 2),
         ];
         let stamp = RowStamp {
             bundle: "b@1".into(),
             job_id: "j".into(),
             indexed_at_us: 5,
         };
-        let items = [item("a"), item("b")];
+        let tasks = ItemTasks {
+            entities: true,
+            spotting: true,
+        };
+        let rows = rows(&columns);
+        let batch = items_batch(&items_schema_for(&columns, tasks), &rows, &stamp).expect("items");
+        assert_eq!(batch.num_rows(), 2);
+        let text = batch.column_by_name("text_emb_e6").expect("text");
+        assert_eq!((text.is_valid(0), text.is_null(1)), (true, true));
+        let keys = batch.column_by_name(COL_ENTITY_KEYS).expect("keys");
+        let keys = keys.as_list::<i32>().value(0);
+        let keys: Vec<&str> = keys.as_string::<i32>().iter().flatten().collect();
         assert_eq!(
-            items_batch(&columns, &items, &stamp)
-                .expect("items")
-                .num_rows(),
-            2
+            keys,
+            ["PER:chelsea", "MISC:open"],
+            "each key once, caption first"
+        );
+        let spotted_text = batch.column_by_name("spotted_text").expect("spotted_text");
+        assert_eq!(spotted_text.as_string::<i32>().value(0), "OPEN");
+
+        let long = embeddings_long_batch(&columns, &batch, &stamp).expect("long");
+        assert_eq!(long.num_rows(), 3, "no row for the null caption embedding");
+        let exits = long
+            .column(3)
+            .as_primitive::<arrow_array::types::UInt32Type>();
+        assert_eq!(exits.values().to_vec(), [6, 7, 7]);
+        let vectors = long.column(4).as_list::<i32>();
+        let last = vectors.value(2);
+        assert_eq!(
+            last.as_primitive::<arrow_array::types::Float32Type>()
+                .values()
+                .to_vec(),
+            [0.0, 1.0]
         );
         assert_eq!(
-            embeddings_long_batch(&columns, &items, &stamp)
-                .expect("long")
-                .num_rows(),
-            4
-        );
-        let batch = items_batch(&columns, &items, &stamp).expect("items");
-        assert!(batch.column_by_name("entity_keys").is_some());
-        let text = batch.column_by_name("spotted_text").expect("spotted_text");
-        assert_eq!(
-            arrow_array::cast::AsArray::as_string::<i32>(text).value(0),
-            "OPEN"
-        );
-        assert_eq!(
-            spotted_long_batch(&items, &stamp)
+            spotted_long_batch(&batch, &stamp)
                 .expect("spotted")
                 .num_rows(),
             2
         );
+        let entities = entities_long_batch(&batch, &stamp).expect("entities");
+        let sources: Vec<&str> = entities
+            .column(7)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
         assert_eq!(
-            entities_long_batch(&items, &stamp)
-                .expect("entities")
-                .num_rows(),
-            4,
-            "caption and spotted-text entities"
+            sources,
+            ["caption", "spotted_text", "spotted_text", "spotted_text"]
         );
-        let keys = batch.column_by_name("entity_keys").expect("keys");
-        let keys = arrow_array::cast::AsArray::as_list::<i32>(keys).value(0);
-        assert_eq!(keys.len(), 2, "PER:chelsea and MISC:open");
+        let keys: Vec<&str> = entities
+            .column(6)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(
+            keys,
+            ["PER:chelsea", "MISC:open", "PER:chelsea", "MISC:open"]
+        );
         let error = ErrorRecord {
             id: "c".into(),
             image: "file:///x/c.png".into(),

@@ -2,7 +2,8 @@
 //!
 //! Everything here works on plain values and Arrow `RecordBatch`es and knows nothing of timely:
 //! object-store access ([`store`]), manifests ([`manifest`]), image reads ([`images`]) within
-//! the job's [`limits`], Arrow batch builders ([`batches`]), the Lance and Parquet writers ([`lance_io`], [`parquet_io`]),
+//! the job's [`limits`], items on their way through the stages as Arrow rows ([`rows`]), the
+//! batches written from them ([`batches`]), the Lance and Parquet writers ([`lance_io`], [`parquet_io`]),
 //! vector indexes and k-nearest search ([`vector_search`]) and character search
 //! ([`char_search`]). The models (bundles, towers, heads, NER, spotting, device and precision)
 //! are vemo-models'; the pipeline crate wires the two.
@@ -18,6 +19,7 @@ pub mod lance_io;
 pub mod limits;
 pub mod manifest;
 pub mod parquet_io;
+pub mod rows;
 pub mod store;
 pub mod vector_search;
 

@@ -2,48 +2,72 @@
 //! `items` batch builder, the INVERTED index on `spotted_text`, and queries that rank exact
 //! words above approximate ones (a recognizer error), returning the matched words' polygons.
 
-use vemo_operators::batches::{IndexedItem, RowStamp, items_batch};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use vemo_models::models::columns::embedding_array;
+use vemo_operators::batches::{RowStamp, item_rows, items_batch, spotted_columns, with_column};
 use vemo_operators::char_search::{build_text_index, find_chars};
 use vemo_operators::images::DecodedImage;
 use vemo_operators::lance_io::{commit_fragments, open_if_exists, write_fragments_uncommitted};
 use vemo_schemas::{
-    EmbeddingColumn, ItemTasks, ManifestEntry, SpottedWord, Tower, items_schema_for,
+    COL_SPOTTED, COL_SPOTTED_TEXT, EmbeddingColumn, ItemTasks, ManifestEntry, SpottedWord, Tower,
+    items_schema_for,
 };
 
-fn item(id: &str, words: &[&str]) -> IndexedItem {
-    IndexedItem {
-        entry: ManifestEntry {
-            id: id.into(),
+/// The words of an image, 10 pixels apart.
+fn words(words: &[&str]) -> Vec<SpottedWord> {
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let x = 10.0 * i as f32;
+            SpottedWord {
+                text: (*w).into(),
+                score: 0.9,
+                polygon: [x, 0.0, x + 8.0, 0.0, x + 8.0, 4.0, x, 4.0],
+            }
+        })
+        .collect()
+}
+
+/// The `items` batch (in `schema`) of items `(id, spotted words)`, each with a caption
+/// embedding `[1, 0]` in `column`.
+fn items(
+    schema: &SchemaRef,
+    column: &EmbeddingColumn,
+    items: &[(&str, Vec<SpottedWord>)],
+    stamp: &RowStamp,
+) -> RecordBatch {
+    let entries: Vec<ManifestEntry> = items
+        .iter()
+        .map(|(id, _)| ManifestEntry {
+            id: (*id).into(),
             image: format!("memory://corpus/{id}.jpg"),
             caption: Some(format!("photo {id}")),
             metadata: None,
-        },
-        image: DecodedImage {
-            width: 100,
-            height: 50,
-            content_hash: "00".into(),
-            crop: None,
-            full: None,
-            full_scale: [1.0, 1.0],
-        },
-        embeddings: vec![vec![1.0, 0.0]],
-        entities: None,
-        spotted_entities: None,
-        spotted: Some(
-            words
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    let x = 10.0 * i as f32;
-                    SpottedWord {
-                        text: (*w).into(),
-                        score: 0.9,
-                        polygon: [x, 0.0, x + 8.0, 0.0, x + 8.0, 4.0, x, 4.0],
-                    }
-                })
-                .collect(),
-        ),
+        })
+        .collect();
+    let image = DecodedImage {
+        width: 100,
+        height: 50,
+        content_hash: "00".into(),
+        crop: None,
+        full: None,
+        full_scale: [1.0, 1.0],
+    };
+    let mut rows = item_rows(&entries, &vec![image; items.len()]).expect("rows");
+    let values: Vec<f32> = items.iter().flat_map(|_| [1.0, 0.0]).collect();
+    let embeddings = embedding_array(2, values).expect("embeddings");
+    rows = with_column(&rows, column.field(), Arc::new(embeddings)).expect("embeddings");
+    let per_item: Vec<&[SpottedWord]> = items.iter().map(|(_, w)| w.as_slice()).collect();
+    let [spotted, text] = spotted_columns(&per_item).expect("spotted");
+    for (name, array) in [(COL_SPOTTED, spotted), (COL_SPOTTED_TEXT, text)] {
+        let field = schema.field_with_name(name).expect("field").clone();
+        rows = with_column(&rows, field, array).expect("spotted");
     }
+    items_batch(schema, &rows, stamp).expect("batch")
 }
 
 #[tokio::test]
@@ -56,21 +80,22 @@ async fn exact_words_rank_first_and_recognizer_errors_are_tolerated() {
         job_id: "j".into(),
         indexed_at_us: 0,
     };
-    let items = vec![
-        item("shop", &["OPEN", "24H", "Pharmacy"]),
-        item("typo", &["0PEN", "24H"]),
-        item("page", &["Region-based", "segmentatlon", "methods"]),
-        item("blank", &[]),
-    ];
-    let batch = items_batch(&columns, &items, &stamp).expect("batch");
     let tasks = ItemTasks {
         entities: false,
         spotting: true,
     };
+    let schema = items_schema_for(&columns, tasks);
+    let found = [
+        ("shop", words(&["OPEN", "24H", "Pharmacy"])),
+        ("typo", words(&["0PEN", "24H"])),
+        ("page", words(&["Region-based", "segmentatlon", "methods"])),
+        ("blank", words(&[])),
+    ];
+    let batch = items(&schema, &columns[0], &found, &stamp);
     let fragments = write_fragments_uncommitted(&uri, vec![batch])
         .await
         .expect("write");
-    commit_fragments(&uri, &items_schema_for(&columns, tasks), fragments)
+    commit_fragments(&uri, &schema, fragments)
         .await
         .expect("commit");
     assert!(build_text_index(&uri).await.expect("index"));

@@ -18,13 +18,18 @@
 //! (`output/tests/regression.rs`), the image decoders and the `.pth` reader
 //! (`models/tests/regression.rs`).
 
-use vemo_operators::batches::{IndexedItem, RowStamp, items_batch};
+use std::sync::Arc;
+
+use arrow::buffer::NullBuffer;
+use arrow_array::{FixedSizeListArray, Float32Array};
+use arrow_schema::DataType;
+use vemo_operators::batches::{RowStamp, item_rows, items_batch, with_column};
 use vemo_operators::images::{DecodedImage, ReadPolicy, spotting_image};
 use vemo_operators::lance_io::{commit_fragments, write_fragments_uncommitted};
 use vemo_operators::manifest::read_manifest;
 use vemo_operators::store;
 use vemo_operators::vector_search::{IndexOutcome, build_indexes};
-use vemo_schemas::{EmbeddingColumn, ManifestEntry, Tower, items_schema};
+use vemo_schemas::{EmbeddingColumn, ManifestEntry, Tower, embedding_type, items_schema};
 
 // Fixed in 180a3f2.
 #[test]
@@ -89,42 +94,50 @@ async fn a_vector_index_counted_rows_instead_of_the_column_s_non_null_vectors() 
     let dir = tempfile::tempdir().expect("tempdir");
     let uri = dir.path().join("items.lance").display().to_string();
     let columns = [EmbeddingColumn::joint(Tower::Text, 6, DIM)];
-    let item = |i: usize| {
-        let captioned = i.is_multiple_of(3);
-        let mut vector = vec![0.0; DIM];
-        vector[i % DIM] = 1.0;
-        IndexedItem {
-            entry: ManifestEntry {
-                id: format!("item-{i:04}"),
-                image: format!("memory://corpus/{i}.jpg"),
-                caption: captioned.then(|| format!("caption {i}")),
-                metadata: None,
-            },
-            image: DecodedImage {
-                width: 1,
-                height: 1,
-                content_hash: "00".into(),
-                crop: None,
-                full: None,
-                full_scale: [1.0, 1.0],
-            },
-            embeddings: vec![if captioned { vector } else { Vec::new() }],
-            entities: None,
-            spotted: None,
-            spotted_entities: None,
-        }
+    let entries: Vec<ManifestEntry> = (0..300usize)
+        .map(|i| ManifestEntry {
+            id: format!("item-{i:04}"),
+            image: format!("memory://corpus/{i}.jpg"),
+            caption: i.is_multiple_of(3).then(|| format!("caption {i}")),
+            metadata: None,
+        })
+        .collect();
+    let image = DecodedImage {
+        width: 1,
+        height: 1,
+        content_hash: "00".into(),
+        crop: None,
+        full: None,
+        full_scale: [1.0, 1.0],
     };
-    let items: Vec<IndexedItem> = (0..300).map(item).collect();
+    let mut values = vec![0.0f32; 300 * DIM];
+    for i in 0..300 {
+        values[i * DIM + i % DIM] = 1.0;
+    }
+    let valid: Vec<bool> = entries.iter().map(|e| e.caption.is_some()).collect();
+    let DataType::FixedSizeList(field, size) = embedding_type(DIM) else {
+        panic!("an embedding is a fixed-size list");
+    };
+    let embeddings = FixedSizeListArray::try_new(
+        field,
+        size,
+        Arc::new(Float32Array::from(values)),
+        Some(NullBuffer::from(valid)),
+    )
+    .expect("embeddings");
+    let rows = item_rows(&entries, &vec![image; entries.len()]).expect("rows");
+    let rows = with_column(&rows, columns[0].field(), Arc::new(embeddings)).expect("column");
     let stamp = RowStamp {
         bundle: "test@1".into(),
         job_id: "j".into(),
         indexed_at_us: 0,
     };
-    let batch = items_batch(&columns, &items, &stamp).expect("batch");
+    let schema = items_schema(&columns);
+    let batch = items_batch(&schema, &rows, &stamp).expect("batch");
     let fragments = write_fragments_uncommitted(&uri, vec![batch])
         .await
         .expect("write");
-    commit_fragments(&uri, &items_schema(&columns), fragments)
+    commit_fragments(&uri, &schema, fragments)
         .await
         .expect("commit");
 

@@ -2,7 +2,11 @@
 //! vectors, an IVF_PQ index per embedding column once the row threshold is met, and queries
 //! that find each probed row first (the index re-ranks on the full vectors).
 
-use vemo_operators::batches::{IndexedItem, RowStamp, items_batch};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use vemo_models::models::columns::embedding_array;
+use vemo_operators::batches::{RowStamp, item_rows, items_batch, with_column};
 use vemo_operators::images::DecodedImage;
 use vemo_operators::lance_io::{commit_fragments, write_fragments_uncommitted};
 use vemo_operators::vector_search::{IndexOutcome, build_indexes, embedding_columns, nearest};
@@ -26,27 +30,31 @@ fn vector(seed: usize) -> Vec<f32> {
     raw.iter().map(|v| v / norm).collect()
 }
 
-fn item(i: usize) -> IndexedItem {
-    IndexedItem {
-        entry: ManifestEntry {
+/// The `items` batch of `ROWS` rows: for column `c`, row `i` holds `vector(i + c * 10_000)`.
+fn items(columns: &[EmbeddingColumn], stamp: &RowStamp) -> RecordBatch {
+    let entries: Vec<ManifestEntry> = (0..ROWS)
+        .map(|i| ManifestEntry {
             id: format!("item-{i:04}"),
             image: format!("memory://corpus/{i}.jpg"),
             caption: Some(format!("caption {i}")),
             metadata: None,
-        },
-        image: DecodedImage {
-            width: 1,
-            height: 1,
-            content_hash: "00".into(),
-            crop: None,
-            full: None,
-            full_scale: [1.0, 1.0],
-        },
-        embeddings: vec![vector(i), vector(i + 10_000)],
-        entities: None,
-        spotted: None,
-        spotted_entities: None,
+        })
+        .collect();
+    let image = DecodedImage {
+        width: 1,
+        height: 1,
+        content_hash: "00".into(),
+        crop: None,
+        full: None,
+        full_scale: [1.0, 1.0],
+    };
+    let mut rows = item_rows(&entries, &vec![image; ROWS]).expect("rows");
+    for (c, column) in columns.iter().enumerate() {
+        let values: Vec<f32> = (0..ROWS).flat_map(|i| vector(i + c * 10_000)).collect();
+        let array = embedding_array(DIM, values).expect("embeddings");
+        rows = with_column(&rows, column.field(), Arc::new(array)).expect("column");
     }
+    items_batch(&items_schema(columns), &rows, stamp).expect("batch")
 }
 
 #[tokio::test]
@@ -62,8 +70,7 @@ async fn an_ivf_pq_index_is_built_past_the_threshold_and_queries_find_their_rows
         job_id: "j".into(),
         indexed_at_us: 0,
     };
-    let items: Vec<IndexedItem> = (0..ROWS).map(item).collect();
-    let batch = items_batch(&columns, &items, &stamp).expect("batch");
+    let batch = items(&columns, &stamp);
     let fragments = write_fragments_uncommitted(&uri, vec![batch])
         .await
         .expect("write");

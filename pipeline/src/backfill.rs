@@ -8,26 +8,25 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
 use lance::Dataset;
 use lance::dataset::transaction::Operation;
 use lance::dataset::{BatchUDF, NewColumnTransform};
+use lance::table::format::Fragment;
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_operators::batches::{
-    IndexedItem, RowStamp, embeddings_long_batch, entities_long_batch, items_batch,
+    RowStamp, embeddings_long_batch, entities_long_batch, entity_list, items_batch,
+    spread_embeddings, with_column,
 };
-use vemo_operators::images::DecodedImage;
 use vemo_operators::lance_commit::{Commit, commit_operation_at};
 use vemo_operators::lance_io::open_if_exists;
 use vemo_operators::parquet_io::write_parquet;
 use vemo_operators::store::Location;
 use vemo_schemas::{
-    COL_CAPTION, COL_COLUMN, COL_CONTENT_HASH, COL_ENTITIES, COL_ENTITY_KEYS, COL_HEIGHT, COL_ID,
-    COL_IMAGE, COL_METADATA, COL_WIDTH, EmbeddingColumn, ItemTasks, ManifestEntry,
-    PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR, Tower,
+    COL_CAPTION, COL_COLUMN, COL_ENTITIES, COL_ENTITY_KEYS, COL_ID, EmbeddingColumn, Entity,
+    ItemTasks, PARQUET_EMBEDDINGS_DIR, PARQUET_ENTITIES_DIR, Tower, embedding_column,
 };
 
 use crate::{Error, Result};
@@ -102,62 +101,8 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
     let Some(dataset) = open_if_exists(uri).await? else {
         return Ok(0);
     };
-    let full = vemo_schemas::items_schema_for(job.columns, job.tasks);
-    let indices: Vec<usize> = missing
-        .iter()
-        .filter_map(|name| full.index_of(name).ok())
-        .collect();
-    let output_schema = Arc::new(
-        full.project(&indices)
-            .map_err(vemo_operators::Error::from)?,
-    );
-    let maker = Arc::new(RowMaker {
-        encoder: job.encoder.clone(),
-        columns: job.columns.to_vec(),
-        tasks: job.tasks,
-        stamp: job.stamp.clone(),
-        batch_size: job.batch_size,
-        missing: missing.to_vec(),
-        indices,
-        long: Arc::default(),
-        rows: Arc::default(),
-    });
-    let read: Vec<String> = [
-        COL_ID,
-        COL_IMAGE,
-        COL_CAPTION,
-        COL_METADATA,
-        COL_WIDTH,
-        COL_HEIGHT,
-        COL_CONTENT_HASH,
-    ]
-    .iter()
-    .map(|c| c.to_string())
-    .collect();
-    let failed = |e: lance::Error| Error::Plan(format!("adding columns to {uri}: {e}"));
-    // Each fragment gains data files with the new columns (uncommitted).
-    let mut fragments = Vec::new();
-    let mut schema = None;
-    for fragment in dataset.get_fragments() {
-        let maker = maker.clone();
-        let mapper = move |batch: &RecordBatch| -> lance::Result<RecordBatch> {
-            maker
-                .columns_of(batch)
-                .map_err(|e| lance::Error::from(ArrowError::ComputeError(e.to_string())))
-        };
-        let transform = NewColumnTransform::BatchUDF(BatchUDF {
-            mapper: Box::new(mapper),
-            output_schema: output_schema.clone(),
-            result_checkpoint: None,
-        });
-        let (updated, with_columns) = fragment
-            .add_columns(transform, Some(read.clone()), Some(256))
-            .await
-            .map_err(failed)?;
-        fragments.push(updated);
-        schema = Some(with_columns);
-    }
-    let Some(schema) = schema else {
+    let maker = Arc::new(RowMaker::new(&job, missing)?);
+    let Some((fragments, schema)) = column_fragments(&dataset, uri, &maker).await? else {
         return Ok(0);
     };
     // Stage the Parquet rows and record them, then commit, then publish.
@@ -190,6 +135,42 @@ pub async fn add_columns(uri: &str, missing: &[String], job: ColumnJob<'_>) -> R
     Ok(added)
 }
 
+/// Every fragment of `dataset` (at `uri`) with data files holding the columns `maker` computes
+/// from its rows (written, not committed), and the schema with them; `None` without fragments.
+async fn column_fragments(
+    dataset: &Dataset,
+    uri: &str,
+    maker: &Arc<RowMaker>,
+) -> Result<Option<(Vec<Fragment>, lance::datatypes::Schema)>> {
+    // What the rows' new columns are computed from.
+    let read = vec![COL_ID.to_string(), COL_CAPTION.to_string()];
+    let failed = |e: lance::Error| Error::Plan(format!("adding columns to {uri}: {e}"));
+    let mut fragments = Vec::new();
+    let mut schema = None;
+    for fragment in dataset.get_fragments() {
+        let mapper = {
+            let maker = maker.clone();
+            move |batch: &RecordBatch| -> lance::Result<RecordBatch> {
+                maker
+                    .columns_of(batch)
+                    .map_err(|e| lance::Error::from(ArrowError::ComputeError(e.to_string())))
+            }
+        };
+        let transform = NewColumnTransform::BatchUDF(BatchUDF {
+            mapper: Box::new(mapper),
+            output_schema: maker.output_schema.clone(),
+            result_checkpoint: None,
+        });
+        let (updated, with_columns) = fragment
+            .add_columns(transform, Some(read.clone()), Some(256))
+            .await
+            .map_err(failed)?;
+        fragments.push(updated);
+        schema = Some(with_columns);
+    }
+    Ok(schema.map(|schema| (fragments, schema)))
+}
+
 /// The state of the column-adding function Lance calls on each batch of existing rows.
 struct RowMaker {
     encoder: Arc<TextEncoder>,
@@ -198,18 +179,42 @@ struct RowMaker {
     stamp: RowStamp,
     batch_size: usize,
     missing: Vec<String>,
-    /// Positions of the missing columns in a whole `items` batch.
-    indices: Vec<usize>,
+    /// The job's whole `items` schema, and its missing columns (what the function returns).
+    schema: SchemaRef,
+    output_schema: SchemaRef,
     /// The Parquet rows of the new columns, written once Lance has committed them.
     long: Arc<Mutex<Vec<RecordBatch>>>,
     rows: Arc<Mutex<usize>>,
 }
 
 impl RowMaker {
+    /// The function that computes the `missing` columns of `job`.
+    fn new(job: &ColumnJob<'_>, missing: &[String]) -> Result<Self> {
+        let schema = vemo_schemas::items_schema_for(job.columns, job.tasks);
+        let indices: Vec<usize> = missing
+            .iter()
+            .filter_map(|name| schema.index_of(name).ok())
+            .collect();
+        let output_schema = schema
+            .project(&indices)
+            .map_err(vemo_operators::Error::from)?;
+        Ok(Self {
+            encoder: job.encoder.clone(),
+            columns: job.columns.to_vec(),
+            tasks: job.tasks,
+            stamp: job.stamp.clone(),
+            batch_size: job.batch_size,
+            missing: missing.to_vec(),
+            schema,
+            output_schema: Arc::new(output_schema),
+            long: Arc::default(),
+            rows: Arc::default(),
+        })
+    }
+
     /// The missing columns for the rows of `batch` (the read columns of `items`).
     fn columns_of(&self, batch: &RecordBatch) -> vemo_operators::Result<RecordBatch> {
-        let items = self.items_of(batch)?;
-        let whole = items_batch(&self.columns, &items, &self.stamp)?;
+        let rows = self.rows_of(batch)?;
         let added: Vec<EmbeddingColumn> = self
             .columns
             .iter()
@@ -218,107 +223,56 @@ impl RowMaker {
             .collect();
         let mut parts = Vec::new();
         if !added.is_empty() {
-            let all = embeddings_long_batch(&self.columns, &items, &self.stamp)?;
-            parts.push(keep_columns(&all, &added)?);
+            parts.push(embeddings_long_batch(&added, &rows, &self.stamp)?);
         }
         if self.missing.iter().any(|c| c == COL_ENTITIES) {
-            parts.push(entities_long_batch(&items, &self.stamp)?);
+            parts.push(entities_long_batch(&rows, &self.stamp)?);
         }
         self.long
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(parts);
         *self.rows.lock().unwrap_or_else(|p| p.into_inner()) += batch.num_rows();
-        Ok(whole.project(&self.indices)?)
+        items_batch(&self.output_schema, &rows, &self.stamp)
     }
 
-    /// The rows of `batch` as items: their captions encoded at the job's text exits (and
-    /// tagged, with the entity task); the image columns, which are not added, as zeros.
-    fn items_of(&self, batch: &RecordBatch) -> vemo_operators::Result<Vec<IndexedItem>> {
-        let text = |name: &str| -> vemo_operators::Result<Vec<Option<String>>> {
-            let column = batch.column_by_name(name).ok_or_else(|| {
-                vemo_operators::Error::from(ArrowError::SchemaError(format!("no {name}")))
-            })?;
-            Ok(column
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect())
-        };
-        let size = |name: &str| -> Vec<u32> {
-            batch
-                .column_by_name(name)
-                .map(|c| c.as_primitive::<UInt32Type>().values().to_vec())
-                .unwrap_or_else(|| vec![0; batch.num_rows()])
-        };
-        let (ids, images, captions) = (text(COL_ID)?, text(COL_IMAGE)?, text(COL_CAPTION)?);
-        let (metadata, hashes) = (text(COL_METADATA)?, text(COL_CONTENT_HASH)?);
-        let (widths, heights) = (size(COL_WIDTH), size(COL_HEIGHT));
-        let refs: Vec<&str> = captions
-            .iter()
-            .map(|c| c.as_deref().unwrap_or(""))
+    /// The rows of `batch` with the job's caption columns, their captions encoded at the job's
+    /// text exits (null where there is no caption, as `vemo index` writes it), and with the
+    /// entity task their entities.
+    fn rows_of(&self, batch: &RecordBatch) -> vemo_operators::Result<RecordBatch> {
+        let captions = batch.column_by_name(COL_CAPTION).ok_or_else(|| {
+            vemo_operators::Error::from(ArrowError::SchemaError(format!("no {COL_CAPTION}")))
+        })?;
+        let captions = captions.as_string::<i32>();
+        let refs: Vec<&str> = (0..captions.len())
+            .map(|i| match captions.is_valid(i) {
+                true => captions.value(i),
+                false => "",
+            })
             .collect();
-        let (per_exit, mut entities) = self
-            .encoder
-            .encode_all_with_entities(&refs, self.batch_size)?;
-        let exits = self.encoder.exits();
-        let mut items = Vec::with_capacity(refs.len());
-        for i in 0..refs.len() {
-            let embeddings = self
-                .columns
-                .iter()
-                .map(
-                    |c| match (exits.iter().position(|&e| e == c.exit), c.tower) {
-                        // No caption: a null, as `vemo index` writes it.
-                        (Some(_), Tower::Text) if refs[i].trim().is_empty() => Vec::new(),
-                        (Some(at), Tower::Text) => per_exit[at][i].clone(),
-                        (None, Tower::Text) | (_, Tower::Image) => vec![0.0; c.dim],
-                    },
-                )
-                .collect();
-            items.push(IndexedItem {
-                entry: ManifestEntry {
-                    id: ids[i].clone().unwrap_or_default(),
-                    image: images[i].clone().unwrap_or_default(),
-                    caption: captions[i].clone(),
-                    metadata: metadata[i].clone(),
-                },
-                image: DecodedImage {
-                    width: widths[i],
-                    height: heights[i],
-                    content_hash: hashes[i].clone().unwrap_or_default(),
-                    crop: None,
-                    full: None,
-                    full_scale: [1.0, 1.0],
-                },
-                embeddings,
-                entities: self
-                    .tasks
-                    .entities
-                    .then(|| std::mem::take(&mut entities[i])),
-                spotted: self.tasks.spotting.then(Vec::new),
-                spotted_entities: (self.tasks.spotting && self.tasks.entities).then(Vec::new),
-            });
+        let (per_exit, entities) = self.encoder.encode_columns(&refs, self.batch_size)?;
+        let present: Vec<bool> = refs.iter().map(|c| !c.trim().is_empty()).collect();
+        let kept: Vec<u32> = (0..refs.len())
+            .filter(|&i| present[i])
+            .map(|i| i as u32)
+            .collect();
+        let kept = arrow_array::UInt32Array::from(kept);
+        let mut rows = batch.clone();
+        for (exit, embeddings) in self.encoder.exits().iter().zip(&per_exit) {
+            let field = self
+                .schema
+                .field_with_name(&embedding_column(Tower::Text, *exit))?;
+            let taken = arrow::compute::take(embeddings, &kept, None)?;
+            let column = spread_embeddings(taken.as_fixed_size_list(), &present)?;
+            rows = with_column(&rows, field.clone(), Arc::new(column))?;
         }
-        Ok(items)
+        if self.tasks.entities {
+            let field = self.schema.field_with_name(COL_ENTITIES)?;
+            let per_row: Vec<&[Entity]> = entities.iter().map(Vec::as_slice).collect();
+            rows = with_column(&rows, field.clone(), entity_list(&per_row)?)?;
+        }
+        Ok(rows)
     }
-}
-
-/// The rows of the embeddings long table `batch` whose column is one of `columns`.
-fn keep_columns(
-    batch: &RecordBatch,
-    columns: &[EmbeddingColumn],
-) -> vemo_operators::Result<RecordBatch> {
-    let names: Vec<String> = columns.iter().map(EmbeddingColumn::name).collect();
-    let keep: arrow_array::BooleanArray = match batch.column_by_name(COL_COLUMN) {
-        Some(column) => column
-            .as_string::<i32>()
-            .iter()
-            .map(|v| Some(v.is_some_and(|v| names.iter().any(|n| n == v))))
-            .collect(),
-        None => return Ok(batch.slice(0, 0)),
-    };
-    Ok(arrow::compute::filter_record_batch(batch, &keep)?)
 }
 
 /// Writes the Parquet rows of added columns to staging: (staged path, published path) of

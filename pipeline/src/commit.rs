@@ -6,17 +6,22 @@
 //! A shard that failed is left out whole: its fragments stay uncommitted (invisible) and the
 //! next run redoes it. A shard another run committed meanwhile is dropped, not committed twice.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 use serde::Serialize;
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Operator;
 use tokio::runtime::Runtime;
 use vemo_operators::crash;
 use vemo_operators::store::Location;
 
-use crate::process::ShardWritten;
 use crate::progress::Progress;
+use crate::stages::{ShardFailed, ShardWritten, Written};
 use vemo_output::ledger::{Ledger, ReadyShard, ShardRecord};
 
 /// Totals of what the committer has committed.
@@ -46,15 +51,15 @@ pub struct Committer {
     /// Workers in the cluster, and per process (to record who wrote a shard).
     pub peers: usize,
     pub workers_per_process: usize,
-    pub pending: BTreeMap<u64, Vec<ShardWritten>>,
+    pub pending: BTreeMap<u64, Vec<Written>>,
     pub stats: CommitStats,
     pub progress: Progress,
     pub processed_shards: u64,
 }
 
 impl Committer {
-    /// Buffers a written shard of `epoch`.
-    pub fn accept(&mut self, epoch: u64, shard: ShardWritten) {
+    /// Buffers a written (or failed) shard of `epoch`.
+    pub fn accept(&mut self, epoch: u64, shard: Written) {
         self.pending.entry(epoch).or_default().push(shard);
     }
 
@@ -91,13 +96,23 @@ impl Committer {
         }
     }
 
-    fn commit_epoch(&mut self, epoch: u64, shards: Vec<ShardWritten>) {
-        self.stats.encoded += shards.iter().map(|s| s.encoded).sum::<usize>();
-        let (ok, failed): (Vec<_>, Vec<_>) = shards.into_iter().partition(|s| s.failure.is_none());
+    fn commit_epoch(&mut self, epoch: u64, shards: Vec<Written>) {
+        let encoded = shards.iter().map(|s| match s {
+            Ok(written) => written.encoded,
+            Err(failed) => failed.encoded,
+        });
+        self.stats.encoded += encoded.sum::<usize>();
+        let (mut ok, mut failed): (Vec<ShardWritten>, Vec<ShardFailed>) = (vec![], vec![]);
+        for shard in shards {
+            match shard {
+                Ok(written) => ok.push(written),
+                Err(shard) => failed.push(shard),
+            }
+        }
         for shard in &failed {
-            let reason = shard.failure.clone().unwrap_or_default();
+            let reason = &shard.reason;
             tracing::error!(epoch, shard = shard.shard, %reason, "Shard failed; left for the next run.");
-            self.stats.failures.push(reason);
+            self.stats.failures.push(reason.clone());
         }
         let ready: Vec<ReadyShard> = ok
             .iter()
@@ -174,5 +189,53 @@ impl Committer {
             }
             Ok((items, errors))
         })
+    }
+}
+
+/// CommitEpoch: routes every written shard to worker 0, whose committer commits each epoch
+/// once the frontier has passed it (the other workers pass `None`). Passes the shard ids on,
+/// so that a probe can follow the commits.
+pub trait CommitEpochs<'scope> {
+    fn commit_epochs(
+        self,
+        committer: Option<Rc<RefCell<Committer>>>,
+    ) -> Stream<'scope, u64, Vec<u64>>;
+}
+
+impl<'scope> CommitEpochs<'scope> for Stream<'scope, u64, Vec<Written>> {
+    fn commit_epochs(
+        self,
+        committer: Option<Rc<RefCell<Committer>>>,
+    ) -> Stream<'scope, u64, Vec<u64>> {
+        self.unary_frontier(
+            Exchange::new(|_: &Written| 0),
+            "CommitEpoch",
+            move |_, _| {
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        // The epoch is the time the owning worker sent the shard at.
+                        let epoch = cap.least().copied().unwrap_or_default();
+                        let mut session = output.session(&cap);
+                        for container in data {
+                            for shard in container.drain(..) {
+                                session.give(match &shard {
+                                    Ok(written) => written.shard,
+                                    Err(failed) => failed.shard,
+                                });
+                                if let Some(committer) = &committer {
+                                    committer.borrow_mut().accept(epoch, shard);
+                                }
+                            }
+                        }
+                    });
+                    if let Some(committer) = &committer {
+                        committer
+                            .borrow_mut()
+                            .commit_complete(|epoch| !frontier.less_equal(&epoch));
+                    }
+                }
+            },
+        )
+        .container::<Vec<u64>>()
     }
 }

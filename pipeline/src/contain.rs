@@ -5,16 +5,25 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// The result of `batch` over `inputs`, one per input. `Err` of the whole call: `batch` failed
-/// without panicking (a failure of the stage itself, not of an item: a device error, say). If
-/// `batch` panics, each input runs alone: an input that panics alone gets its reason; one that
-/// fails alone without a panic is again a failure of the stage.
-pub fn per_item<T, R, E: std::fmt::Display>(
+/// What a contained model pass over some inputs gave.
+#[derive(Debug)]
+pub enum Contained<R> {
+    /// The pass over all the inputs at once.
+    Batch(R),
+    /// The pass panicked: then a pass per input, or the reason that input panicked alone.
+    Each(Vec<Result<R, String>>),
+}
+
+/// `batch` over `inputs`. `Err` of the whole call: `batch` failed without panicking (a failure
+/// of the stage itself, not of an item: a device error, say). If `batch` panics, each input
+/// runs alone: an input that panics alone gets its reason; one that fails alone without a
+/// panic is again a failure of the stage.
+pub fn contained<T, R, E: std::fmt::Display>(
     inputs: &[T],
-    batch: impl Fn(&[T]) -> Result<Vec<R>, E>,
-) -> Result<Vec<Result<R, String>>, E> {
+    batch: impl Fn(&[T]) -> Result<R, E>,
+) -> Result<Contained<R>, E> {
     match catch_unwind(AssertUnwindSafe(|| batch(inputs))) {
-        Ok(Ok(outputs)) => return Ok(outputs.into_iter().map(Ok).collect()),
+        Ok(Ok(output)) => return Ok(Contained::Batch(output)),
         Ok(Err(e)) => return Err(e),
         Err(panic) => tracing::warn!(
             items = inputs.len(),
@@ -26,14 +35,31 @@ pub fn per_item<T, R, E: std::fmt::Display>(
     for input in inputs {
         out.push(
             match catch_unwind(AssertUnwindSafe(|| batch(std::slice::from_ref(input)))) {
-                Ok(Ok(mut one)) if one.len() == 1 => Ok(one.remove(0)),
-                Ok(Ok(_)) => Err("the model returned no output for this item".to_string()),
+                Ok(Ok(one)) => Ok(one),
                 Ok(Err(e)) => return Err(e),
                 Err(panic) => Err(format!("the model panicked: {}", panic_message(&*panic))),
             },
         );
     }
-    Ok(out)
+    Ok(Contained::Each(out))
+}
+
+/// [`contained`] for a `batch` that returns one output per input: the result of each input.
+pub fn per_item<T, R, E: std::fmt::Display>(
+    inputs: &[T],
+    batch: impl Fn(&[T]) -> Result<Vec<R>, E>,
+) -> Result<Vec<Result<R, String>>, E> {
+    Ok(match contained(inputs, batch)? {
+        Contained::Batch(outputs) => outputs.into_iter().map(Ok).collect(),
+        Contained::Each(each) => each
+            .into_iter()
+            .map(|one| match one {
+                Ok(mut one) if one.len() == 1 => Ok(one.remove(0)),
+                Ok(_) => Err("the model returned no output for this item".to_string()),
+                Err(reason) => Err(reason),
+            })
+            .collect(),
+    })
 }
 
 /// Runs `f`, turning a panic into its message.
