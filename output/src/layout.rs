@@ -69,6 +69,11 @@ impl<'a> OutputLayout<'a> {
         self.under("columns")
     }
 
+    /// The record of job `job_id`'s column addition in progress.
+    pub fn pending_record(&self, job_id: &str) -> Result<Location> {
+        self.under(&format!("columns/{job_id}.json"))
+    }
+
     /// Folder of the ledger snapshots.
     pub fn snapshots(&self) -> Result<Location> {
         self.under("ledger/snapshots")
@@ -119,6 +124,7 @@ mod tests {
             (layout.job_record("j")?, "_vemo/jobs/j.json"),
             (layout.run_summary("j")?, "_vemo/runs/j.json"),
             (layout.pending_columns()?, "_vemo/columns"),
+            (layout.pending_record("j")?, "_vemo/columns/j.json"),
             (
                 layout.snapshot(7)?,
                 "_vemo/ledger/snapshots/v000000000007.json",

@@ -68,10 +68,7 @@ impl PendingColumns {
 }
 
 fn record_of(output: &Location, job_id: &str) -> Result<Location> {
-    OutputLayout::of(output)
-        .pending_columns()?
-        .child(&format!("{job_id}.json"))
-        .map_err(Error::from)
+    OutputLayout::of(output).pending_record(job_id)
 }
 
 /// Finishes the column additions a crash interrupted: publishes the Parquet parts of those
