@@ -1,9 +1,11 @@
-//! vemo-kernels: CPU kernels for the image tower that candle 0.11 lacks or runs slowly.
+//! vemo-kernels: CPU kernels for the image tower and the ONNX graphs that candle 0.11 lacks
+//! or runs slowly.
 //!
 //! candle runs a grouped convolution as one convolution per group followed by a concatenation,
 //! so a depthwise convolution over 1152 channels is 1152 tiny convolutions. [`depthwise_conv2d`]
 //! computes it directly, with TensorFlow "same" padding, the folded batch-norm bias and the
-//! ReLU6 clamp fused in. [`bias_clamp`] fuses a per-channel bias with an optional clamp after a
+//! ReLU6 clamp fused in; [`depthwise_conv2d_padded`] takes ONNX's explicit padding and
+//! per-axis strides. [`bias_clamp`] fuses a per-channel bias with an optional clamp after a
 //! pointwise convolution. Both run on CPU tensors only (the caller keeps candle's ops for other
 //! devices) and are built with optimisations even in the dev profile.
 
@@ -20,8 +22,49 @@ pub fn depthwise_conv2d(
     stride: usize,
     clamp: Option<(f32, f32)>,
 ) -> Result<Tensor> {
-    let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
-    x.apply_op3_no_bwd(&weight, &bias, &Depthwise { stride, clamp })
+    let (_, _, h, w) = x.dims4()?;
+    let k = weight.dim(2)?;
+    let total =
+        |size: usize| ((size.div_ceil(stride.max(1)) - 1) * stride + k).saturating_sub(size);
+    let (th, tw) = (total(h), total(w));
+    let pads = [th / 2, tw / 2, th - th / 2, tw - tw / 2];
+    depthwise(x, weight, Some(bias), (stride, stride), pads, clamp)
+}
+
+/// Depthwise 2-D convolution as ONNX states it: `x` (B, C, H, W), `weight` (C, 1, KH, KW),
+/// an optional `bias` (C), strides `(sh, sw)` and zero padding `[top, left, bottom, right]`.
+pub fn depthwise_conv2d_padded(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    strides: (usize, usize),
+    pads: [usize; 4],
+) -> Result<Tensor> {
+    depthwise(x, weight, bias, strides, pads, None)
+}
+
+fn depthwise(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    strides: (usize, usize),
+    pads: [usize; 4],
+    clamp: Option<(f32, f32)>,
+) -> Result<Tensor> {
+    let bias = match bias {
+        Some(b) => b.contiguous()?,
+        None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
+    };
+    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
+    x.apply_op3_no_bwd(
+        &weight,
+        &bias,
+        &Depthwise {
+            strides,
+            pads,
+            clamp,
+        },
+    )
 }
 
 /// `y = clamp(x + bias[c])` for `x` (B, C, N) and `bias` (C).
@@ -48,7 +91,9 @@ fn apply_clamp(value: f32, clamp: Option<(f32, f32)>) -> f32 {
 }
 
 struct Depthwise {
-    stride: usize,
+    strides: (usize, usize),
+    /// Zero padding `[top, left, bottom, right]`.
+    pads: [usize; 4],
     clamp: Option<(f32, f32)>,
 }
 
@@ -67,14 +112,23 @@ impl CustomOp3 for Depthwise {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l1.shape().dims4()?;
-        let (wc, one, k, k2) = l2.shape().dims4()?;
-        if wc != c || one != 1 || k != k2 || l3.shape().elem_count() != c || self.stride == 0 {
+        let (wc, one, kh, kw) = l2.shape().dims4()?;
+        let ((sh, sw), [top, left, bottom, right]) = (self.strides, self.pads);
+        if wc != c
+            || one != 1
+            || l3.shape().elem_count() != c
+            || sh == 0
+            || sw == 0
+            || h + top + bottom < kh
+            || w + left + right < kw
+        {
             bail!(
-                "depthwise conv: input {:?}, weight {:?}, bias {:?}, stride {}",
+                "depthwise conv: input {:?}, weight {:?}, bias {:?}, strides {:?}, pads {:?}",
                 l1.shape(),
                 l2.shape(),
                 l3.shape(),
-                self.stride
+                self.strides,
+                self.pads
             );
         }
         let (input, weight, bias) = (
@@ -82,39 +136,114 @@ impl CustomOp3 for Depthwise {
             f32_slice(s2, l2, "weight")?,
             f32_slice(s3, l3, "bias")?,
         );
-        let s = self.stride;
-        let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
-        let pad = |size: usize, out: usize| ((out - 1) * s + k).saturating_sub(size) / 2;
-        let (top, left) = (pad(h, oh) as isize, pad(w, ow) as isize);
+        let oh = (h + top + bottom - kh) / sh + 1;
+        let ow = (w + left + right - kw) / sw + 1;
+        // For tap column kx, the outputs whose input column is inside the image.
+        let columns: Vec<(usize, usize)> = (0..kw)
+            .map(|kx| {
+                let first = left.saturating_sub(kx).div_ceil(sw);
+                let end = (w + left).saturating_sub(kx).div_ceil(sw).min(ow);
+                (first, end.max(first))
+            })
+            .collect();
         let mut out = vec![0f32; b * c * oh * ow];
         out.par_chunks_mut(oh * ow)
             .enumerate()
             .for_each(|(plane, y)| {
                 let channel = plane % c;
                 let x = &input[plane * h * w..(plane + 1) * h * w];
-                let kernel = &weight[channel * k * k..(channel + 1) * k * k];
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = bias[channel];
-                        for ky in 0..k {
-                            let iy = (oy * s + ky) as isize - top;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            let row = &x[iy as usize * w..(iy as usize + 1) * w];
-                            let taps = &kernel[ky * k..(ky + 1) * k];
-                            for (kx, tap) in taps.iter().enumerate() {
-                                let ix = (ox * s + kx) as isize - left;
-                                if ix >= 0 && ix < w as isize {
-                                    acc += row[ix as usize] * tap;
-                                }
+                let kernel = &weight[channel * kh * kw..(channel + 1) * kh * kw];
+                for (oy, out_row) in y.chunks_mut(ow).enumerate() {
+                    out_row.fill(bias[channel]);
+                    for ky in 0..kh {
+                        let iy = (oy * sh + ky) as isize - top as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let row = &x[iy as usize * w..(iy as usize + 1) * w];
+                        for (kx, &(first, end)) in columns.iter().enumerate() {
+                            let tap = kernel[ky * kw + kx];
+                            let offset = kx as isize - left as isize;
+                            for (ox, y) in out_row.iter_mut().enumerate().take(end).skip(first) {
+                                *y += row[((ox * sw) as isize + offset) as usize] * tap;
                             }
                         }
-                        y[oy * ow + ox] = apply_clamp(acc, self.clamp);
+                    }
+                    if self.clamp.is_some() {
+                        out_row
+                            .iter_mut()
+                            .for_each(|v| *v = apply_clamp(*v, self.clamp));
                     }
                 }
             });
         Ok((CpuStorage::F32(out), Shape::from((b, c, oh, ow))))
+    }
+}
+
+/// The columns of a 2-D convolution ("im2col"): for `x` (B, C, H, W), a `kh x kw` kernel,
+/// strides `(sh, sw)` and zero padding `[top, left, bottom, right]`, the tensor
+/// (B, C * kh * kw, OH * OW) whose row `(c, ky, kx)` holds the input pixel each output position
+/// sees through that tap. A convolution is then one matrix product with the (O, C * kh * kw)
+/// weights; the rows are filled in parallel.
+pub fn im2col(
+    x: &Tensor,
+    kernel: (usize, usize),
+    strides: (usize, usize),
+    pads: [usize; 4],
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&Im2Col {
+        kernel,
+        strides,
+        pads,
+    })
+}
+
+struct Im2Col {
+    kernel: (usize, usize),
+    strides: (usize, usize),
+    pads: [usize; 4],
+}
+
+impl candle_core::CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "vemo-im2col"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = layout.shape().dims4()?;
+        let ((kh, kw), (sh, sw), [top, left, bottom, right]) =
+            (self.kernel, self.strides, self.pads);
+        if sh == 0 || sw == 0 || h + top + bottom < kh || w + left + right < kw {
+            bail!("im2col: input {:?}, {:?}", layout.shape(), self.kernel);
+        }
+        let input = f32_slice(storage, layout, "input")?;
+        let oh = (h + top + bottom - kh) / sh + 1;
+        let ow = (w + left + right - kw) / sw + 1;
+        let mut out = vec![0f32; b * c * kh * kw * oh * ow];
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(row, dst)| {
+                let (plane, tap) = (row / (kh * kw), row % (kh * kw));
+                let (ky, kx) = (tap / kw, tap % kw);
+                let x = &input[plane * h * w..(plane + 1) * h * w];
+                let first = left.saturating_sub(kx).div_ceil(sw);
+                let end = (w + left)
+                    .saturating_sub(kx)
+                    .div_ceil(sw)
+                    .min(ow)
+                    .max(first);
+                for (oy, dst_row) in dst.chunks_mut(ow).enumerate() {
+                    let iy = (oy * sh + ky) as isize - top as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let src = &x[iy as usize * w..(iy as usize + 1) * w];
+                    for (ox, y) in dst_row.iter_mut().enumerate().take(end).skip(first) {
+                        *y = src[ox * sw + kx - left];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, c * kh * kw, oh * ow))))
     }
 }
 
@@ -186,6 +315,40 @@ mod tests {
                 .max(0)?
                 .to_scalar::<f32>()?;
             assert!(diff < 1e-5, "k {k} s {s} {h}x{w}: {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn padded_depthwise_matches_candle_grouped_convolution() -> Result<()> {
+        let device = Device::Cpu;
+        let cases = [
+            ((3, 3), (2, 1), [1, 1, 1, 1], (8, 9)),
+            ((1, 7), (1, 1), [0, 3, 0, 3], (5, 12)),
+            ((7, 7), (1, 1), [3, 3, 3, 3], (9, 6)),
+            ((3, 3), (2, 2), [1, 1, 1, 1], (7, 7)),
+        ];
+        for ((kh, kw), (sh, sw), pads, (h, w)) in cases {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &device)?;
+            let wt = Tensor::randn(0f32, 1.0, (3, 1, kh, kw), &device)?;
+            let ours = depthwise_conv2d_padded(&x, &wt, None, (sh, sw), pads)?;
+            let [t, l, b, r] = pads;
+            let padded = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
+            // candle's conv2d has one stride for both axes: stride 1, then subsample.
+            let full = padded.conv2d(&wt, 0, 1, 1, 3)?;
+            let (fh, fw) = (full.dim(2)?, full.dim(3)?);
+            let rows: Vec<u32> = (0..fh).step_by(sh).map(|v| v as u32).collect();
+            let cols: Vec<u32> = (0..fw).step_by(sw).map(|v| v as u32).collect();
+            let theirs = full
+                .index_select(&Tensor::new(rows.as_slice(), &device)?, 2)?
+                .index_select(&Tensor::new(cols.as_slice(), &device)?, 3)?;
+            assert_eq!(ours.dims(), theirs.dims(), "{kh}x{kw} s {sh},{sw}");
+            let diff = (ours - theirs)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "{kh}x{kw} s {sh},{sw}: {diff}");
         }
         Ok(())
     }
