@@ -2,7 +2,7 @@
 //!
 //! Model bundles ([`bundle`], assembled from Python packages by [`assemble`], CLIP checkpoints
 //! as bundles in [`hf_clip`], legacy PyTorch checkpoints in [`torch_legacy`], parameter counts
-//! in [`parameters`]), the towers and heads ([`models`]), named entities ([`ner`]), scene-text
+//! in [`parameters`]), the towers and heads ([`models`]), named entities ([`ner`]), ONNX graphs on candle ([`onnx`]), scene-text
 //! spotting ([`spotting`]), image decoding and preprocessing ([`decode`], [`pixels`]) and the
 //! device and precision a model runs in ([`device`]); for tests and smoke runs, a tiny bundle
 //! of the same architectures with random weights ([`tiny_bundle`]). Callers use this crate
@@ -16,6 +16,7 @@ mod error;
 pub mod hf_clip;
 pub mod models;
 pub mod ner;
+pub mod onnx;
 pub mod parameters;
 pub mod pixels;
 pub mod spotting;

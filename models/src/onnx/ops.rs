@@ -1,0 +1,693 @@
+//! The ONNX operators vemo evaluates, with their attributes parsed once ([`Op::parse`]) and
+//! their semantics as the ONNX operator specification (opset 11) gives them, for the forms
+//! the checks in `parse` let through.
+
+use candle_core::{Result, Tensor, bail};
+
+use super::graph::Value;
+use super::proto::{AttributeProto, NodeProto};
+
+/// Convolution geometry: per-axis strides and the padding before and after each axis.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub kernel: Option<[usize; 2]>,
+    pub strides: [usize; 2],
+    /// `[top, left, bottom, right]`, or `None` for `auto_pad = SAME_UPPER`.
+    pub pads: Option<[usize; 4]>,
+}
+
+impl Window {
+    /// The padding for an input of `h x w` and a `kh x kw` kernel.
+    fn pads(&self, h: usize, w: usize, kh: usize, kw: usize) -> [usize; 4] {
+        match self.pads {
+            Some(p) => p,
+            None => {
+                let total = |size: usize, s: usize, k: usize| {
+                    ((size.div_ceil(s) - 1) * s + k).saturating_sub(size)
+                };
+                let (th, tw) = (total(h, self.strides[0], kh), total(w, self.strides[1], kw));
+                [th / 2, tw / 2, th - th / 2, tw - tw / 2]
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Identity,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Sqrt,
+    Erf,
+    Relu,
+    Sigmoid,
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    Conv {
+        group: usize,
+        window: Window,
+    },
+    ConvTranspose {
+        strides: [usize; 2],
+    },
+    GlobalAveragePool,
+    ReduceMean {
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    /// Nearest-neighbour upsampling by whole factors (`asymmetric`, `floor`).
+    Resize,
+    Concat {
+        axis: i64,
+    },
+    MaxPool {
+        window: Window,
+    },
+    AveragePool {
+        window: Window,
+    },
+    MatMul,
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Slice,
+    Squeeze {
+        axes: Vec<i64>,
+    },
+    Unsqueeze {
+        axes: Vec<i64>,
+    },
+    Reshape,
+    Shape,
+    BatchNormalization {
+        epsilon: f32,
+    },
+    Softmax {
+        axis: i64,
+    },
+}
+
+fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+fn ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attribute(node, name).map(|a| a.ints.clone())
+}
+
+fn int(node: &NodeProto, name: &str, default: i64) -> i64 {
+    attribute(node, name).map_or(default, |a| a.i)
+}
+
+fn float(node: &NodeProto, name: &str, default: f32) -> f32 {
+    attribute(node, name).map_or(default, |a| a.f)
+}
+
+fn string(node: &NodeProto, name: &str) -> String {
+    attribute(node, name).map_or(String::new(), |a| {
+        String::from_utf8_lossy(&a.s).into_owned()
+    })
+}
+
+fn pair(values: Option<Vec<i64>>, default: usize) -> std::result::Result<[usize; 2], String> {
+    match values.as_deref() {
+        None => Ok([default; 2]),
+        Some([a, b]) if *a > 0 && *b > 0 => Ok([*a as usize, *b as usize]),
+        Some(other) => Err(format!("two positive values expected, got {other:?}")),
+    }
+}
+
+fn window(node: &NodeProto) -> std::result::Result<Window, String> {
+    if let Some(d) = ints(node, "dilations")
+        && d.iter().any(|&v| v != 1)
+    {
+        return Err(format!("dilations {d:?} (only 1 is supported)"));
+    }
+    let kernel = match ints(node, "kernel_shape") {
+        Some(k) => Some(pair(Some(k), 1)?),
+        None => None,
+    };
+    let strides = pair(ints(node, "strides"), 1)?;
+    let pads = match string(node, "auto_pad").as_str() {
+        "SAME_UPPER" => None,
+        "" | "NOTSET" => match ints(node, "pads").as_deref() {
+            None => Some([0; 4]),
+            Some([t, l, b, r]) if [t, l, b, r].iter().all(|&&p| p >= 0) => {
+                Some([*t as usize, *l as usize, *b as usize, *r as usize])
+            }
+            Some(other) => return Err(format!("pads {other:?}")),
+        },
+        other => {
+            return Err(format!(
+                "auto_pad {other} (only SAME_UPPER and explicit pads)"
+            ));
+        }
+    };
+    Ok(Window {
+        kernel,
+        strides,
+        pads,
+    })
+}
+
+impl Op {
+    /// The operator of `node`, or why vemo cannot run it.
+    pub fn parse(node: &NodeProto) -> std::result::Result<Op, String> {
+        Ok(match node.op_type.as_str() {
+            "Identity" => Op::Identity,
+            "Add" => Op::Add,
+            "Sub" => Op::Sub,
+            "Mul" => Op::Mul,
+            "Div" => Op::Div,
+            "Pow" => Op::Pow,
+            "Sqrt" => Op::Sqrt,
+            "Erf" => Op::Erf,
+            "Relu" => Op::Relu,
+            "Sigmoid" => Op::Sigmoid,
+            "HardSigmoid" => Op::HardSigmoid {
+                alpha: float(node, "alpha", 0.2),
+                beta: float(node, "beta", 0.5),
+            },
+            "Conv" => Op::Conv {
+                group: usize::try_from(int(node, "group", 1)).map_err(|e| e.to_string())?,
+                window: window(node)?,
+            },
+            "ConvTranspose" => {
+                let w = window(node)?;
+                let padded = w.pads.is_none_or(|p| p != [0; 4]);
+                if padded || int(node, "group", 1) != 1 || ints(node, "output_padding").is_some() {
+                    return Err("only unpadded, ungrouped transposed convolutions".into());
+                }
+                Op::ConvTranspose { strides: w.strides }
+            }
+            "GlobalAveragePool" => Op::GlobalAveragePool,
+            "ReduceMean" => Op::ReduceMean {
+                axes: ints(node, "axes").ok_or("axes are required")?,
+                keepdims: int(node, "keepdims", 1) == 1,
+            },
+            "Resize" => {
+                let modes = (
+                    string(node, "mode"),
+                    string(node, "coordinate_transformation_mode"),
+                    string(node, "nearest_mode"),
+                );
+                if modes != ("nearest".into(), "asymmetric".into(), "floor".into()) {
+                    return Err(format!("mode {modes:?} (only nearest, asymmetric, floor)"));
+                }
+                Op::Resize
+            }
+            "Concat" => Op::Concat {
+                axis: int(node, "axis", 0),
+            },
+            "MaxPool" | "AveragePool" => {
+                let w = window(node)?;
+                let k = w.kernel.ok_or("kernel_shape is required")?;
+                if let Some(p) = w.pads
+                    && p.iter().any(|&p| p >= k[0].min(k[1]))
+                {
+                    return Err(format!("pads {p:?} not smaller than the kernel"));
+                }
+                if int(node, "ceil_mode", 0) != 0 {
+                    return Err("ceil_mode 1".into());
+                }
+                match node.op_type.as_str() {
+                    "MaxPool" => Op::MaxPool { window: w },
+                    _ if w.pads.is_some_and(|p| p == [0; 4]) => Op::AveragePool { window: w },
+                    _ => return Err("only unpadded average pooling".into()),
+                }
+            }
+            "MatMul" => Op::MatMul,
+            "Transpose" => Op::Transpose {
+                perm: ints(node, "perm")
+                    .ok_or("perm is required")?
+                    .into_iter()
+                    .map(|p| p as usize)
+                    .collect(),
+            },
+            "Slice" => Op::Slice,
+            "Squeeze" => Op::Squeeze {
+                axes: ints(node, "axes").ok_or("axes are required")?,
+            },
+            "Unsqueeze" => Op::Unsqueeze {
+                axes: ints(node, "axes").ok_or("axes are required")?,
+            },
+            "Reshape" => Op::Reshape,
+            "Shape" => Op::Shape,
+            "BatchNormalization" => Op::BatchNormalization {
+                epsilon: float(node, "epsilon", 1e-5),
+            },
+            "Softmax" => Op::Softmax {
+                axis: int(node, "axis", -1),
+            },
+            other => return Err(format!("operator {other} is not supported")),
+        })
+    }
+
+    /// Evaluates the operator on its inputs (`None` for an omitted optional input).
+    pub fn eval(&self, args: &[Option<&Value>]) -> Result<Value> {
+        let arg = |i: usize| -> Result<&Value> {
+            args.get(i)
+                .copied()
+                .flatten()
+                .ok_or_else(|| candle_core::Error::Msg(format!("input {i} is missing")))
+        };
+        let x = |i: usize| -> Result<&Tensor> { arg(i)?.float("input") };
+        let float = |t: Tensor| Ok(Value::Float(t));
+        match self {
+            Op::Identity => Ok(arg(0)?.clone()),
+            Op::Add | Op::Sub | Op::Mul | Op::Div => binary(self, arg(0)?, arg(1)?),
+            Op::Pow => {
+                let exponent = scalar(x(1)?)?;
+                match exponent {
+                    2.0 => float(x(0)?.sqr()?),
+                    e => float(x(0)?.powf(e as f64)?),
+                }
+            }
+            Op::Sqrt => float(x(0)?.sqrt()?),
+            Op::Erf => float(x(0)?.erf()?),
+            Op::Relu => float(x(0)?.relu()?),
+            Op::Sigmoid => float(candle_nn::ops::sigmoid(x(0)?)?),
+            Op::HardSigmoid { alpha, beta } => float(
+                x(0)?
+                    .affine(*alpha as f64, *beta as f64)?
+                    .clamp(0f32, 1f32)?,
+            ),
+            Op::Conv { group, window } => {
+                conv(x(0)?, x(1)?, args.get(2).copied().flatten(), *group, window)
+            }
+            Op::ConvTranspose { strides } => {
+                let y = conv_transpose(x(0)?, x(1)?, *strides)?;
+                float(add_bias(y, args.get(2).copied().flatten())?)
+            }
+            Op::GlobalAveragePool => float(x(0)?.mean_keepdim(3)?.mean_keepdim(2)?),
+            Op::ReduceMean { axes, keepdims } => {
+                let t = x(0)?;
+                let mut axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| axis(a, t.rank()))
+                    .collect::<Result<_>>()?;
+                axes.sort_unstable();
+                let mut y = t.clone();
+                for &a in axes.iter().rev() {
+                    y = if *keepdims {
+                        y.mean_keepdim(a)?
+                    } else {
+                        y.mean(a)?
+                    };
+                }
+                float(y)
+            }
+            Op::Resize => {
+                let t = x(0)?;
+                let scales = x(2)?.to_vec1::<f32>()?;
+                let (_, _, h, w) = t.dims4()?;
+                let [1.0, 1.0, sh, sw] = scales[..] else {
+                    bail!("scales {scales:?}");
+                };
+                if sh.fract() != 0.0 || sw.fract() != 0.0 || sh < 1.0 || sw < 1.0 {
+                    bail!("scales {scales:?} (whole factors only)");
+                }
+                float(t.upsample_nearest2d(h * sh as usize, w * sw as usize)?)
+            }
+            Op::Concat { axis: a } => {
+                let values: Vec<&Value> = (0..args.len()).map(arg).collect::<Result<_>>()?;
+                if values.iter().all(|v| matches!(v, Value::Ints(_))) {
+                    let mut out = Vec::new();
+                    for v in values {
+                        out.extend_from_slice(v.ints("concat")?);
+                    }
+                    return Ok(Value::Ints(out));
+                }
+                let tensors: Vec<&Tensor> = values
+                    .iter()
+                    .map(|v| v.float("concat"))
+                    .collect::<Result<_>>()?;
+                let rank = tensors.first().map_or(0, |t| t.rank());
+                float(Tensor::cat(&tensors, axis(*a, rank)?)?)
+            }
+            Op::MaxPool { window } => max_pool(x(0)?, window),
+            Op::AveragePool { window } => {
+                let k = window.kernel.unwrap_or([1, 1]);
+                float(
+                    x(0)?.avg_pool2d_with_stride(
+                        (k[0], k[1]),
+                        (window.strides[0], window.strides[1]),
+                    )?,
+                )
+            }
+            Op::MatMul => {
+                let (a, b) = (x(0)?.contiguous()?, x(1)?.contiguous()?);
+                float(if b.rank() == 2 && a.rank() > 2 {
+                    a.broadcast_matmul(&b)?
+                } else {
+                    a.matmul(&b)?
+                })
+            }
+            Op::Transpose { perm } => float(x(0)?.permute(perm.as_slice())?),
+            Op::Slice => slice(args),
+            Op::Squeeze { axes } => match arg(0)? {
+                Value::Ints(v) => Ok(Value::Ints(v.clone())),
+                Value::Float(t) => {
+                    let mut axes: Vec<usize> = axes
+                        .iter()
+                        .map(|&a| axis(a, t.rank()))
+                        .collect::<Result<_>>()?;
+                    axes.sort_unstable();
+                    let mut y = t.clone();
+                    for &a in axes.iter().rev() {
+                        y = y.squeeze(a)?;
+                    }
+                    float(y)
+                }
+            },
+            Op::Unsqueeze { axes } => match arg(0)? {
+                Value::Ints(v) => Ok(Value::Ints(v.clone())),
+                Value::Float(t) => {
+                    let mut axes: Vec<usize> = axes
+                        .iter()
+                        .map(|&a| axis(a, t.rank() + axes.len()))
+                        .collect::<Result<_>>()?;
+                    axes.sort_unstable();
+                    let mut y = t.clone();
+                    for &a in &axes {
+                        y = y.unsqueeze(a)?;
+                    }
+                    float(y)
+                }
+            },
+            Op::Reshape => {
+                if let Value::Ints(v) = arg(0)? {
+                    return Ok(Value::Ints(v.clone()));
+                }
+                let t = x(0)?;
+                let spec = arg(1)?.ints("shape")?;
+                float(t.reshape(reshape_dims(t.dims(), spec)?)?)
+            }
+            Op::Shape => Ok(Value::Ints(
+                x(0)?.dims().iter().map(|&d| d as i64).collect(),
+            )),
+            Op::BatchNormalization { epsilon } => {
+                let t = x(0)?;
+                let (scale, bias, mean, var) = (x(1)?, x(2)?, x(3)?, x(4)?);
+                let inv = (var + *epsilon as f64)?.sqrt()?.recip()?;
+                let gain = (scale * &inv)?;
+                let shift = (bias - (mean * &gain)?)?;
+                let mut shape = vec![1; t.rank()];
+                shape[1] = gain.elem_count();
+                float(
+                    t.broadcast_mul(&gain.reshape(shape.as_slice())?)?
+                        .broadcast_add(&shift.reshape(shape.as_slice())?)?,
+                )
+            }
+            Op::Softmax { axis: a } => {
+                let t = x(0)?;
+                let a = axis(*a, t.rank())?;
+                float(if a + 1 == t.rank() {
+                    candle_nn::ops::softmax_last_dim(&t.contiguous()?)?
+                } else {
+                    candle_nn::ops::softmax(t, a)?
+                })
+            }
+        }
+    }
+}
+
+/// A negative ONNX axis counted from the end.
+fn axis(a: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    if a < -r || a >= r {
+        bail!("axis {a} for rank {rank}");
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+fn scalar(t: &Tensor) -> Result<f32> {
+    if t.elem_count() != 1 {
+        bail!("a scalar expected, shape {:?}", t.dims());
+    }
+    t.flatten_all()?.to_vec1::<f32>().map(|v| v[0])
+}
+
+/// `Add`, `Sub`, `Mul`, `Div` with numpy broadcasting; on integer lists (shape arithmetic)
+/// element by element, a one-element list broadcast.
+fn binary(op: &Op, a: &Value, b: &Value) -> Result<Value> {
+    if let (Value::Ints(a), Value::Ints(b)) = (a, b) {
+        let n = a.len().max(b.len());
+        let at = |v: &[i64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+        if !(a.len() == b.len() || a.len() == 1 || b.len() == 1) {
+            bail!("integer lists of lengths {} and {}", a.len(), b.len());
+        }
+        let f = |x: i64, y: i64| match op {
+            Op::Add => x + y,
+            Op::Sub => x - y,
+            Op::Mul => x * y,
+            _ => x.checked_div(y).unwrap_or(0),
+        };
+        return Ok(Value::Ints((0..n).map(|i| f(at(a, i), at(b, i))).collect()));
+    }
+    let (a, b) = (a.float("lhs")?, b.float("rhs")?);
+    if b.elem_count() == 1 && b.rank() <= 1 {
+        let s = scalar(b)? as f64;
+        return Ok(Value::Float(match op {
+            Op::Add => a.affine(1.0, s)?,
+            Op::Sub => a.affine(1.0, -s)?,
+            Op::Mul => a.affine(s, 0.0)?,
+            _ => a.affine(1.0 / s, 0.0)?,
+        }));
+    }
+    if let (Op::Add, Some(bias)) = (op, channel_bias(a, b)?) {
+        let (n, c, h, w) = a.dims4()?;
+        let y = vemo_kernels::bias_clamp(&a.reshape((n, c, h * w))?, &bias, None)?;
+        return Ok(Value::Float(y.reshape((n, c, h, w))?));
+    }
+    Ok(Value::Float(match op {
+        Op::Add => a.broadcast_add(b)?,
+        Op::Sub => a.broadcast_sub(b)?,
+        Op::Mul => a.broadcast_mul(b)?,
+        _ => a.broadcast_div(b)?,
+    }))
+}
+
+/// `b` as a (C) vector when it is a (1, C, 1, 1) bias for the CPU tensor `a` (B, C, H, W).
+fn channel_bias(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+    let (Ok((_, c, _, _)), Ok((1, bc, 1, 1))) = (a.dims4(), b.dims4()) else {
+        return Ok(None);
+    };
+    if bc != c || !a.device().is_cpu() || a.dtype() != candle_core::DType::F32 {
+        return Ok(None);
+    }
+    Ok(Some(b.reshape(c)?))
+}
+
+fn add_bias(y: Tensor, bias: Option<&Value>) -> Result<Tensor> {
+    match bias {
+        None => Ok(y),
+        Some(b) => {
+            let b = b.float("bias")?;
+            y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)
+        }
+    }
+}
+
+/// `Conv`: depthwise (one group a channel) on vemo's CPU kernel, a 1x1 convolution as a
+/// matrix product, otherwise candle's (asymmetric padding applied to the input first).
+fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Value>,
+    group: usize,
+    window: &Window,
+) -> Result<Value> {
+    let (_, c, h, wd) = x.dims4()?;
+    let (out, per_group, kh, kw) = w.dims4()?;
+    let pads = window.pads(h, wd, kh, kw);
+    let strides = window.strides;
+    let bias = bias.map(|b| b.float("bias")).transpose()?;
+    let depthwise = group == c && per_group == 1 && out == c && group > 1;
+    if depthwise && x.device().is_cpu() {
+        let y = vemo_kernels::depthwise_conv2d_padded(x, w, bias, (strides[0], strides[1]), pads)?;
+        return Ok(Value::Float(y));
+    }
+    let y = if group == 1 && kh == 1 && kw == 1 && strides == [1, 1] && pads == [0; 4] {
+        pointwise(x, w)?
+    } else if group == 1 && x.device().is_cpu() {
+        let (b, _, _, _) = x.dims4()?;
+        let cols = vemo_kernels::im2col(x, (kh, kw), (strides[0], strides[1]), pads)?;
+        let (oh, ow) = (
+            (h + pads[0] + pads[2] - kh) / strides[0] + 1,
+            (wd + pads[1] + pads[3] - kw) / strides[1] + 1,
+        );
+        let y = w.reshape((out, c * kh * kw))?.broadcast_matmul(&cols)?;
+        y.reshape((b, out, oh, ow))?
+    } else if strides[0] == strides[1] {
+        let [t, l, b, r] = pads;
+        if t == b && l == r && t == l {
+            x.conv2d(w, t, strides[0], 1, group)?
+        } else {
+            let padded = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
+            padded.conv2d(w, 0, strides[0], 1, group)?
+        }
+    } else {
+        bail!("strides {strides:?} off the CPU: candle's convolution has one stride");
+    };
+    match bias {
+        Some(b) => Ok(Value::Float(y.broadcast_add(&b.reshape((1, out, 1, 1))?)?)),
+        None => Ok(Value::Float(y)),
+    }
+}
+
+/// A 1x1 convolution as one matrix product: (C_out, C_in) x (B, C_in, H * W).
+fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    let out = w.dim(0)?;
+    let y = w
+        .reshape((out, c))?
+        .broadcast_matmul(&x.contiguous()?.reshape((b, c, h * wd))?)?;
+    y.reshape((b, out, h, wd))
+}
+
+/// `ConvTranspose` without padding: as one matrix product when the kernel equals the stride
+/// (no two taps overlap: each input pixel paints its own `s x s` block), else candle's.
+fn conv_transpose(x: &Tensor, w: &Tensor, strides: [usize; 2]) -> Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    let (_, out, kh, kw) = w.dims4()?;
+    if [kh, kw] != strides {
+        if strides[0] != strides[1] {
+            bail!("unequal strides {strides:?}");
+        }
+        return x.conv_transpose2d(w, 0, 0, strides[0], 1);
+    }
+    let pixels = x
+        .contiguous()?
+        .reshape((b, c, h * wd))?
+        .transpose(1, 2)?
+        .contiguous()?;
+    let y = pixels.broadcast_matmul(&w.reshape((c, out * kh * kw))?)?;
+    y.reshape((b, h, wd, out, kh, kw))?
+        .permute((0, 3, 1, 4, 2, 5))?
+        .contiguous()?
+        .reshape((b, out, h * kh, wd * kw))
+}
+
+/// `MaxPool`: padded positions never win (edge padding equals the ONNX rule of ignoring
+/// them while a window always holds a real pixel, which the pad check ensures).
+fn max_pool(x: &Tensor, window: &Window) -> Result<Value> {
+    let (_, _, h, w) = x.dims4()?;
+    let k = window.kernel.unwrap_or([1, 1]);
+    let [t, l, b, r] = window.pads(h, w, k[0], k[1]);
+    let padded = x.pad_with_same(2, t, b)?.pad_with_same(3, l, r)?;
+    Ok(Value::Float(padded.max_pool2d_with_stride(
+        (k[0], k[1]),
+        (window.strides[0], window.strides[1]),
+    )?))
+}
+
+/// `Slice` (opset 10+: starts, ends, axes, steps as inputs; step 1 only), on a tensor or on
+/// an integer list.
+fn slice(args: &[Option<&Value>]) -> Result<Value> {
+    let list = |i: usize| -> Result<Option<&[i64]>> {
+        args.get(i)
+            .copied()
+            .flatten()
+            .map(|v| v.ints("slice"))
+            .transpose()
+    };
+    let (starts, ends) = (list(1)?.unwrap_or(&[]), list(2)?.unwrap_or(&[]));
+    if list(4)?.is_some_and(|s| s.iter().any(|&s| s != 1)) {
+        bail!("steps other than 1");
+    }
+    let data = args
+        .first()
+        .copied()
+        .flatten()
+        .ok_or_else(|| candle_core::Error::Msg("no data".into()))?;
+    let dims: Vec<usize> = match data {
+        Value::Ints(v) => vec![v.len()],
+        Value::Float(t) => t.dims().to_vec(),
+    };
+    let axes: Vec<i64> = match list(3)? {
+        Some(a) => a.to_vec(),
+        None => (0..starts.len() as i64).collect(),
+    };
+    let clamp = |v: i64, n: usize| -> usize {
+        let n = n as i64;
+        (if v < 0 { v + n } else { v }).clamp(0, n) as usize
+    };
+    let mut result = data.clone();
+    for ((&a, &s), &e) in axes.iter().zip(starts).zip(ends) {
+        let a = axis(a, dims.len())?;
+        let (s, e) = (clamp(s, dims[a]), clamp(e, dims[a]));
+        let len = e.saturating_sub(s);
+        result = match result {
+            Value::Ints(v) => Value::Ints(v[s..s + len].to_vec()),
+            Value::Float(t) => Value::Float(t.narrow(a, s, len)?),
+        };
+    }
+    Ok(result)
+}
+
+/// ONNX `Reshape` dimensions: 0 copies the input's dimension, -1 is inferred.
+fn reshape_dims(input: &[usize], spec: &[i64]) -> Result<Vec<usize>> {
+    let total: usize = input.iter().product();
+    let mut dims = Vec::with_capacity(spec.len());
+    let mut infer = None;
+    for (i, &d) in spec.iter().enumerate() {
+        dims.push(match d {
+            0 => *input
+                .get(i)
+                .ok_or_else(|| candle_core::Error::Msg(format!("reshape {spec:?} of {input:?}")))?,
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                1
+            }
+            d if d > 0 => d as usize,
+            _ => bail!("reshape {spec:?}"),
+        });
+    }
+    let known: usize = dims.iter().product();
+    if let Some(i) = infer {
+        if known == 0 || !total.is_multiple_of(known) {
+            bail!("reshape {spec:?} of {input:?}");
+        }
+        dims[i] = total / known;
+    }
+    if dims.iter().product::<usize>() != total {
+        bail!("reshape {spec:?} of {input:?}");
+    }
+    Ok(dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshape_copies_zero_and_infers_minus_one() {
+        assert_eq!(
+            reshape_dims(&[2, 3, 40], &[0, -1, 120]).expect("reshape"),
+            vec![2, 1, 120]
+        );
+        assert!(reshape_dims(&[2, 3, 4], &[5, -1]).is_err());
+    }
+
+    #[test]
+    fn same_upper_pads_the_end() {
+        let w = Window {
+            kernel: Some([2, 2]),
+            strides: [1, 1],
+            pads: None,
+        };
+        assert_eq!(w.pads(5, 7, 2, 2), [0, 0, 1, 1]);
+        let w = Window {
+            kernel: None,
+            strides: [2, 2],
+            pads: None,
+        };
+        assert_eq!(w.pads(8, 8, 3, 3), [0, 0, 1, 1]);
+    }
+}
