@@ -473,7 +473,7 @@ impl Canvas {
 /// OpenCV's `resize` with `INTER_LINEAR` on 8-bit images (scalar path): half-pixel centres,
 /// 11-bit fixed-point weights, rounding. Used only when the image exceeds the canvas limit or
 /// `mag_ratio` is not 1 (OpenCV's SIMD path may differ by one grey level).
-fn resize_linear(image: &RgbImage, width: usize, height: usize) -> RgbImage {
+pub(crate) fn resize_linear(image: &RgbImage, width: usize, height: usize) -> RgbImage {
     const BITS: u32 = 11;
     let taps = |src: usize, dst: usize| -> Vec<(usize, usize, i32, i32)> {
         let scale = 1.0 / (dst as f64 / src as f64);

@@ -12,6 +12,7 @@ pub mod efficientnet;
 pub mod exit_heads;
 pub mod image_encoder;
 pub mod lstm;
+pub mod ppocr;
 pub mod recognizer;
 pub mod text_encoder;
 
