@@ -183,7 +183,8 @@ pub enum EvalCommand {
     /// type) of the bundle's NER branch on a CoNLL file.
     Ner(EvalNerArgs),
     /// Scene-text spotting on ICDAR 2015 style data: detection and end-to-end precision,
-    /// recall and H-mean (IoU > 0.5), recognition accuracy on word crops, images/s.
+    /// recall and H-mean (IoU > 0.5), image-level word recall and precision (boxes ignored),
+    /// recognition accuracy on word crops, images/s.
     Spotting(EvalSpottingArgs),
 }
 
@@ -207,6 +208,10 @@ pub struct EvalSpottingArgs {
     /// Bundle name under $VEMO_HOME/models, or a folder.
     #[arg(long, default_value = "vemo-mini")]
     pub bundle: String,
+    /// The spotting module to run, `ppocr` or `easyocr` (default: the bundle's `[spotting]
+    /// module`).
+    #[arg(long)]
+    pub module: Option<vemo_models::bundle::SpottingModule>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

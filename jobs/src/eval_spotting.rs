@@ -1,5 +1,6 @@
 //! `vemo eval spotting`: the bundle's scene-text spotter on ICDAR 2015 style data: detection
-//! and end-to-end figures on scenes, recognition accuracy on word crops. With
+//! and end-to-end figures and image-level word recall and precision (the search-centric
+//! figure, boxes ignored) on scenes, recognition accuracy on word crops. With
 //! `--predictions`, another system's output is scored by the same code instead.
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use vemo_models::models::bert::default_device;
 use vemo_models::spotting::Spotter;
 use vemo_models::spotting::geometry::Point;
 use vemo_models::spotting::icdar::{read_crops_gt, read_scene_gt};
-use vemo_models::spotting::metrics::{Prf, SceneCounts, Spotted, recognition_accuracy};
+use vemo_models::spotting::metrics::{Prf, SceneCounts, Spotted, WordCounts, recognition_accuracy};
 
 use crate::cli::EvalSpottingArgs;
 use crate::home::{bundle_dir, expand};
@@ -27,12 +28,33 @@ struct Recognition {
     crops_per_s: Option<f64>,
 }
 
+/// Image-level word recall and precision, with the counts they come from.
+#[derive(Debug, Serialize)]
+struct Words {
+    recall: f64,
+    precision: f64,
+    #[serde(flatten)]
+    counts: WordCounts,
+}
+
+impl From<WordCounts> for Words {
+    fn from(counts: WordCounts) -> Self {
+        Self {
+            recall: counts.recall(),
+            precision: counts.precision(),
+            counts,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     detection: Option<Prf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     end_to_end: Option<Prf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    words: Option<Words>,
     #[serde(skip_serializing_if = "Option::is_none")]
     recognition: Option<Recognition>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,10 +164,9 @@ impl Source {
                     let image = image::open(path)
                         .map_err(|e| usage(format!("{}: {e}", path.display())))?
                         .to_rgb8();
-                    images.push(vemo_models::spotting::crops::imread_grey(&image));
+                    images.push(image);
                 }
-                let read = spotter.recognizer().recognize(&images)?;
-                Ok(read.into_iter().map(|r| r.text).collect())
+                Ok(spotter.read_crops(&images)?)
             }
             Source::File(p) => Ok(paths
                 .iter()
@@ -173,14 +194,20 @@ pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let bundle = Bundle::open(&bundle_dir(&expand(&args.bundle)))?;
-            let spotter = Spotter::from_bundle(&bundle, &default_device())?;
-            (Source::Bundle(Box::new(spotter)), bundle.id())
+            let module = match args.module {
+                Some(module) => module,
+                None => bundle.spotting()?.module,
+            };
+            let spotter = Spotter::load_module(&bundle, module, &default_device())?;
+            let system = format!("{} ({module})", bundle.id());
+            (Source::Bundle(Box::new(spotter)), system)
         }
     };
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut report = Report {
         detection: None,
         end_to_end: None,
+        words: None,
         recognition: None,
         images_per_s: None,
         scenes: None,
@@ -199,7 +226,7 @@ pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Detection and end-to-end figures on the first `limit` scenes of `dir`.
+/// Detection, end-to-end and word figures on the first `limit` scenes of `dir`.
 fn score_scenes(
     source: &Source,
     dir: &std::path::Path,
@@ -208,15 +235,19 @@ fn score_scenes(
 ) -> anyhow::Result<()> {
     let list = scenes(dir)?;
     let mut counts = SceneCounts::default();
+    let mut words = WordCounts::default();
     let start = Instant::now();
     let mut seen = 0;
     for (image_path, gt_path) in list.into_iter().take(limit) {
         let gt = read_scene_gt(&gt_path).map_err(|e| usage(e.to_string()))?;
-        counts.add(&gt, &source.scene(&image_path)?);
+        let found = source.scene(&image_path)?;
+        counts.add(&gt, &found);
+        words.add(&gt, &found);
         seen += 1;
     }
     report.detection = Some(counts.detection());
     report.end_to_end = Some(counts.end_to_end());
+    report.words = Some(words.into());
     if matches!(source, Source::Bundle(_)) {
         report.images_per_s = Some(seen as f64 / start.elapsed().as_secs_f64().max(1e-9));
     }
@@ -260,6 +291,9 @@ fn print_report(system: &str, report: &Report) {
     if let (Some(d), Some(e)) = (&report.detection, &report.end_to_end) {
         row("detection", d);
         row("end-to-end", e);
+        if let Some(w) = &report.words {
+            print_words(w);
+        }
         println!(
             "{} scenes{}",
             report.scenes.unwrap_or(0),
@@ -279,4 +313,19 @@ fn print_report(system: &str, report: &Report) {
                 .unwrap_or_default()
         );
     }
+}
+
+/// The word figures' line: recall and precision with their counts.
+fn print_words(w: &Words) {
+    let c = &w.counts;
+    println!(
+        "{:<12} recall {}/{} = {:.4}  precision {}/{} = {:.4} (image level, boxes ignored)",
+        "words",
+        c.gt_words_found,
+        c.gt_words,
+        w.recall,
+        c.spotted_words_right,
+        c.spotted_words,
+        w.precision
+    );
 }
