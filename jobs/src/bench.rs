@@ -116,7 +116,10 @@ fn bench_spotting(bundle: &Bundle) -> anyhow::Result<()> {
     use image::RgbImage;
     use vemo_models::models::craft::Craft;
     use vemo_models::models::recognizer::{Recognizer, read_characters};
-    let spec = bundle.spotting()?;
+    let Some(spec) = &bundle.spotting()?.easyocr else {
+        println!("\nscene text: the bundle has no easyocr module");
+        return Ok(());
+    };
     let device = default_device();
     let detector = Craft::load(&bundle.file(&spec.detector), &device)?;
     println!(

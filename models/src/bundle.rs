@@ -100,10 +100,69 @@ pub struct BundleManifest {
     pub spotting: Option<SpottingSpec>,
 }
 
-/// The scene-text spotting sub-module: a CRAFT detector and a CTC recognizer.
+/// The scene-text spotting sub-module: which module jobs use, and the files of each module
+/// the bundle has (`vemo models pull` installs both; switch by editing `module`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpottingSpec {
+    /// `ppocr` (PP-OCRv6 small, the default) or `easyocr` (CRAFT + english_g2).
+    pub module: SpottingModule,
+    /// PP-OCRv6 small's detector and recognizer, if the bundle has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppocr: Option<PpocrSpec>,
+    /// easyocr's CRAFT detector and english_g2 recognizer, if the bundle has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub easyocr: Option<EasyocrSpec>,
+}
+
+/// A spotting module: a text detector and a recognizer that reads its regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpottingModule {
+    /// PP-OCRv6 small (DB detector, SVTR-style CTC recognizer) as RapidOCR 3.10 runs it.
+    Ppocr,
+    /// easyocr 1.7.2's CRAFT detector, line grouping and english_g2 recognizer.
+    Easyocr,
+}
+
+impl std::fmt::Display for SpottingModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ppocr => "ppocr",
+            Self::Easyocr => "easyocr",
+        })
+    }
+}
+
+impl std::str::FromStr for SpottingModule {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "ppocr" => Ok(Self::Ppocr),
+            "easyocr" => Ok(Self::Easyocr),
+            other => Err(format!(
+                "unknown spotting module `{other}` (ppocr or easyocr)"
+            )),
+        }
+    }
+}
+
+/// PP-OCRv6 small: two ONNX files (the recognizer's characters are in its metadata).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PpocrSpec {
+    /// The DB detector (ONNX), relative to the bundle folder.
+    pub detector: String,
+    /// The CTC recognizer (ONNX), relative to the bundle folder.
+    pub recognizer: String,
+    /// Where the files came from (package and version).
+    pub source: String,
+}
+
+/// easyocr's models: CRAFT and english_g2 as safetensors, and english_g2's characters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EasyocrSpec {
     /// CRAFT weights (safetensors), relative to the bundle folder.
     pub detector: String,
     /// Recognizer weights (safetensors, easyocr's `english_g2` layout).
@@ -112,6 +171,32 @@ pub struct SpottingSpec {
     pub characters: String,
     /// Where the weights came from (package and version).
     pub source: String,
+}
+
+impl SpottingSpec {
+    /// The files of every module listed, relative to the bundle folder.
+    pub fn files(&self) -> Vec<&str> {
+        let mut files = Vec::new();
+        if let Some(p) = &self.ppocr {
+            files.extend([p.detector.as_str(), p.recognizer.as_str()]);
+        }
+        if let Some(e) = &self.easyocr {
+            files.extend([
+                e.detector.as_str(),
+                e.recognizer.as_str(),
+                e.characters.as_str(),
+            ]);
+        }
+        files
+    }
+
+    /// Whether the bundle lists the files of `module`.
+    pub fn has(&self, module: SpottingModule) -> bool {
+        match module {
+            SpottingModule::Ppocr => self.ppocr.is_some(),
+            SpottingModule::Easyocr => self.easyocr.is_some(),
+        }
+    }
 }
 
 /// The image tower of a bundle.
@@ -307,11 +392,13 @@ impl Bundle {
             return Err(fail(format!("missing file {rel}")));
         }
         if let Some(spotting) = &bundle.manifest.spotting {
-            for rel in [
-                &spotting.detector,
-                &spotting.recognizer,
-                &spotting.characters,
-            ] {
+            if !spotting.has(spotting.module) {
+                let module = spotting.module;
+                return Err(fail(format!(
+                    "[spotting] module = \"{module}\" but there is no [spotting.{module}] table"
+                )));
+            }
+            for rel in spotting.files() {
                 if !bundle.root.join(rel).is_file() {
                     return Err(fail(format!("missing file {rel}")));
                 }

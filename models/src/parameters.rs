@@ -1,10 +1,14 @@
 //! Parameter counts of a bundle's sub-modules (`vemo models check`, `vemo inspect`), read from
-//! the safetensors headers of its files without loading a model.
+//! the safetensors headers of its files without loading a model (PP-OCR's ONNX files are read
+//! whole: their initializers are the parameters).
 
 use std::path::Path;
 
-use crate::bundle::{Bundle, ImageArchitecture, TextArchitecture};
+use candle_core::Device;
+
+use crate::bundle::{Bundle, ImageArchitecture, SpottingModule, SpottingSpec, TextArchitecture};
 use crate::models::bert::default_device;
+use crate::onnx::OnnxGraph;
 use crate::{Error, Result};
 
 /// Parameter counts of a bundle's sub-modules, for the semantic task.
@@ -83,14 +87,7 @@ pub fn bundle_parameters(bundle: &Bundle) -> Result<BundleParameters> {
     };
     let total = text_tower + image_tower + exit_heads + conse_table + ner_branch;
     let spotting = match &bundle.manifest.spotting {
-        Some(spec) => [&spec.detector, &spec.recognizer]
-            .into_iter()
-            .map(|rel| {
-                parameter_count(&bundle.file(rel), |name| {
-                    !name.ends_with("num_batches_tracked")
-                })
-            })
-            .sum::<Result<usize>>()?,
+        Some(spec) => spotting_parameters(bundle, spec)?,
         None => 0,
     };
     Ok(BundleParameters {
@@ -127,4 +124,23 @@ fn parameter_count(path: &Path, keep: impl Fn(&str) -> bool) -> Result<usize> {
         .filter(|(name, _)| keep(name))
         .map(|(_, t)| t.shape().iter().product::<usize>())
         .sum())
+}
+
+/// The parameters of the spotting module a bundle uses.
+fn spotting_parameters(bundle: &Bundle, spec: &SpottingSpec) -> Result<usize> {
+    match (spec.module, &spec.ppocr, &spec.easyocr) {
+        (SpottingModule::Ppocr, Some(p), _) => [&p.detector, &p.recognizer]
+            .into_iter()
+            .map(|rel| Ok(OnnxGraph::load(&bundle.file(rel), &Device::Cpu)?.parameter_count()))
+            .sum(),
+        (SpottingModule::Easyocr, _, Some(e)) => [&e.detector, &e.recognizer]
+            .into_iter()
+            .map(|rel| {
+                parameter_count(&bundle.file(rel), |name| {
+                    !name.ends_with("num_batches_tracked")
+                })
+            })
+            .sum(),
+        _ => Ok(0),
+    }
 }

@@ -32,8 +32,8 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::{
-    BUNDLE_FILE, Bundle, BundleManifest, ConseSpec, ImageArchitecture, ImageTowerSpec, NerSpec,
-    SpottingSpec, TextArchitecture, TextTowerSpec, vemo_home,
+    BUNDLE_FILE, Bundle, BundleManifest, ConseSpec, EasyocrSpec, ImageArchitecture, ImageTowerSpec,
+    NerSpec, SpottingModule, SpottingSpec, TextArchitecture, TextTowerSpec, vemo_home,
 };
 use crate::models::conse::{CLASSES_TENSOR, embed_classes, imagenet_class_names};
 use crate::models::exit_heads::head_name;
@@ -524,10 +524,14 @@ fn manifest() -> BundleManifest {
         }),
         exit_heads: Some("exit_heads.safetensors".into()),
         spotting: Some(SpottingSpec {
-            detector: "spotting/craft_mlt_25k.safetensors".into(),
-            recognizer: "spotting/english_g2.safetensors".into(),
-            characters: "spotting/english_g2_characters.txt".into(),
-            source: SOURCE.into(),
+            module: SpottingModule::Easyocr,
+            ppocr: None,
+            easyocr: Some(EasyocrSpec {
+                detector: "spotting/craft_mlt_25k.safetensors".into(),
+                recognizer: "spotting/english_g2.safetensors".into(),
+                characters: "spotting/english_g2_characters.txt".into(),
+                source: SOURCE.into(),
+            }),
         }),
     }
 }

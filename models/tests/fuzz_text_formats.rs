@@ -62,6 +62,9 @@ branch_layers = 2
 source = "conll2003"
 
 [spotting]
+module = "easyocr"
+
+[spotting.easyocr]
 detector = "craft.safetensors"
 recognizer = "english_g2.safetensors"
 characters = "characters.txt"
