@@ -269,7 +269,15 @@ impl Op {
                 }
             }
             Op::Sqrt => float(x(0)?.sqrt()?),
-            Op::Erf => float(x(0)?.erf()?),
+            Op::Erf => {
+                let t = x(0)?;
+                float(
+                    match t.device().is_cpu() && t.dtype() == candle_core::DType::F32 {
+                        true => vemo_kernels::erf(t)?,
+                        false => t.erf()?,
+                    },
+                )
+            }
             Op::Relu => float(x(0)?.relu()?),
             Op::Sigmoid => float(candle_nn::ops::sigmoid(x(0)?)?),
             Op::HardSigmoid { alpha, beta } => float(
