@@ -169,10 +169,10 @@ fn check(name: &str) -> anyhow::Result<()> {
         );
     }
     println!("  total: {} parameters", params.total);
-    if params.spotting > 0 {
+    if let (true, Some(spec)) = (params.spotting > 0, &bundle.manifest.spotting) {
         println!(
-            "  spotting (CRAFT + english_g2, not shared): {} parameters",
-            params.spotting
+            "  spotting (module {}, not shared): {} parameters",
+            spec.module, params.spotting
         );
     }
     Ok(())
