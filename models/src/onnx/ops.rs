@@ -295,13 +295,8 @@ impl Op {
             Op::GlobalAveragePool => float(x(0)?.mean_keepdim(3)?.mean_keepdim(2)?),
             Op::ReduceMean { axes, keepdims } => {
                 let t = x(0)?;
-                let mut axes: Vec<usize> = axes
-                    .iter()
-                    .map(|&a| axis(a, t.rank()))
-                    .collect::<Result<_>>()?;
-                axes.sort_unstable();
                 let mut y = t.clone();
-                for &a in axes.iter().rev() {
+                for &a in sorted_axes(axes, t.rank())?.iter().rev() {
                     y = if *keepdims {
                         y.mean_keepdim(a)?
                     } else {
@@ -361,13 +356,8 @@ impl Op {
             Op::Squeeze { axes } => match arg(0)? {
                 Value::Ints(v) => Ok(Value::Ints(v.clone())),
                 Value::Float(t) => {
-                    let mut axes: Vec<usize> = axes
-                        .iter()
-                        .map(|&a| axis(a, t.rank()))
-                        .collect::<Result<_>>()?;
-                    axes.sort_unstable();
                     let mut y = t.clone();
-                    for &a in axes.iter().rev() {
+                    for &a in sorted_axes(axes, t.rank())?.iter().rev() {
                         y = y.squeeze(a)?;
                     }
                     float(y)
@@ -376,13 +366,8 @@ impl Op {
             Op::Unsqueeze { axes } => match arg(0)? {
                 Value::Ints(v) => Ok(Value::Ints(v.clone())),
                 Value::Float(t) => {
-                    let mut axes: Vec<usize> = axes
-                        .iter()
-                        .map(|&a| axis(a, t.rank() + axes.len()))
-                        .collect::<Result<_>>()?;
-                    axes.sort_unstable();
                     let mut y = t.clone();
-                    for &a in &axes {
+                    for &a in &sorted_axes(axes, t.rank() + axes.len())? {
                         y = y.unsqueeze(a)?;
                     }
                     float(y)
@@ -423,6 +408,13 @@ impl Op {
             }
         }
     }
+}
+
+/// ONNX axes (negative ones counted from the end) in increasing order.
+fn sorted_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>> {
+    let mut out: Vec<usize> = axes.iter().map(|&a| axis(a, rank)).collect::<Result<_>>()?;
+    out.sort_unstable();
+    Ok(out)
 }
 
 /// A negative ONNX axis counted from the end.
