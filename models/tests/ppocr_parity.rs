@@ -221,3 +221,29 @@ fn whole_chain_reads_what_rapidocr_reads() {
         }
     }
 }
+
+/// Hostile shapes and noise: every image gives a (possibly empty) list of words, never a
+/// panic or an error, and every polygon lies inside its image.
+#[test]
+fn odd_shapes_and_noise_are_read_without_failing() {
+    let Some(spotter) = spotter("odd_shapes_and_noise_are_read_without_failing") else {
+        return;
+    };
+    let noise = |w: u32, h: u32| {
+        RgbImage::from_fn(w, h, |x, y| {
+            let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) as u8;
+            image::Rgb([v, v.rotate_left(3), v.rotate_left(5)])
+        })
+    };
+    for (w, h) in [(1, 1), (2, 900), (900, 2), (64, 64), (3000, 40), (40, 3000)] {
+        let image = noise(w, h);
+        let regions = spotter.regions(&image).expect("regions");
+        let words = spotter.read(regions).expect("read");
+        for word in &words {
+            for (i, &v) in word.polygon.iter().enumerate() {
+                let limit = if i % 2 == 0 { w } else { h } as f32;
+                assert!((0.0..=limit).contains(&v), "{w}x{h}: {word:?}");
+            }
+        }
+    }
+}
