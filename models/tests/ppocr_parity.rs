@@ -15,6 +15,8 @@
 //! score within 1e-3; the whole chain (RapidOCR
 //! without its angle classifier): the same texts, boxes within 2 pixels.
 //!
+//! Also: images of odd shapes and noise are read without an error, their polygons inside them.
+//!
 //! Needs the pulled bundle's `spotting/PP-OCRv6_*_small.onnx`; skips with a message when the
 //! bundle is absent unless `VEMO_REQUIRE_BUNDLE=1` (`vemo_models::tiny_bundle::pulled_bundle`).
 
