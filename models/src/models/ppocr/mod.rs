@@ -28,19 +28,20 @@ const MAX_SIDE: f64 = 2000.0;
 const WIDTH_HEIGHT_RATIO: f64 = 8.0;
 const MIN_HEIGHT: usize = 30;
 const TEXT_SCORE: f32 = 0.5;
-/// The largest crop cut for the recognizer (vemo's bound).
-const MAX_CROP_PIXELS: usize = 4 << 20;
+/// The most crop pixels cut from one image for the recognizer (vemo's bound: 64 M, 192 MB).
+const MAX_CROP_TOTAL: usize = 64 << 20;
 
 pub struct PpocrSpotter {
     pub detector: PpocrDetector,
     pub recognizer: PpocrRecognizer,
 }
 
-/// What the detector found in an image: its boxes, in the image's pixels, and the crops to
-/// read (cut from the prepared image).
+/// What the detector found in an image: its boxes, in the image's pixels, and where to cut
+/// them (the prepared image and the boxes in its pixels). Crops are cut only when read.
 pub struct Regions {
     pub boxes: Vec<TextBox>,
-    crops: Vec<Option<RgbImage>>,
+    prepared: Prepared,
+    cut_at: Vec<TextBox>,
 }
 
 impl PpocrSpotter {
@@ -51,28 +52,35 @@ impl PpocrSpotter {
         })
     }
 
-    /// Detects the text boxes of `image` and cuts their crops.
+    /// Detects the text boxes of `image`.
     pub fn regions(&self, image: &RgbImage) -> Result<Regions> {
         let prepared = Prepared::new(image);
-        let boxes = self.detector.detect(&prepared.image)?;
-        let crops = boxes
+        let cut_at = self.detector.detect(&prepared.image)?;
+        let boxes = cut_at
             .iter()
-            .map(|b| crop::rotate_crop(&prepared.image, &b.corners, MAX_CROP_PIXELS))
-            .collect();
-        let boxes = boxes
-            .into_iter()
             .map(|b| prepared.to_original(b, image.width(), image.height()))
             .collect();
-        Ok(Regions { boxes, crops })
+        Ok(Regions {
+            boxes,
+            prepared,
+            cut_at,
+        })
     }
 
-    /// Reads the regions; a reading that is empty or scores under 0.5 is dropped.
+    /// Cuts and reads the regions; a reading that is empty or scores under 0.5 is dropped.
+    /// Crops are cut while their pixels add up to at most [`MAX_CROP_TOTAL`]; regions past
+    /// it (only a hostile image's nested rings get there) are read as nothing.
     pub fn read(&self, regions: Regions) -> Result<Vec<SpottedWord>> {
+        let mut budget = MAX_CROP_TOTAL;
         let (boxes, crops): (Vec<_>, Vec<_>) = regions
             .boxes
             .into_iter()
-            .zip(regions.crops)
-            .filter_map(|(b, c)| c.map(|c| (b, c)))
+            .zip(&regions.cut_at)
+            .filter_map(|(b, at)| {
+                let crop = crop::rotate_crop(&regions.prepared.image, &at.corners, budget)?;
+                budget -= (crop.width() * crop.height()) as usize;
+                Some((b, crop))
+            })
             .unzip();
         let readings = self.recognizer.recognize(&crops)?;
         Ok(boxes
@@ -136,7 +144,7 @@ impl Prepared {
     }
 
     /// `map_boxes_to_original`: padding removed, scaled back, clipped to the image.
-    fn to_original(&self, b: TextBox, width: u32, height: u32) -> TextBox {
+    fn to_original(&self, b: &TextBox, width: u32, height: u32) -> TextBox {
         let corners = b.corners.map(|[x, y]| {
             let x = (f64::from(x) * self.ratio.0).clamp(0.0, f64::from(width));
             let y = ((f64::from(y) - self.top as f64) * self.ratio.1).clamp(0.0, f64::from(height));
