@@ -85,6 +85,29 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result
     Ok(&values[start..end])
 }
 
+/// The outputs of a convolution window of `kernel` taps moved by `stride` over `size` inputs
+/// with `pad` positions of padding in all (the caller checks `size + pad >= kernel`).
+pub fn conv_output_len(size: usize, pad: usize, kernel: usize, stride: usize) -> usize {
+    (size + pad - kernel) / stride + 1
+}
+
+/// For kernel column `kx`, the output columns `first..end` whose input column
+/// `ox * stride + kx - left` lies inside a row of `width`, out of `outputs`.
+fn inside_columns(
+    kx: usize,
+    left: usize,
+    width: usize,
+    stride: usize,
+    outputs: usize,
+) -> (usize, usize) {
+    let first = left.saturating_sub(kx).div_ceil(stride);
+    let end = (width + left)
+        .saturating_sub(kx)
+        .div_ceil(stride)
+        .min(outputs);
+    (first, end.max(first))
+}
+
 fn apply_clamp(value: f32, clamp: Option<(f32, f32)>) -> f32 {
     match clamp {
         Some((lo, hi)) => value.max(lo).min(hi),
@@ -138,15 +161,10 @@ impl CustomOp3 for Depthwise {
             f32_slice(s2, l2, "weight")?,
             f32_slice(s3, l3, "bias")?,
         );
-        let oh = (h + top + bottom - kh) / sh + 1;
-        let ow = (w + left + right - kw) / sw + 1;
-        // For tap column kx, the outputs whose input column is inside the image.
+        let oh = conv_output_len(h, top + bottom, kh, sh);
+        let ow = conv_output_len(w, left + right, kw, sw);
         let columns: Vec<(usize, usize)> = (0..kw)
-            .map(|kx| {
-                let first = left.saturating_sub(kx).div_ceil(sw);
-                let end = (w + left).saturating_sub(kx).div_ceil(sw).min(ow);
-                (first, end.max(first))
-            })
+            .map(|kx| inside_columns(kx, left, w, sw, ow))
             .collect();
         let mut out = vec![0f32; b * c * oh * ow];
         out.par_chunks_mut(oh * ow)
@@ -231,8 +249,8 @@ impl candle_core::CustomOp1 for Im2Col {
             bail!("im2col: input {:?}, {:?}", layout.shape(), self.kernel);
         }
         let input = f32_slice(storage, layout, "input")?;
-        let oh = (h + top + bottom - kh) / sh + 1;
-        let ow = (w + left + right - kw) / sw + 1;
+        let oh = conv_output_len(h, top + bottom, kh, sh);
+        let ow = conv_output_len(w, left + right, kw, sw);
         let mut out = vec![0f32; b * c * kh * kw * oh * ow];
         out.par_chunks_mut(oh * ow)
             .enumerate()
@@ -240,12 +258,7 @@ impl candle_core::CustomOp1 for Im2Col {
                 let (plane, tap) = (row / (kh * kw), row % (kh * kw));
                 let (ky, kx) = (tap / kw, tap % kw);
                 let x = &input[plane * h * w..(plane + 1) * h * w];
-                let first = left.saturating_sub(kx).div_ceil(sw);
-                let end = (w + left)
-                    .saturating_sub(kx)
-                    .div_ceil(sw)
-                    .min(ow)
-                    .max(first);
+                let (first, end) = inside_columns(kx, left, w, sw, ow);
                 for (oy, dst_row) in dst.chunks_mut(ow).enumerate() {
                     let iy = (oy * sh + ky) as isize - top as isize;
                     if iy < 0 || iy >= h as isize {

@@ -290,7 +290,8 @@ impl Op {
             }
             Op::ConvTranspose { strides } => {
                 let y = conv_transpose(x(0)?, x(1)?, *strides)?;
-                float(add_bias(y, args.get(2).copied().flatten())?)
+                let bias = args.get(2).copied().flatten().map(|b| b.float("bias"));
+                float(add_bias(y, bias.transpose()?)?)
             }
             Op::GlobalAveragePool => float(x(0)?.mean_keepdim(3)?.mean_keepdim(2)?),
             Op::ReduceMean { axes, keepdims } => {
@@ -484,13 +485,11 @@ fn channel_bias(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(b.reshape(c)?))
 }
 
-fn add_bias(y: Tensor, bias: Option<&Value>) -> Result<Tensor> {
+/// `y` (B, C, H, W) plus the optional per-channel `bias` (C) of a convolution.
+fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         None => Ok(y),
-        Some(b) => {
-            let b = b.float("bias")?;
-            y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)
-        }
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
     }
 }
 
@@ -518,10 +517,8 @@ fn conv(
     } else if group == 1 && x.device().is_cpu() {
         let (b, _, _, _) = x.dims4()?;
         let cols = vemo_kernels::im2col(x, (kh, kw), (strides[0], strides[1]), pads)?;
-        let (oh, ow) = (
-            (h + pads[0] + pads[2] - kh) / strides[0] + 1,
-            (wd + pads[1] + pads[3] - kw) / strides[1] + 1,
-        );
+        let oh = vemo_kernels::conv_output_len(h, pads[0] + pads[2], kh, strides[0]);
+        let ow = vemo_kernels::conv_output_len(wd, pads[1] + pads[3], kw, strides[1]);
         let y = w.reshape((out, c * kh * kw))?.broadcast_matmul(&cols)?;
         y.reshape((b, out, oh, ow))?
     } else if strides[0] == strides[1] {
@@ -535,10 +532,7 @@ fn conv(
     } else {
         bail!("strides {strides:?} off the CPU: candle's convolution has one stride");
     };
-    match bias {
-        Some(b) => Ok(Value::Float(y.broadcast_add(&b.reshape((1, out, 1, 1))?)?)),
-        None => Ok(Value::Float(y)),
-    }
+    Ok(Value::Float(add_bias(y, bias)?))
 }
 
 /// A 1x1 convolution as one matrix product: (C_out, C_in) x (B, C_in, H * W).
