@@ -95,9 +95,14 @@ pub fn input_size(width: usize, height: usize) -> Option<(usize, usize)> {
     if w * h * ratio * ratio > MAX_INPUT_PIXELS {
         ratio = (MAX_INPUT_PIXELS / (w * h)).sqrt();
     }
-    let side = |v: f64| ((v * ratio).trunc() / 32.0).round_ties_even() as usize * 32;
-    let (rw, rh) = (side(w), side(h));
+    let (rw, rh) = (scaled_side(w, ratio), scaled_side(h, ratio));
     (rw > 0 && rh > 0).then_some((rw, rh))
+}
+
+/// A side of `v` pixels scaled by `ratio` as RapidOCR's resizes scale it: truncated, then
+/// rounded to a multiple of 32 (Python's `round`, ties to even); 0 when it rounds away.
+pub fn scaled_side(v: f64, ratio: f64) -> usize {
+    ((v * ratio).trunc() / 32.0).round_ties_even() as usize * 32
 }
 
 /// Channel-major pixels in BGR order (RapidOCR reads images with OpenCV), scaled to [-1, 1]

@@ -107,8 +107,7 @@ struct Prepared {
 impl Prepared {
     fn new(image: &RgbImage) -> Self {
         let (w, h) = (image.width() as f64, image.height() as f64);
-        let side =
-            |v: f64, r: f64| (((v * r).trunc() / 32.0).round_ties_even() as u32 * 32).max(32);
+        let side = |v: f64, r: f64| detector::scaled_side(v, r).max(32) as u32;
         let resize_to = if w.max(h) > MAX_SIDE {
             Some(MAX_SIDE / w.max(h))
         } else if w.min(h) < MIN_SIDE {
