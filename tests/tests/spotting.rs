@@ -146,17 +146,22 @@ fn eval_spotting_runs_a_bundle_and_reports_its_figures() {
     );
 }
 
+/// `vemo eval spotting --json` of the pulled bundle's `module` on the drawn scene.
+fn pulled_bundle_report(module: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    scene_set(dir.path(), &reference_words());
+    let scenes = dir.path().display().to_string();
+    figures(&vemo_ok(&[
+        "eval", "spotting", "--scenes", &scenes, "--module", module, "--json",
+    ]))
+}
+
 #[test]
 fn the_bundle_spots_every_word_easyocr_spots() {
     if pulled_bundle("the_bundle_spots_every_word_easyocr_spots").is_none() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    scene_set(dir.path(), &reference_words());
-    let scenes = dir.path().display().to_string();
-    let report = figures(&vemo_ok(&[
-        "eval", "spotting", "--scenes", &scenes, "--module", "easyocr", "--json",
-    ]));
+    let report = pulled_bundle_report("easyocr");
     assert_eq!(report["detection"]["hmean"], 1.0, "{report}");
     assert_eq!(report["end_to_end"]["hmean"], 1.0, "{report}");
     assert!(
@@ -172,12 +177,7 @@ fn the_ppocr_module_reads_every_word_of_the_drawn_scenes() {
     if pulled_bundle("the_ppocr_module_reads_every_word_of_the_drawn_scenes").is_none() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    scene_set(dir.path(), &reference_words());
-    let scenes = dir.path().display().to_string();
-    let report = figures(&vemo_ok(&[
-        "eval", "spotting", "--scenes", &scenes, "--module", "ppocr", "--json",
-    ]));
+    let report = pulled_bundle_report("ppocr");
     assert_eq!(report["words"]["recall"], 1.0, "{report}");
     assert_eq!(report["words"]["precision"], 1.0, "{report}");
 }
