@@ -420,28 +420,9 @@ pub fn errors_batch(errors: &[ErrorRecord], stamp: &RowStamp) -> Result<RecordBa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_items::{entry, image};
     use vemo_models::models::columns::embedding_array;
     use vemo_schemas::{ItemTasks, Stage, Tower, items_schema_for};
-
-    fn entry(id: &str) -> ManifestEntry {
-        ManifestEntry {
-            id: id.into(),
-            image: format!("file:///x/{id}.png"),
-            caption: Some("a caption".into()),
-            metadata: None,
-        }
-    }
-
-    fn image() -> DecodedImage {
-        DecodedImage {
-            width: 4,
-            height: 3,
-            content_hash: "ab".into(),
-            crop: None,
-            full: None,
-            full_scale: [1.0, 1.0],
-        }
-    }
 
     fn entity(text: &str, label: &str) -> Entity {
         Entity {

@@ -21,6 +21,8 @@ pub mod manifest;
 pub mod parquet_io;
 pub mod rows;
 pub mod store;
+#[cfg(test)]
+mod test_items;
 pub mod vector_search;
 
 pub use error::{Error, Result};

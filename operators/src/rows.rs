@@ -138,27 +138,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::test_items::{entry, image};
     use vemo_schemas::{COL_CAPTION, EmbeddingColumn, items_schema};
-
-    fn entry(id: &str) -> ManifestEntry {
-        ManifestEntry {
-            id: id.into(),
-            image: format!("file:///x/{id}.png"),
-            caption: Some(format!("caption {id}")),
-            metadata: None,
-        }
-    }
-
-    fn image() -> DecodedImage {
-        DecodedImage {
-            width: 4,
-            height: 3,
-            content_hash: "ab".into(),
-            crop: None,
-            full: None,
-            full_scale: [1.0, 1.0],
-        }
-    }
 
     #[test]
     fn failed_items_leave_the_rows_for_the_errors() {
