@@ -14,6 +14,12 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+mod avx512;
+mod conv;
+mod planes;
+pub use conv::{Activation, conv_transpose_blocks, conv2d};
+pub use planes::{Binary, activate, binary_same_shape, max_pool2d, upsample_nearest};
+
 /// Depthwise 2-D convolution: `x` (B, C, H, W), `weight` (C, 1, K, K), `bias` (C); stride `s`,
 /// "same" padding (output ceil(H / s) x ceil(W / s), the extra padding row and column at the
 /// bottom and right), then `min(max(y, lo), hi)` when `clamp` is given.
@@ -30,19 +36,25 @@ pub fn depthwise_conv2d(
         |size: usize| ((size.div_ceil(stride.max(1)) - 1) * stride + k).saturating_sub(size);
     let (th, tw) = (total(h), total(w));
     let pads = [th / 2, tw / 2, th - th / 2, tw - tw / 2];
-    depthwise(x, weight, Some(bias), (stride, stride), pads, clamp)
+    let activation = match clamp {
+        Some((lo, hi)) => Activation::Clamp { lo, hi },
+        None => Activation::Identity,
+    };
+    depthwise(x, weight, Some(bias), (stride, stride), pads, activation)
 }
 
 /// Depthwise 2-D convolution as ONNX states it: `x` (B, C, H, W), `weight` (C, 1, KH, KW),
-/// an optional `bias` (C), strides `(sh, sw)` and zero padding `[top, left, bottom, right]`.
+/// an optional `bias` (C), strides `(sh, sw)` and zero padding `[top, left, bottom, right]`,
+/// then `activation`.
 pub fn depthwise_conv2d_padded(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     strides: (usize, usize),
     pads: [usize; 4],
+    activation: Activation,
 ) -> Result<Tensor> {
-    depthwise(x, weight, bias, strides, pads, None)
+    depthwise(x, weight, bias, strides, pads, activation)
 }
 
 fn depthwise(
@@ -51,7 +63,7 @@ fn depthwise(
     bias: Option<&Tensor>,
     strides: (usize, usize),
     pads: [usize; 4],
-    clamp: Option<(f32, f32)>,
+    activation: Activation,
 ) -> Result<Tensor> {
     let bias = match bias {
         Some(b) => b.contiguous()?,
@@ -64,7 +76,7 @@ fn depthwise(
         &Depthwise {
             strides,
             pads,
-            clamp,
+            activation,
         },
     )
 }
@@ -119,7 +131,7 @@ struct Depthwise {
     strides: (usize, usize),
     /// Zero padding `[top, left, bottom, right]`.
     pads: [usize; 4],
-    clamp: Option<(f32, f32)>,
+    activation: Activation,
 }
 
 impl CustomOp3 for Depthwise {
@@ -167,49 +179,136 @@ impl CustomOp3 for Depthwise {
             .map(|kx| inside_columns(kx, left, w, sw, ow))
             .collect();
         let mut out = vec![0f32; b * c * oh * ow];
+        let geometry = PlaneGeometry {
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+            top,
+            left,
+            bottom,
+            right,
+            ow,
+            columns: &columns,
+            activation: self.activation,
+        };
         out.par_chunks_mut(oh * ow)
             .enumerate()
             .for_each(|(plane, y)| {
                 let channel = plane % c;
                 let x = &input[plane * h * w..(plane + 1) * h * w];
                 let kernel = &weight[channel * kh * kw..(channel + 1) * kh * kw];
-                for (oy, out_row) in y.chunks_mut(ow).enumerate() {
-                    out_row.fill(bias[channel]);
-                    for ky in 0..kh {
-                        let iy = (oy * sh + ky) as isize - top as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let row = &x[iy as usize * w..(iy as usize + 1) * w];
-                        for (kx, &(first, end)) in columns.iter().enumerate() {
-                            if first == end {
-                                continue;
-                            }
-                            let tap = kernel[ky * kw + kx];
-                            // The input column of output `first`; then every `sw`-th.
-                            let start = first * sw + kx - left;
-                            let out = &mut out_row[first..end];
-                            if sw == 1 {
-                                let inputs = &row[start..start + out.len()];
-                                for (y, &v) in out.iter_mut().zip(inputs) {
-                                    *y += v * tap;
-                                }
-                            } else {
-                                for (y, &v) in out.iter_mut().zip(row[start..].iter().step_by(sw)) {
-                                    *y += v * tap;
-                                }
-                            }
-                        }
-                    }
-                    if self.clamp.is_some() {
-                        out_row
-                            .iter_mut()
-                            .for_each(|v| *v = apply_clamp(*v, self.clamp));
-                    }
-                }
+                depthwise_plane(&geometry, x, kernel, bias[channel], y);
             });
         Ok((CpuStorage::F32(out), Shape::from((b, c, oh, ow))))
     }
+}
+
+/// What every plane of one depthwise convolution shares.
+struct PlaneGeometry<'a> {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    top: usize,
+    left: usize,
+    bottom: usize,
+    right: usize,
+    ow: usize,
+    /// For each kernel column, the output columns it reaches inside the row.
+    columns: &'a [(usize, usize)],
+    activation: Activation,
+}
+
+/// One output plane `y` of a depthwise convolution of plane `x` with `kernel`: compiled for
+/// AVX-512 or AVX2 + FMA when the CPU has them (chosen at run time), else for SSE2.
+#[allow(unsafe_code)]
+fn depthwise_plane(g: &PlaneGeometry, x: &[f32], kernel: &[f32], bias: f32, y: &mut [f32]) {
+    if g.sh == 1 && g.sw == 1 && avx512::available() {
+        let pads = [g.top, g.left, g.bottom, g.right];
+        avx512::depthwise_plane(x, (g.h, g.w), kernel, (g.kh, g.kw), pads, bias, y);
+        if g.activation != Activation::Identity {
+            g.activation.shift_apply(y, 0.0);
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has the feature `depthwise_plane_avx512` is compiled for.
+        return unsafe { depthwise_plane_avx512(g, x, kernel, bias, y) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features `depthwise_plane_avx2` is compiled for.
+        return unsafe { depthwise_plane_avx2(g, x, kernel, bias, y) };
+    }
+    depthwise_plane_portable::<false>(g, x, kernel, bias, y);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn depthwise_plane_avx512(g: &PlaneGeometry, x: &[f32], kernel: &[f32], bias: f32, y: &mut [f32]) {
+    depthwise_plane_portable::<true>(g, x, kernel, bias, y);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn depthwise_plane_avx2(g: &PlaneGeometry, x: &[f32], kernel: &[f32], bias: f32, y: &mut [f32]) {
+    depthwise_plane_portable::<true>(g, x, kernel, bias, y);
+}
+
+/// The plane's loops; `FMA`: multiply-adds fused (only where the CPU has FMA: elsewhere
+/// `mul_add` is a slow library call).
+#[inline(always)]
+fn depthwise_plane_portable<const FMA: bool>(
+    g: &PlaneGeometry,
+    x: &[f32],
+    kernel: &[f32],
+    bias: f32,
+    y: &mut [f32],
+) {
+    let (h, w, kh, kw, sh, sw, top, left) = (g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.top, g.left);
+    for (oy, out_row) in y.chunks_mut(g.ow).enumerate() {
+        out_row.fill(bias);
+        for ky in 0..kh {
+            let iy = (oy * sh + ky) as isize - top as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            let row = &x[iy as usize * w..(iy as usize + 1) * w];
+            for (kx, &(first, end)) in g.columns.iter().enumerate() {
+                if first == end {
+                    continue;
+                }
+                let tap = kernel[ky * kw + kx];
+                // The input column of output `first`; then every `sw`-th.
+                let start = first * sw + kx - left;
+                let out = &mut out_row[first..end];
+                if sw == 1 {
+                    let inputs = &row[start..start + out.len()];
+                    for (y, &v) in out.iter_mut().zip(inputs) {
+                        *y = multiply_add::<FMA>(v, tap, *y);
+                    }
+                } else {
+                    for (y, &v) in out.iter_mut().zip(row[start..].iter().step_by(sw)) {
+                        *y = multiply_add::<FMA>(v, tap, *y);
+                    }
+                }
+            }
+        }
+        if g.activation != Activation::Identity {
+            g.activation.shift_apply(out_row, 0.0);
+        }
+    }
+}
+
+#[inline(always)]
+fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { c + a * b }
 }
 
 /// The columns of a 2-D convolution ("im2col"): for `x` (B, C, H, W), a `kh x kw` kernel,
@@ -305,6 +404,9 @@ impl candle_core::CustomOp1 for Erf {
     }
 }
 
+/// Abramowitz and Stegun 7.1.26 without branches or libm, so that loops over it vectorise
+/// (SSE2 is enough): `exp` from [`exp_neg`], the sign copied back.
+#[inline(always)]
 fn erf_approx(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
@@ -317,8 +419,30 @@ fn erf_approx(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + P * a);
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * (-a * a).exp();
-    if x < 0.0 { -y } else { y }
+    (1.0 - poly * exp_neg(-a * a)).copysign(x)
+}
+
+/// `e^x` for `x <= 0` (relative error under 4e-6, most of it from rounding `x / ln 2`;
+/// `e^-87` below -87): `2^n * 2^f` with `n` the nearest integer to `x / ln 2` (rounded by the
+/// 1.5 * 2^23 trick, which needs no SSE4.1) and `2^f`, `|f| <= 1/2`, from its Taylor series
+/// to the 6th power.
+#[inline(always)]
+fn exp_neg(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let t = x * std::f32::consts::LOG2_E;
+    // `t + ROUND` holds round(t) in its low mantissa bits: n without a float-to-int cast.
+    let shifted = t + ROUND;
+    let n = shifted - ROUND;
+    let u = (t - n) * std::f32::consts::LN_2;
+    let p = 1.0
+        + u * (1.0
+            + u * 0.5
+                * (1.0
+                    + u * (1.0 / 3.0)
+                        * (1.0 + u * 0.25 * (1.0 + u * 0.2 * (1.0 + u * (1.0 / 6.0))))));
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    p * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 struct BiasClamp {
@@ -405,7 +529,8 @@ mod tests {
         for ((kh, kw), (sh, sw), pads, (h, w)) in cases {
             let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &device)?;
             let wt = Tensor::randn(0f32, 1.0, (3, 1, kh, kw), &device)?;
-            let ours = depthwise_conv2d_padded(&x, &wt, None, (sh, sw), pads)?;
+            let ours =
+                depthwise_conv2d_padded(&x, &wt, None, (sh, sw), pads, Activation::Identity)?;
             let [t, l, b, r] = pads;
             let padded = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
             // candle's conv2d has one stride for both axes: stride 1, then subsample.
@@ -459,6 +584,19 @@ mod tests {
         let diff = (erf(&x)? - x.erf()?)?.abs()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff < 1e-6, "{diff}");
         Ok(())
+    }
+
+    #[test]
+    fn exp_neg_is_exp_within_f32_noise() {
+        for i in 0..=20_000 {
+            let x = -(i as f32) * 0.0045;
+            let (ours, exact) = (exp_neg(x), x.exp());
+            assert!(
+                (ours - exact).abs() <= 4e-6 * exact.max(1e-30),
+                "{x}: {ours} {exact}"
+            );
+        }
+        assert!((exp_neg(-200.0) / (-87f32).exp() - 1.0).abs() < 4e-6);
     }
 
     #[test]
