@@ -510,9 +510,18 @@ pub(crate) fn resize_linear(image: &RgbImage, width: usize, height: usize) -> Rg
             .collect()
     };
     let mut out = Vec::with_capacity(width * height * 3);
+    // Neighbouring output rows mostly read the same source rows: keep the last two.
+    let mut slots: [(usize, Vec<i32>); 2] = [(usize::MAX, Vec::new()), (usize::MAX, Vec::new())];
     for &(y0, y1, w0, w1) in &ys {
-        let (r0, r1) = (row(y0), row(y1));
-        out.extend(r0.iter().zip(&r1).map(|(&a, &b)| {
+        for y in [y0, y1] {
+            if slots.iter().all(|(at, _)| *at != y) {
+                let victim = usize::from(slots[0].0 == y0 || slots[0].0 == y1);
+                slots[victim] = (y, row(y));
+            }
+        }
+        let source = |y: usize| &slots[usize::from(slots[0].0 != y)].1;
+        let (r0, r1) = (source(y0), source(y1));
+        out.extend(r0.iter().zip(r1.iter()).map(|(&a, &b)| {
             let v = (i64::from(a) * i64::from(w0)
                 + i64::from(b) * i64::from(w1)
                 + (1 << (2 * BITS - 1)))

@@ -104,6 +104,7 @@ impl OnnxGraph {
         let ([input], [output]) = (inputs.as_slice(), graph.output.as_slice()) else {
             return Err(bad("one graph input and one output expected".into()));
         };
+        let nodes = super::fuse::fuse(nodes, &mut constants, &output.name);
         let mut last_use = HashMap::new();
         for (index, node) in nodes.iter().enumerate() {
             for name in &node.inputs {
@@ -127,6 +128,12 @@ impl OnnxGraph {
     /// The model's metadata entry `key` (PP-OCR recognizers carry their characters there).
     pub fn metadata(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(String::as_str)
+    }
+
+    /// The number of nodes left after fusion.
+    #[cfg(test)]
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// The number of parameters (elements of the float initializers).

@@ -4,6 +4,9 @@
 
 use candle_core::{Result, Tensor, bail};
 
+use vemo_kernels::{Activation, Binary};
+
+use super::fuse::activate_candle;
 use super::graph::Value;
 use super::proto::{AttributeProto, NodeProto};
 
@@ -42,18 +45,24 @@ pub(crate) enum Op {
     Pow,
     Sqrt,
     Erf,
+    /// `x * Φ(x)`: not an ONNX operator of opset 11, made by [`super::fuse`] from the
+    /// exported `Div → Erf → Add → Mul → Mul` chain.
+    Gelu,
     Relu,
     Sigmoid,
     HardSigmoid {
         alpha: f32,
         beta: f32,
     },
+    /// `activation` is what [`super::fuse`] moved into the convolution (else `Identity`).
     Conv {
         group: usize,
         window: Window,
+        activation: Activation,
     },
     ConvTranspose {
         strides: [usize; 2],
+        activation: Activation,
     },
     GlobalAveragePool,
     ReduceMean {
@@ -176,6 +185,7 @@ impl Op {
             "Conv" => Op::Conv {
                 group: usize::try_from(int(node, "group", 1)).map_err(|e| e.to_string())?,
                 window: window(node)?,
+                activation: Activation::Identity,
             },
             "ConvTranspose" => {
                 let w = window(node)?;
@@ -183,7 +193,10 @@ impl Op {
                 if padded || int(node, "group", 1) != 1 || ints(node, "output_padding").is_some() {
                     return Err("only unpadded, ungrouped transposed convolutions".into());
                 }
-                Op::ConvTranspose { strides: w.strides }
+                Op::ConvTranspose {
+                    strides: w.strides,
+                    activation: Activation::Identity,
+                }
             }
             "GlobalAveragePool" => Op::GlobalAveragePool,
             "ReduceMean" => Op::ReduceMean {
@@ -278,20 +291,34 @@ impl Op {
                     },
                 )
             }
-            Op::Relu => float(x(0)?.relu()?),
-            Op::Sigmoid => float(candle_nn::ops::sigmoid(x(0)?)?),
-            Op::HardSigmoid { alpha, beta } => float(
-                x(0)?
-                    .affine(*alpha as f64, *beta as f64)?
-                    .clamp(0f32, 1f32)?,
+            Op::Gelu => activate(x(0)?, Activation::Gelu),
+            Op::Relu => activate(x(0)?, Activation::Relu),
+            Op::Sigmoid => activate(x(0)?, Activation::Sigmoid),
+            Op::HardSigmoid { alpha, beta } => activate(
+                x(0)?,
+                Activation::HardSigmoid {
+                    alpha: *alpha,
+                    beta: *beta,
+                },
             ),
-            Op::Conv { group, window } => {
-                conv(x(0)?, x(1)?, args.get(2).copied().flatten(), *group, window)
-            }
-            Op::ConvTranspose { strides } => {
-                let y = conv_transpose(x(0)?, x(1)?, *strides)?;
+            Op::Conv {
+                group,
+                window,
+                activation,
+            } => conv(
+                x(0)?,
+                x(1)?,
+                args.get(2).copied().flatten(),
+                *group,
+                window,
+                *activation,
+            ),
+            Op::ConvTranspose {
+                strides,
+                activation,
+            } => {
                 let bias = args.get(2).copied().flatten().map(|b| b.float("bias"));
-                float(add_bias(y, bias.transpose()?)?)
+                conv_transpose(x(0)?, x(1)?, bias.transpose()?, *strides, *activation)
             }
             Op::GlobalAveragePool => float(x(0)?.mean_keepdim(3)?.mean_keepdim(2)?),
             Op::ReduceMean { axes, keepdims } => {
@@ -316,7 +343,10 @@ impl Op {
                 if sh.fract() != 0.0 || sw.fract() != 0.0 || sh < 1.0 || sw < 1.0 {
                     bail!("scales {scales:?} (whole factors only)");
                 }
-                float(t.upsample_nearest2d(h * sh as usize, w * sw as usize)?)
+                float(match on_cpu_f32(t) {
+                    true => vemo_kernels::upsample_nearest(t, (sh as usize, sw as usize))?,
+                    false => t.upsample_nearest2d(h * sh as usize, w * sw as usize)?,
+                })
             }
             Op::Concat { axis: a } => {
                 let values: Vec<&Value> = (0..args.len()).map(arg).collect::<Result<_>>()?;
@@ -346,6 +376,9 @@ impl Op {
             }
             Op::MatMul => {
                 let (a, b) = (x(0)?.contiguous()?, x(1)?.contiguous()?);
+                if b.rank() == 2 && a.rank() >= 2 && on_cpu_f32(&a) {
+                    return matmul_by_pointwise(&a, &b);
+                }
                 float(if b.rank() == 2 && a.rank() > 2 {
                     a.broadcast_matmul(&b)?
                 } else {
@@ -461,6 +494,13 @@ fn binary(op: &Op, a: &Value, b: &Value) -> Result<Value> {
             _ => a.affine(1.0 / s, 0.0)?,
         }));
     }
+    if on_cpu_f32(a) && a.dims() == b.dims() && matches!(op, Op::Add | Op::Mul) {
+        let kind = match op {
+            Op::Add => Binary::Add,
+            _ => Binary::Mul,
+        };
+        return Ok(Value::Float(vemo_kernels::binary_same_shape(a, b, kind)?));
+    }
     if let (Op::Add, Some(bias)) = (op, channel_bias(a, b)?) {
         let (n, c, h, w) = a.dims4()?;
         let y = vemo_kernels::bias_clamp(&a.reshape((n, c, h * w))?, &bias, None)?;
@@ -471,6 +511,18 @@ fn binary(op: &Op, a: &Value, b: &Value) -> Result<Value> {
         Op::Sub => a.broadcast_sub(b)?,
         Op::Mul => a.broadcast_mul(b)?,
         _ => a.broadcast_div(b)?,
+    }))
+}
+
+fn on_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+}
+
+/// `activation` of every element: vemo's parallel kernel on the CPU, candle's ops elsewhere.
+fn activate(t: &Tensor, activation: Activation) -> Result<Value> {
+    Ok(Value::Float(match on_cpu_f32(t) {
+        true => vemo_kernels::activate(t, activation)?,
+        false => activate_candle(t.clone(), activation)?,
     }))
 }
 
@@ -493,79 +545,92 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
-/// `Conv`: depthwise (one group a channel) on vemo's CPU kernel, a 1x1 convolution as a
-/// matrix product, otherwise candle's (asymmetric padding applied to the input first).
+/// `a` (..., M, K) times `b` (K, N) as the 1x1 convolution of `b`, seen as a (1, K, N, 1)
+/// image, with the rows of `a` as its (M, K) filters: vemo's convolution kernel, on AVX-512
+/// where the CPU has it.
+fn matmul_by_pointwise(a: &Tensor, b: &Tensor) -> Result<Value> {
+    let (k, n) = b.dims2()?;
+    let dims = a.dims();
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    if dims[dims.len() - 1] != k {
+        bail!("matmul: {:?} x {:?}", dims, b.dims());
+    }
+    let y = vemo_kernels::conv2d(
+        &b.reshape((1, k, n, 1))?,
+        &a.reshape((rows, k, 1, 1))?,
+        None,
+        (1, 1),
+        [0; 4],
+        Activation::Identity,
+    )?;
+    let mut out = dims.to_vec();
+    *out.last_mut().expect("rank >= 2") = n;
+    Ok(Value::Float(y.reshape(out)?))
+}
+
+/// `Conv` then the fused `activation`: on the CPU, depthwise (one group a channel) and
+/// single-group convolutions run on vemo's kernels with the bias and activation fused in;
+/// elsewhere candle's (asymmetric padding applied to the input first).
 fn conv(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Value>,
     group: usize,
     window: &Window,
+    activation: Activation,
 ) -> Result<Value> {
     let (_, c, h, wd) = x.dims4()?;
     let (out, per_group, kh, kw) = w.dims4()?;
     let pads = window.pads(h, wd, kh, kw);
-    let strides = window.strides;
+    let strides = (window.strides[0], window.strides[1]);
     let bias = bias.map(|b| b.float("bias")).transpose()?;
     let depthwise = group == c && per_group == 1 && out == c && group > 1;
-    if depthwise && x.device().is_cpu() {
-        let y = vemo_kernels::depthwise_conv2d_padded(x, w, bias, (strides[0], strides[1]), pads)?;
+    if on_cpu_f32(x) && depthwise {
+        let y = vemo_kernels::depthwise_conv2d_padded(x, w, bias, strides, pads, activation)?;
         return Ok(Value::Float(y));
     }
-    let y = if group == 1 && kh == 1 && kw == 1 && strides == [1, 1] && pads == [0; 4] {
-        pointwise(x, w)?
-    } else if group == 1 && x.device().is_cpu() {
-        let (b, _, _, _) = x.dims4()?;
-        let cols = vemo_kernels::im2col(x, (kh, kw), (strides[0], strides[1]), pads)?;
-        let oh = vemo_kernels::conv_output_len(h, pads[0] + pads[2], kh, strides[0]);
-        let ow = vemo_kernels::conv_output_len(wd, pads[1] + pads[3], kw, strides[1]);
-        let y = w.reshape((out, c * kh * kw))?.broadcast_matmul(&cols)?;
-        y.reshape((b, out, oh, ow))?
-    } else if strides[0] == strides[1] {
-        let [t, l, b, r] = pads;
-        if t == b && l == r && t == l {
-            x.conv2d(w, t, strides[0], 1, group)?
-        } else {
-            let padded = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
-            padded.conv2d(w, 0, strides[0], 1, group)?
-        }
-    } else {
-        bail!("strides {strides:?} off the CPU: candle's convolution has one stride");
-    };
-    Ok(Value::Float(add_bias(y, bias)?))
-}
-
-/// A 1x1 convolution as one matrix product: (C_out, C_in) x (B, C_in, H * W).
-fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (b, c, h, wd) = x.dims4()?;
-    let out = w.dim(0)?;
-    let y = w
-        .reshape((out, c))?
-        .broadcast_matmul(&x.contiguous()?.reshape((b, c, h * wd))?)?;
-    y.reshape((b, out, h, wd))
-}
-
-/// `ConvTranspose` without padding: as one matrix product when the kernel equals the stride
-/// (no two taps overlap: each input pixel paints its own `s x s` block), else candle's.
-fn conv_transpose(x: &Tensor, w: &Tensor, strides: [usize; 2]) -> Result<Tensor> {
-    let (b, c, h, wd) = x.dims4()?;
-    let (_, out, kh, kw) = w.dims4()?;
-    if [kh, kw] != strides {
-        if strides[0] != strides[1] {
-            bail!("unequal strides {strides:?}");
-        }
-        return x.conv_transpose2d(w, 0, 0, strides[0], 1);
+    if on_cpu_f32(x) && group == 1 {
+        let y = vemo_kernels::conv2d(x, w, bias, strides, pads, activation)?;
+        return Ok(Value::Float(y));
     }
-    let pixels = x
-        .contiguous()?
-        .reshape((b, c, h * wd))?
-        .transpose(1, 2)?
-        .contiguous()?;
-    let y = pixels.broadcast_matmul(&w.reshape((c, out * kh * kw))?)?;
-    y.reshape((b, h, wd, out, kh, kw))?
-        .permute((0, 3, 1, 4, 2, 5))?
-        .contiguous()?
-        .reshape((b, out, h * kh, wd * kw))
+    if strides.0 != strides.1 {
+        bail!("strides {strides:?} off the CPU: candle's convolution has one stride");
+    }
+    let [t, l, b, r] = pads;
+    let y = if t == b && l == r && t == l {
+        x.conv2d(w, t, strides.0, 1, group)?
+    } else {
+        let padded = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
+        padded.conv2d(w, 0, strides.0, 1, group)?
+    };
+    Ok(Value::Float(activate_candle(
+        add_bias(y, bias)?,
+        activation,
+    )?))
+}
+
+/// `ConvTranspose` without padding, then the fused `activation`: on vemo's kernel when the
+/// kernel equals the stride (no two taps overlap) on the CPU, else candle's.
+fn conv_transpose(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    strides: [usize; 2],
+    activation: Activation,
+) -> Result<Value> {
+    let (_, _, kh, kw) = w.dims4()?;
+    if [kh, kw] == strides && on_cpu_f32(x) {
+        let y = vemo_kernels::conv_transpose_blocks(x, w, bias, activation)?;
+        return Ok(Value::Float(y));
+    }
+    if strides[0] != strides[1] {
+        bail!("unequal strides {strides:?}");
+    }
+    let y = x.conv_transpose2d(w, 0, 0, strides[0], 1)?;
+    Ok(Value::Float(activate_candle(
+        add_bias(y, bias)?,
+        activation,
+    )?))
 }
 
 /// `MaxPool`: padded positions never win (edge padding equals the ONNX rule of ignoring
@@ -574,6 +639,15 @@ fn max_pool(x: &Tensor, window: &Window) -> Result<Value> {
     let (_, _, h, w) = x.dims4()?;
     let k = window.kernel.unwrap_or([1, 1]);
     let [t, l, b, r] = window.pads(h, w, k[0], k[1]);
+    if on_cpu_f32(x) {
+        let (kernel, strides) = ((k[0], k[1]), (window.strides[0], window.strides[1]));
+        return Ok(Value::Float(vemo_kernels::max_pool2d(
+            x,
+            kernel,
+            strides,
+            [t, l, b, r],
+        )?));
+    }
     let padded = x.pad_with_same(2, t, b)?.pad_with_same(3, l, r)?;
     Ok(Value::Float(padded.max_pool2d_with_stride(
         (k[0], k[1]),
