@@ -213,7 +213,7 @@ pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
         scenes: None,
     };
     if let Some(dir) = &args.scenes {
-        score_scenes(&source, dir, limit, &mut report)?;
+        score_scenes(&source, dir, limit, args.concurrent, &mut report)?;
     }
     if let Some(dir) = &args.crops {
         report.recognition = Some(score_crops(&source, dir, limit)?);
@@ -226,33 +226,66 @@ pub fn run(args: EvalSpottingArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Detection, end-to-end and word figures on the first `limit` scenes of `dir`.
+/// Detection, end-to-end and word figures on the first `limit` scenes of `dir`, spotting
+/// `concurrent` scenes at a time.
 fn score_scenes(
     source: &Source,
     dir: &std::path::Path,
     limit: usize,
+    concurrent: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let list = scenes(dir)?;
+    let list: Vec<_> = scenes(dir)?.into_iter().take(limit).collect();
     let mut counts = SceneCounts::default();
     let mut words = WordCounts::default();
     let start = Instant::now();
-    let mut seen = 0;
-    for (image_path, gt_path) in list.into_iter().take(limit) {
-        let gt = read_scene_gt(&gt_path).map_err(|e| usage(e.to_string()))?;
-        let found = source.scene(&image_path)?;
-        counts.add(&gt, &found);
-        words.add(&gt, &found);
-        seen += 1;
+    let concurrent = concurrent.max(1);
+    let pools = scene_pools(concurrent)?;
+    for group in list.chunks(concurrent) {
+        let found = std::thread::scope(|scope| {
+            let running: Vec<_> = group
+                .iter()
+                .zip(&pools)
+                .map(|((image_path, _), pool)| {
+                    scope.spawn(|| pool.install(|| source.scene(image_path)))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|r| {
+                    r.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("spotting panicked")))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })?;
+        for ((_, gt_path), found) in group.iter().zip(found) {
+            let gt = read_scene_gt(gt_path).map_err(|e| usage(e.to_string()))?;
+            counts.add(&gt, &found);
+            words.add(&gt, &found);
+        }
     }
     report.detection = Some(counts.detection());
     report.end_to_end = Some(counts.end_to_end());
     report.words = Some(words.into());
     if matches!(source, Source::Bundle(_)) {
-        report.images_per_s = Some(seen as f64 / start.elapsed().as_secs_f64().max(1e-9));
+        report.images_per_s = Some(list.len() as f64 / start.elapsed().as_secs_f64().max(1e-9));
     }
-    report.scenes = Some(seen);
+    report.scenes = Some(list.len());
     Ok(())
+}
+
+/// One thread pool per concurrent scene, the cores split between them, so that each scene's
+/// operators run on its own threads instead of all scenes' operators queueing on every core.
+fn scene_pools(concurrent: usize) -> anyhow::Result<Vec<rayon::ThreadPool>> {
+    let threads = (rayon::current_num_threads() / concurrent).max(1);
+    (0..concurrent)
+        .map(|_| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(anyhow::Error::from)
+        })
+        .collect()
 }
 
 /// Recognition accuracy on the first `limit` word crops of `dir`.

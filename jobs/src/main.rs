@@ -70,7 +70,26 @@ fn pin_candle_thread_count() {
     }
 }
 
+/// glibc hands blocks over 128 KiB back to the kernel when they are freed (mmap'd, or trimmed
+/// off the heap), so every feature map of a convolutional network is a fresh allocation that
+/// page-faults in again: a tenth of the PP-OCR detector's time. Serve every block from the
+/// heap (no mmap) and keep up to 256 MiB of free heap for reuse. Peak memory is unchanged
+/// (what is kept was in use before); it measured lower, as the heap reuses its holes.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    // SAFETY: plain settings of the allocator, made before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     pin_candle_thread_count();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
