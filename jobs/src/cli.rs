@@ -212,8 +212,8 @@ pub struct EvalSpottingArgs {
     /// module`).
     #[arg(long)]
     pub module: Option<vemo_models::bundle::SpottingModule>,
-    /// Scenes spotted at once, each on its own thread (the cores shared between them), as
-    /// `vemo index --workers N` runs them; 1 gives every scene all the cores in turn.
+    /// Scenes spotted at once, each on its own thread pool (the cores split between them);
+    /// 1 gives every scene all the cores in turn.
     #[arg(long, default_value_t = 1)]
     pub concurrent: usize,
     /// Print one JSON object instead of a table.

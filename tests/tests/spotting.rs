@@ -146,6 +146,71 @@ fn eval_spotting_runs_a_bundle_and_reports_its_figures() {
     );
 }
 
+/// Spotting scenes concurrently (each on its own thread pool) pairs every scene's spotted
+/// words with its own ground truth: three scenes with different ground truths and different
+/// predictions score the same with `--concurrent 2` (a pair, then one left) as one at a
+/// time, and the tiny bundle's chain runs that way too.
+#[test]
+fn concurrent_scenes_score_as_sequential_ones() {
+    let words = reference_words();
+    let dir = tempfile::tempdir().expect("tempdir");
+    scene_set(dir.path(), &words);
+    let path = |part: &str, name: String| dir.path().join(part).join(name);
+    for (n, kept) in [(2, &words[..2]), (3, &words[3..])] {
+        std::fs::copy(
+            path("images", "img_1.png".into()),
+            path("images", format!("img_{n}.png")),
+        )
+        .expect("scene");
+        let gt: String = kept
+            .iter()
+            .map(|(corners, text)| {
+                let ints: Vec<String> = corners.iter().map(|v| format!("{}", v.round())).collect();
+                format!("{},{text}\n", ints.join(","))
+            })
+            .collect();
+        std::fs::write(path("gt", format!("gt_img_{n}.txt")), gt).expect("gt");
+    }
+    let all: Vec<serde_json::Value> = words
+        .iter()
+        .map(|(corners, text)| serde_json::json!({"polygon": corners, "text": text}))
+        .collect();
+    let predictions = path(".", "predictions.json".into());
+    let scenes_json = serde_json::json!({"img_1": all, "img_2": [], "img_3": all});
+    std::fs::write(
+        &predictions,
+        serde_json::json!({ "scenes": scenes_json }).to_string(),
+    )
+    .expect("predictions");
+    let scenes = dir.path().display().to_string();
+    let bundle = tiny_bundle().display().to_string();
+    let run = |source: [&str; 2], concurrent: &str| {
+        let mut report = figures(&vemo_ok(&[
+            "eval",
+            "spotting",
+            "--scenes",
+            &scenes,
+            source[0],
+            source[1],
+            "--concurrent",
+            concurrent,
+            "--json",
+        ]));
+        report["images_per_s"] = serde_json::Value::Null;
+        report
+    };
+    let file = ["--predictions", predictions.to_str().expect("a UTF-8 path")];
+    let (one, two) = (run(file, "1"), run(file, "2"));
+    assert_eq!(one["scenes"], 3, "{one}");
+    // img_1 finds its 7 words, img_2 none of its 3, img_3 its 3 (and 4 more, not in its truth).
+    assert_eq!(one["words"]["gt_words"], 13, "{one}");
+    assert_eq!(one["words"]["gt_words_found"], 10, "{one}");
+    assert_eq!(one["words"]["spotted_words"], 14, "{one}");
+    assert_eq!(one, two);
+    let tiny = ["--bundle", bundle.as_str()];
+    assert_eq!(run(tiny, "1"), run(tiny, "3"));
+}
+
 /// `vemo eval spotting --json` of the pulled bundle's `module` on the drawn scene.
 fn pulled_bundle_report(module: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
