@@ -40,8 +40,8 @@ impl BatchNorm {
 
 /// A convolution with TensorFlow "same" padding; a following batch norm folds into its
 /// weights and a per-channel bias (one multiply-add less per activation), and a following
-/// ReLU6 into its output. On CPU, depthwise and pointwise convolutions run through
-/// `vemo_kernels` (candle runs a grouped convolution as one convolution per channel).
+/// ReLU6 into its output. On CPU, every convolution runs on `vemo_kernels` (candle runs a
+/// grouped convolution as one convolution per channel, and its others as unfused passes).
 struct SameConv {
     weight: Tensor,
     bias: Option<Tensor>,
@@ -93,24 +93,34 @@ impl SameConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let clamp = self.relu6.then_some((0f32, 6f32));
         let (k, out) = (self.weight.dim(D::Minus1)?, self.out_channels()?);
-        let (b, c, h, w) = x.dims4()?;
-        if let (true, Some(bias)) = (x.device().is_cpu(), &self.bias) {
-            if self.groups > 1 && self.groups == c {
-                return vemo_kernels::depthwise_conv2d(x, &self.weight, bias, self.stride, clamp);
-            }
-            if k == 1 && self.stride == 1 && self.groups == 1 {
-                let y = self
-                    .weight
-                    .reshape((out, c))?
-                    .broadcast_matmul(&x.reshape((b, c, h * w))?)?;
-                return vemo_kernels::bias_clamp(&y, bias, clamp)?.reshape((b, out, h, w));
-            }
-        }
+        let (_, c, h, w) = x.dims4()?;
         let pad = |size: usize| {
             let out = size.div_ceil(self.stride);
             ((out - 1) * self.stride + k).saturating_sub(size)
         };
         let (ph, pw) = (pad(h), pad(w));
+        let cpu = x.device().is_cpu() && x.dtype() == DType::F32;
+        if let (true, Some(bias)) = (cpu, &self.bias) {
+            if self.groups > 1 && self.groups == c {
+                return vemo_kernels::depthwise_conv2d(x, &self.weight, bias, self.stride, clamp);
+            }
+            if self.groups == 1 {
+                let activation = match clamp {
+                    Some((lo, hi)) => vemo_kernels::Activation::Clamp { lo, hi },
+                    None => vemo_kernels::Activation::Identity,
+                };
+                let pads = [ph / 2, pw / 2, ph - ph / 2, pw - pw / 2];
+                let strides = (self.stride, self.stride);
+                return vemo_kernels::conv2d(
+                    x,
+                    &self.weight,
+                    Some(bias),
+                    strides,
+                    pads,
+                    activation,
+                );
+            }
+        }
         let x = if ph + pw > 0 {
             x.pad_with_zeros(2, ph / 2, ph - ph / 2)?
                 .pad_with_zeros(3, pw / 2, pw - pw / 2)?
@@ -175,7 +185,13 @@ impl MbConv {
         }
         x = self.depthwise.forward(&x)?;
         x = self.project.forward(&x)?;
-        if self.residual { x + input } else { Ok(x) }
+        match self.residual {
+            true if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                vemo_kernels::binary_same_shape(&x, input, vemo_kernels::Binary::Add)
+            }
+            true => x + input,
+            false => Ok(x),
+        }
     }
 }
 
