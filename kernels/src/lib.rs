@@ -16,8 +16,10 @@ use rayon::prelude::*;
 
 mod avx512;
 mod conv;
+mod linear;
 mod planes;
 pub use conv::{Activation, conv_transpose_blocks, conv2d};
+pub use linear::FastLinear;
 pub use planes::{Binary, activate, binary_same_shape, max_pool2d, upsample_nearest};
 
 /// Depthwise 2-D convolution: `x` (B, C, H, W), `weight` (C, 1, K, K), `bias` (C); stride `s`,

@@ -9,6 +9,7 @@
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
 pub use candle_transformers::models::bert::Config;
+use vemo_kernels::{Activation, FastLinear};
 
 struct Embeddings {
     word: Embedding,
@@ -60,6 +61,57 @@ struct Layer {
     head_dim: usize,
     eps: f64,
     span: tracing::Span,
+    /// Set for weights that never change once loaded: inference then runs on `fast`.
+    frozen: bool,
+    /// The same linear layers on vemo-kernels' AVX-512 product, made at the first inference
+    /// pass of a frozen layer in f32 on a CPU that has AVX-512 (`None` elsewhere; training
+    /// always runs candle's layers).
+    fast: std::sync::OnceLock<Option<FastLayers>>,
+}
+
+/// A layer's linear layers as [`FastLinear`]s, query, key and value as one product.
+struct FastLayers {
+    qkv: FastLinear,
+    attention_out: FastLinear,
+    intermediate: FastLinear,
+    output: FastLinear,
+}
+
+impl FastLayers {
+    fn new(layer: &Layer) -> Result<Option<Self>> {
+        let f32_cpu = |l: &Linear| l.weight().dtype() == DType::F32 && l.weight().device().is_cpu();
+        let all = [
+            &layer.query,
+            &layer.key,
+            &layer.value,
+            &layer.attention_out,
+            &layer.intermediate,
+            &layer.output,
+        ];
+        if !all.iter().all(|l| f32_cpu(l)) {
+            return Ok(None);
+        }
+        let fast = |ls: &[&Linear]| {
+            let weights: Vec<&Tensor> = ls.iter().map(|l| l.weight()).collect();
+            let biases: Vec<Option<&Tensor>> = ls.iter().map(|l| l.bias()).collect();
+            FastLinear::new(&weights, &biases)
+        };
+        let qkv = fast(&[&layer.query, &layer.key, &layer.value])?;
+        let (attention_out, intermediate, output) = (
+            fast(&[&layer.attention_out])?,
+            fast(&[&layer.intermediate])?,
+            fast(&[&layer.output])?,
+        );
+        Ok(match (qkv, attention_out, intermediate, output) {
+            (Some(qkv), Some(attention_out), Some(intermediate), Some(output)) => Some(Self {
+                qkv,
+                attention_out,
+                intermediate,
+                output,
+            }),
+            _ => None,
+        })
+    }
 }
 
 impl Layer {
@@ -79,7 +131,15 @@ impl Layer {
             head_dim: h / cfg.num_attention_heads,
             eps: cfg.layer_norm_eps,
             span: tracing::trace_span!("bert_layer", index),
+            frozen: false,
+            fast: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Runs inference on [`FastLinear`] copies of the weights, made at the first inference
+    /// pass. Only for weights that no longer change: the copies do not follow a training step.
+    fn freeze_for_inference(&mut self) {
+        self.frozen = true;
     }
 
     /// `x`: (batch, seq, hidden); `mask_bias`: (batch, 1, 1, seq), 0 for tokens, -inf-ish for
@@ -93,6 +153,14 @@ impl Layer {
     /// would stop at them).
     fn forward_t(&self, x: &Tensor, mask_bias: &Tensor, train: bool) -> Result<Tensor> {
         let _enter = self.span.enter();
+        if self.frozen && !train && x.dtype() == DType::F32 && x.device().is_cpu() {
+            let fast = self
+                .fast
+                .get_or_init(|| FastLayers::new(self).ok().flatten());
+            if let Some(fast) = fast {
+                return self.forward_fast(fast, x, mask_bias);
+            }
+        }
         let (b, l, _) = x.dims3()?;
         let split = |t: Tensor| -> Result<Tensor> {
             t.reshape((b, l, self.heads, self.head_dim))?
@@ -131,6 +199,33 @@ impl Layer {
             &(self.output.forward(&inner)? + attended)?,
         )
     }
+
+    /// [`Self::forward`] in f32 on the CPU with the linear layers on [`FastLinear`]s (the
+    /// GELU fused into the intermediate one); attention, softmax and layer norms as above.
+    fn forward_fast(&self, fast: &FastLayers, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let (b, l, hidden) = x.dims3()?;
+        let qkv = fast.qkv.forward(x, Activation::Identity)?;
+        let part = |i: usize| -> Result<Tensor> {
+            qkv.narrow(2, i * hidden, hidden)?
+                .reshape((b, l, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        let probs = super::softmax_f32(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, hidden))?;
+        let attended = super::layer_norm_f32(
+            &self.attention_norm,
+            &(fast.attention_out.forward(&context, Activation::Identity)? + x)?,
+        )?;
+        let inner = fast.intermediate.forward(&attended, Activation::Gelu)?;
+        super::layer_norm_f32(
+            &self.output_norm,
+            &(fast.output.forward(&inner, Activation::Identity)? + attended)?,
+        )
+    }
 }
 
 /// A BERT encoder truncated after its deepest requested exit.
@@ -152,9 +247,11 @@ impl BertEncoder {
             vb
         };
         let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
-        let layers = (0..depth)
+        let mut layers = (0..depth)
             .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), cfg, i))
             .collect::<Result<Vec<_>>>()?;
+        // The tower is never trained in place (the NER branch trains copies).
+        layers.iter_mut().for_each(Layer::freeze_for_inference);
         Ok(Self { embeddings, layers })
     }
 
@@ -201,6 +298,12 @@ impl BertLayers {
             .map(|i| Layer::load(vb.pp(i.to_string()), cfg, i))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { layers })
+    }
+
+    /// Runs inference on copies of the weights laid out for vemo-kernels from now on (see
+    /// [`FastLinear`]); for layers loaded to run, not to train.
+    pub fn freeze_for_inference(&mut self) {
+        self.layers.iter_mut().for_each(Layer::freeze_for_inference);
     }
 
     /// Runs every layer over `hidden` (batch, seq, hidden) under the 0/1 `attention_mask`;

@@ -81,7 +81,9 @@ impl NerModel {
             cause: e,
         })?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)?;
-        Self::load(vb, cfg, branch_layers)
+        let mut model = Self::load(vb, cfg, branch_layers)?;
+        model.branch.freeze_for_inference();
+        Ok(model)
     }
 
     /// Log-probabilities of the tags, (batch, seq, tags), from the shared hidden states and
