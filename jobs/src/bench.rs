@@ -1,4 +1,5 @@
-//! `vemo bench`: throughput of the caption encoder alone, and of `vemo index` end to end on a
+//! `vemo bench`: throughput of each tower alone (caption encoder, image tower per exit, the
+//! spotting modules' detectors and recognizers), and of `vemo index` end to end on a
 //! synthetic corpus. Prints figures; asserts nothing.
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bench_image_tower(&bundle, image)?;
     }
     if bundle.manifest.spotting.is_some() {
+        bench_ppocr(&bundle)?;
         bench_spotting(&bundle)?;
     }
     bench_end_to_end(&bundle, &args)?;
@@ -110,10 +112,55 @@ fn bench_end_to_end(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A striped "text" image the detectors find lines in.
+fn striped(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let stripe = ((y / 24) % 2 == 0 && (x / 6) % 3 != 0) as u8;
+        image::Rgb([200 - 150 * stripe, 190 - 150 * stripe, 180 - 150 * stripe])
+    })
+}
+
+/// PP-OCR (the default module): detection images/s on 640x480 and 1280x720 images, and
+/// recognition crops/s (32 crops, six a batch as RapidOCR batches them).
+fn bench_ppocr(bundle: &Bundle) -> anyhow::Result<()> {
+    use vemo_models::models::ppocr::PpocrSpotter;
+    let Some(spec) = &bundle.spotting()?.ppocr else {
+        println!("\nscene text: the bundle has no ppocr module");
+        return Ok(());
+    };
+    let spotter = PpocrSpotter::load(
+        &bundle.file(&spec.detector),
+        &bundle.file(&spec.recognizer),
+        &default_device(),
+    )?;
+    println!("\nscene text: PP-OCRv6 small detection");
+    println!("{:>12} {:>10}", "image", "images/s");
+    for (w, h) in [(640u32, 480u32), (1280, 720)] {
+        let image = striped(w, h);
+        spotter.detector.detect(&image)?; // warm-up
+        let rounds = 4;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            spotter.detector.detect(&image)?;
+        }
+        let rate = rounds as f64 / start.elapsed().as_secs_f64();
+        println!("{:>12} {rate:>10.2}", format!("{w}x{h}"));
+    }
+    let crops: Vec<image::RgbImage> = (0..32u32).map(|i| striped(160 + 8 * i, 48)).collect();
+    spotter.recognizer.recognize(&crops)?; // warm-up
+    let start = Instant::now();
+    spotter.recognizer.recognize(&crops)?;
+    let rate = crops.len() as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "scene text: PP-OCRv6 small recognition, {} crops: {rate:.1} crops/s",
+        crops.len()
+    );
+    Ok(())
+}
+
 /// Detection images/s (CRAFT on 640x480 and 1280x720 images, ICDAR 2015's size) and
 /// recognition crops/s (batches of 32 word crops, 64 px high once prepared).
 fn bench_spotting(bundle: &Bundle) -> anyhow::Result<()> {
-    use image::RgbImage;
     use vemo_models::models::craft::Craft;
     use vemo_models::models::recognizer::{Recognizer, read_characters};
     let Some(spec) = &bundle.spotting()?.easyocr else {
@@ -128,10 +175,7 @@ scene text: CRAFT detection"
     );
     println!("{:>12} {:>10}", "image", "images/s");
     for (w, h) in [(640u32, 480u32), (1280, 720)] {
-        let image = RgbImage::from_fn(w, h, |x, y| {
-            let stripe = ((y / 24) % 2 == 0 && (x / 6) % 3 != 0) as u8;
-            image::Rgb([200 - 150 * stripe, 190 - 150 * stripe, 180 - 150 * stripe])
-        });
+        let image = striped(w, h);
         detector.detect(&image)?; // warm-up
         let rounds = 2;
         let start = Instant::now();
