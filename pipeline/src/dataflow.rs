@@ -50,8 +50,8 @@ use crate::models::{Models, ProcessModels};
 use crate::plan::{Plan, Shard, plan_shards, shard_keys};
 use crate::progress::Progress;
 use crate::stages::{
-    CaptionStage, EncodeCaptions, EncodeImages, ImageStage, ReadImages, ReadStage, SpotStage,
-    SpotText, WriteShard, WriteStage,
+    CaptionStage, EncodeCaptions, EncodeImages, ImageStage, ModelThreads, ReadImages, ReadStage,
+    SpotStage, SpotText, WriteShard, WriteStage,
 };
 use crate::{Error, Result};
 use vemo_output::OutputLayout;
@@ -454,6 +454,7 @@ fn worker_stages(shared: &Shared, models: &Models) -> Stages {
         config.read_concurrency,
         shared.items_schema.clone(),
     );
+    let threads = ModelThreads::for_worker(shared.workers_per_process);
     Stages {
         read: Rc::new(read),
         captions: CaptionStage {
@@ -463,18 +464,21 @@ fn worker_stages(shared: &Shared, models: &Models) -> Stages {
             entities: config.entities,
             image_tasks: models.images.is_some() || models.spotter.is_some(),
             captionless_as_errors: shared.survey.text_not_null,
+            threads: threads.clone(),
         },
         images: ImageStage {
             // The image tower's columns follow the text exits.
             columns: shared.columns[models.text.exits().len()..].to_vec(),
             encoder: models.images.clone(),
             batch_size: config.image_batch_size,
+            threads: threads.clone(),
         },
         spot: SpotStage {
             spotter: models.spotter.clone(),
             max_regions: config.limits.max_spotted_regions,
             entities: config.entities.then(|| models.text.clone()),
             batch_size: config.batch_size,
+            threads,
         },
         write: WriteStage {
             runtime: shared.runtime.clone(),

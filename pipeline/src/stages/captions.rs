@@ -30,6 +30,8 @@ pub struct CaptionStage {
     /// Make an item without a caption an `errors` row even when images are indexed (an output
     /// whose caption columns are not nullable, written by an older vemo).
     pub captionless_as_errors: bool,
+    /// The worker's threads for model passes.
+    pub threads: super::ModelThreads,
 }
 
 /// What the text tower gave for the captions that passed: a column per exit, their entities.
@@ -137,7 +139,12 @@ pub trait EncodeCaptions<'scope> {
 
 impl<'scope> EncodeCaptions<'scope> for Shards<'scope> {
     fn encode_captions(self, stage: CaptionStage) -> Shards<'scope> {
-        each_shard(self, "EncodeCaptions", move |shard| stage.encode(shard))
+        each_shard(
+            self,
+            "EncodeCaptions",
+            stage.threads.clone(),
+            move |shard| stage.encode(shard),
+        )
     }
 }
 

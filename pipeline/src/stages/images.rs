@@ -19,6 +19,8 @@ pub struct ImageStage {
     pub batch_size: usize,
     /// The columns the encoder fills, in its order ([`ImageEncoder::columns`]).
     pub columns: Vec<EmbeddingColumn>,
+    /// The worker's threads for model passes.
+    pub threads: super::ModelThreads,
 }
 
 impl ImageStage {
@@ -83,6 +85,8 @@ pub trait EncodeImages<'scope> {
 
 impl<'scope> EncodeImages<'scope> for Shards<'scope> {
     fn encode_images(self, stage: ImageStage) -> Shards<'scope> {
-        each_shard(self, "EncodeImages", move |shard| stage.encode(shard))
+        each_shard(self, "EncodeImages", stage.threads.clone(), move |shard| {
+            stage.encode(shard)
+        })
     }
 }

@@ -112,16 +112,43 @@ where
         .container::<Vec<B>>()
 }
 
-/// A named stage that runs `logic` on each shard still on its way: a shard it fails becomes a
-/// [`ShardFailed`]; a failed shard passes on.
+/// The threads a worker's model passes run on: its share of the cores, so that the workers of
+/// a process overlap their passes instead of queueing each operator of every worker on every
+/// core (one worker gets them all).
+#[derive(Clone)]
+pub struct ModelThreads(Option<Arc<rayon::ThreadPool>>);
+
+impl ModelThreads {
+    /// A pool of `cores / workers` threads (at least one) for each of `workers` workers; the
+    /// global pool when that cannot be built.
+    pub fn for_worker(workers: usize) -> Self {
+        let threads = (rayon::current_num_threads() / workers.max(1)).max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("vemo-model-{i}"))
+            .build();
+        Self(pool.ok().map(Arc::new))
+    }
+
+    fn run<R: Send>(&self, pass: impl FnOnce() -> R + Send) -> R {
+        match &self.0 {
+            Some(pool) => pool.install(pass),
+            None => pass(),
+        }
+    }
+}
+
+/// A named stage that runs `logic` on each shard still on its way, on the worker's model
+/// `threads`: a shard it fails becomes a [`ShardFailed`]; a failed shard passes on.
 fn each_shard<'scope>(
     shards: Shards<'scope>,
     name: &str,
-    mut logic: impl FnMut(&mut ShardBatch) -> Result<(), StageError> + 'static,
+    threads: ModelThreads,
+    mut logic: impl FnMut(&mut ShardBatch) -> Result<(), StageError> + Send + 'static,
 ) -> Shards<'scope> {
     map_named(shards, name, move |staged: Staged| {
         let mut shard = staged?;
-        match logic(&mut shard) {
+        match threads.run(|| logic(&mut shard)) {
             Ok(()) => Ok(shard),
             Err(StageError(what)) => Err(shard.failed(what)),
         }

@@ -25,6 +25,8 @@ pub struct SpotStage {
     pub entities: Option<Arc<TextEncoder>>,
     /// Texts per pass of the text encoder.
     pub batch_size: usize,
+    /// The worker's threads for model passes.
+    pub threads: super::ModelThreads,
 }
 
 /// What spotting one image gave: its words, or the reason the item fails.
@@ -125,6 +127,8 @@ pub trait SpotText<'scope> {
 
 impl<'scope> SpotText<'scope> for Shards<'scope> {
     fn spot_text(self, stage: SpotStage) -> Shards<'scope> {
-        each_shard(self, "SpotText", move |shard| stage.spot(shard))
+        each_shard(self, "SpotText", stage.threads.clone(), move |shard| {
+            stage.spot(shard)
+        })
     }
 }
