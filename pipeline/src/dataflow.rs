@@ -454,7 +454,7 @@ fn worker_stages(shared: &Shared, models: &Models) -> Stages {
         config.read_concurrency,
         shared.items_schema.clone(),
     );
-    let threads = ModelThreads::for_worker(shared.workers_per_process);
+    let threads = ModelThreads::shared();
     Stages {
         read: Rc::new(read),
         captions: CaptionStage {

@@ -30,7 +30,7 @@ pub struct CaptionStage {
     /// Make an item without a caption an `errors` row even when images are indexed (an output
     /// whose caption columns are not nullable, written by an older vemo).
     pub captionless_as_errors: bool,
-    /// The worker's threads for model passes.
+    /// The threads model passes run on.
     pub threads: super::ModelThreads,
 }
 

@@ -19,7 +19,7 @@ pub struct ImageStage {
     pub batch_size: usize,
     /// The columns the encoder fills, in its order ([`ImageEncoder::columns`]).
     pub columns: Vec<EmbeddingColumn>,
-    /// The worker's threads for model passes.
+    /// The threads model passes run on.
     pub threads: super::ModelThreads,
 }
 

@@ -112,22 +112,28 @@ where
         .container::<Vec<B>>()
 }
 
-/// The threads a worker's model passes run on: its share of the cores, so that the workers of
-/// a process overlap their passes instead of queueing each operator of every worker on every
-/// core (one worker gets them all).
+/// The threads the workers' model passes run on: one pool of all the cores for the process,
+/// entered once per shard and stage. A pass started from a pool thread runs its operators'
+/// parallel loops there directly; started from a timely worker thread, each loop (hundreds
+/// per image in the ONNX graphs) had to be handed to the pool and waited for.
 #[derive(Clone)]
 pub struct ModelThreads(Option<Arc<rayon::ThreadPool>>);
 
 impl ModelThreads {
-    /// A pool of `cores / workers` threads (at least one) for each of `workers` workers; the
-    /// global pool when that cannot be built.
-    pub fn for_worker(workers: usize) -> Self {
-        let threads = (rayon::current_num_threads() / workers.max(1)).max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("vemo-model-{i}"))
-            .build();
-        Self(pool.ok().map(Arc::new))
+    /// The process's pool (built on first use; the calling thread runs the passes itself when
+    /// no pool can be built).
+    pub fn shared() -> Self {
+        static POOL: std::sync::OnceLock<Option<Arc<rayon::ThreadPool>>> =
+            std::sync::OnceLock::new();
+        let pool = POOL.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(rayon::current_num_threads())
+                .thread_name(|i| format!("vemo-model-{i}"))
+                .build()
+                .ok()
+                .map(Arc::new)
+        });
+        Self(pool.clone())
     }
 
     fn run<R: Send>(&self, pass: impl FnOnce() -> R + Send) -> R {

@@ -25,7 +25,7 @@ pub struct SpotStage {
     pub entities: Option<Arc<TextEncoder>>,
     /// Texts per pass of the text encoder.
     pub batch_size: usize,
-    /// The worker's threads for model passes.
+    /// The threads model passes run on.
     pub threads: super::ModelThreads,
 }
 
