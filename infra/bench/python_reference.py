@@ -13,10 +13,15 @@ The same models as vemo-mini, read from the pulled bundle's folder (no hub downl
   times the centred class embeddings, L2-normalised).
 - spotting: RapidOCR 3.10 (PP-OCRv6 small on onnxruntime, angle classifier off, as vemo),
   after the semantic task's embeddings, since a vemo job with the spotting task writes those too.
+- all (semantic, entities, spotting): also a token classifier over the captions and over the
+  spotted texts, as vemo's entity task reads both. vemo's NER branch (3 shared layers, 3 tuned
+  copies, case features) has no transformers class, so this is transformers'
+  BertForTokenClassification of the text tower's shape (6 layers, 9 tags) on the tower's
+  weights with an untrained head: the same work, not the same entities.
 Rows (id, caption embedding, image embedding, spotted text) go to a Lance dataset via pylance.
 
 Usage: python3 infra/bench/python_reference.py --manifest M.jsonl --bundle DIR --out OUT.lance
-           --task semantic|spotting [--threads 2] [--workers 2]
+           --task semantic|spotting|all [--threads 2] [--workers 2]
 Prints `items/s` (model loading excluded) for the tool that compares.
 """
 import argparse
@@ -110,21 +115,44 @@ def spotting(rows, threads):
     return pa.table({"id": [r["id"] for r in rows], "spotted_text": texts}), time.time() - start
 
 
+def entities(texts, bundle):
+    from transformers import BertConfig, BertForTokenClassification, PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=f"{bundle}/text/tokenizer.json")
+    tokenizer.pad_token = "[PAD]"
+    config = BertConfig.from_pretrained(f"{bundle}/text", num_labels=9)
+    model = BertForTokenClassification.from_pretrained(f"{bundle}/text", config=config).eval()
+    start = time.time()
+    counts = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), 32):
+            batch = tokenizer(texts[i : i + 32], padding=True, truncation=True, max_length=256,
+                              return_tensors="pt")
+            tags = model(**batch).logits.argmax(-1)
+            counts.extend(((tags > 0) & (batch["attention_mask"] > 0)).sum(1).tolist())
+    return counts, time.time() - start
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--task", choices=["semantic", "spotting"], required=True)
+    parser.add_argument("--task", choices=["semantic", "spotting", "all"], required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = read_manifest(args.manifest)
     table, seconds = semantic(rows, args.bundle, args.workers)
-    if args.task == "spotting":
+    if args.task in ("spotting", "all"):
         spotted, more = spotting(rows, args.threads)
         table, seconds = table.append_column("spotted_text", spotted["spotted_text"]), seconds + more
+    if args.task == "all":
+        texts = [r["caption"] for r in rows] + spotted["spotted_text"].to_pylist()
+        counts, more = entities(texts, args.bundle)
+        table = table.append_column("entity_tokens", pa.array(counts[: len(rows)]))
+        seconds += more
     lance.write_dataset(table, args.out, mode="overwrite")
     print(f"{len(rows)} items in {seconds:.1f} s = {len(rows) / seconds:.2f} items/s")
 

@@ -4,14 +4,14 @@
 # and CPU seconds and peak RSS (/usr/bin/time), then the medians and vemo's speed ratio.
 # Corpus: the 80 COCO photos of coco-mini-train and the first N - 80 photos of flickr8k-dev
 # (COCO-sized JPEGs, their first caption), absolute paths, written to a manifest here.
-# Usage: infra/bench/vs-python.sh SHARED_DATA_DIR [PHOTOS=320] [PAIRS=3] [TASKS="semantic spotting"]
+# Usage: infra/bench/vs-python.sh SHARED_DATA_DIR [PHOTOS=320] [PAIRS=3] [TASKS="semantic spotting all"]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source infra/env.sh
 data=$(cd "${1:?the shared data folder (holds coco-mini-train and flickr8k-dev)}" && pwd)
 photos=${2:-320}
 pairs=${3:-3}
-tasks=${4:-semantic spotting}
+tasks=${4:-semantic spotting all}
 work=$(mktemp -d)
 bundle="${VEMO_HOME:-$HOME/.cache/vemo}/models/vemo-mini"
 python3 - "$data" "$photos" "$work/manifest.jsonl" <<'PY'
@@ -33,13 +33,12 @@ with open(out, "w") as f:
         f.write(json.dumps(row) + "\n")
 print(f"corpus: {min(photos, len(rows))} photos in {out}", file=sys.stderr)
 PY
-job() { # task -> job file
-  local tasks_toml exits
+job() { # task -> job file (the exits of the issue's comparison: text 6, image 7)
+  local tasks_toml
   case $1 in
-    semantic) tasks_toml='["semantic"]'; exits='text = [6]
-image = [7]' ;;
-    spotting) tasks_toml='["spotting"]'; exits='text = [6]
-image = [7]' ;;
+    semantic) tasks_toml='["semantic"]' ;;
+    spotting) tasks_toml='["spotting"]' ;;
+    all) tasks_toml='["semantic", "entities", "spotting"]' ;;
   esac
   cat > "$work/$1.toml" <<TOML
 [input]
@@ -51,7 +50,8 @@ uri = "$work/out-$1"
 bundle = "vemo-mini"
 tasks = $tasks_toml
 [model.exits]
-$exits
+text = [6]
+image = [7]
 [run]
 batch_size = 32
 vector_index_min_rows = 1000000
