@@ -1,6 +1,7 @@
 //! `vemo bench`: throughput of each tower alone (caption encoder, image tower per exit, the
 //! spotting modules' detectors and recognizers), and of `vemo index` end to end on a
-//! synthetic corpus. Prints figures; asserts nothing.
+//! synthetic corpus, and the preprocessing (see [`crate::bench_reference`], which also puts
+//! each figure beside PyTorch's). Prints figures; asserts nothing.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use vemo_models::models::bert::default_device;
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
 
+use crate::bench_reference;
 use crate::cli::BenchArgs;
 use crate::home::bundle_dir;
 
@@ -21,20 +23,48 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bundle.id(),
         std::thread::available_parallelism()?.get()
     );
-    bench_text_tower(&bundle, &args)?;
+    let scratch = tempfile::tempdir()?;
+    let (photo_dir, photos) = bench_reference::photos(args.photos.as_deref(), scratch.path())?;
+    let mut figures = bench_reference::Figures {
+        captions: bench_text_tower(&bundle, &args)?,
+        ..Default::default()
+    };
     if let Some(image) = &bundle.manifest.image {
-        bench_image_tower(&bundle, image)?;
+        figures.images = bench_image_tower(&bundle, image)?;
+        figures.last_image_exit = image.exits.iter().copied().max().unwrap_or_default();
+        let (resize, crop) = (image.resize as u32, image.input_size as u32);
+        println!(
+            "\npreprocessing ({} JPEGs from {}, in memory): hash -> decode -> short side {resize} -> crop {crop} -> normalise",
+            photos.len(),
+            photo_dir.display()
+        );
+        println!(
+            "{:>8} {:>12} {:>18}",
+            "threads", "photos/s", "photos/s/thread"
+        );
+        let cores = std::thread::available_parallelism()?.get();
+        for threads in [1, cores] {
+            let rate = bench_reference::preprocessing_rate(&photos, resize, crop, threads);
+            println!("{threads:>8} {rate:>12.1} {:>18.1}", rate / threads as f64);
+            if threads == 1 {
+                figures.photos_per_thread = rate;
+            }
+        }
     }
     if bundle.manifest.spotting.is_some() {
         bench_ppocr(&bundle)?;
         bench_spotting(&bundle)?;
     }
     bench_end_to_end(&bundle, &args)?;
+    if let Some(script) = &args.torch_reference {
+        let captions = args.captions;
+        bench_reference::compare(script, &bundle.root, &photo_dir, captions, &figures)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Captions per second of the caption encoder at each exit and batch size.
-fn bench_text_tower(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<()> {
+/// Captions per second of the caption encoder at each exit and batch size: (exit, batch, rate).
+fn bench_text_tower(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<Vec<(usize, usize, f64)>> {
     let captions: Vec<String> = (0..args.captions)
         .map(|i| {
             format!(
@@ -48,6 +78,7 @@ fn bench_text_tower(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<()> {
     println!("\ncaption encoder ({} captions)", refs.len());
     println!("{:>8} {:>8} {:>14}", "exits", "batch", "captions/s");
     let text_exits = bundle.text()?.exits.clone();
+    let mut rates = Vec::new();
     for exits in text_exits.iter().rev().map(|&e| vec![e]) {
         let encoder = TextEncoder::load(bundle, &exits, &default_device())?;
         for &batch in &args.batch_sizes {
@@ -56,10 +87,10 @@ fn bench_text_tower(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<()> {
             encoder.encode_all(&refs, batch)?;
             let rate = refs.len() as f64 / start.elapsed().as_secs_f64();
             println!("{:>8} {:>8} {:>14.1}", format!("{exits:?}"), batch, rate);
+            rates.push((exits[0], batch, rate));
         }
     }
-
-    Ok(())
+    Ok(rates)
 }
 
 /// Items per second of `vemo index` on a synthetic corpus, for each worker count.
@@ -208,10 +239,11 @@ scene text: english_g2 recognition, {} crops: {rate:.1} crops/s",
 
 /// Image embeddings/s of the image tower per exit (224x224 crops, batches of 1, 4, 16): the
 /// speed side of the exit trade-off. An exit without a trained head is reported, not timed.
+/// Returns (exit, batch, rate).
 fn bench_image_tower(
     bundle: &Bundle,
     image: &vemo_models::bundle::ImageTowerSpec,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(usize, usize, f64)>> {
     use image::RgbImage;
     use vemo_models::models::image_encoder::ImageEncoder;
     let device = default_device();
@@ -229,6 +261,7 @@ fn bench_image_tower(
         image.architecture, image.input_size
     );
     println!("{:>8} {:>8} {:>12}", "exit", "batch", "images/s");
+    let mut rates = Vec::new();
     for &exit in &image.exits {
         let encoder = match ImageEncoder::load(bundle, &[exit], &device) {
             Ok(encoder) => encoder,
@@ -246,7 +279,8 @@ fn bench_image_tower(
             }
             let rate = (batch * rounds) as f64 / start.elapsed().as_secs_f64();
             println!("{exit:>8} {batch:>8} {rate:>12.1}");
+            rates.push((exit, batch, rate));
         }
     }
-    Ok(())
+    Ok(rates)
 }

@@ -265,6 +265,13 @@ pub struct BenchArgs {
     /// Worker counts for the end-to-end run.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub workers: Vec<usize>,
+    /// A folder of JPEGs for the preprocessing figure (default: 32 synthetic 640x480 photos).
+    #[arg(long)]
+    pub photos: Option<PathBuf>,
+    /// infra/bench/towers_reference.py: run PyTorch on the same inputs (python3 with torch,
+    /// transformers and efficientnet-lite-pytorch) and print its figures beside vemo's.
+    #[arg(long)]
+    pub torch_reference: Option<PathBuf>,
 }
 
 /// `vemo index` flags. `-h` is timely's hostfile flag, so help is `--help` only.

@@ -4,6 +4,7 @@
 //! to fix).
 
 mod bench;
+mod bench_reference;
 mod cli;
 mod corpus;
 mod eval;

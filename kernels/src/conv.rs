@@ -2,8 +2,8 @@
 //! element-wise kernels the ONNX graphs run between them, all parallel over both cores.
 //!
 //! [`conv2d`] cuts the output pixels into tiles, lays out each tile's input columns (im2col)
-//! in a buffer that stays in cache, multiplies it with the weights through `gemm` (AVX-512
-//! where the CPU has it) and adds the bias and applies the activation to the tile while it is
+//! in a buffer that stays in cache, multiplies it with the weights through [`crate::tile`]'s
+//! register-tile product (AVX-512 or AVX2 + FMA; `gemm` on other CPUs) and adds the bias and applies the activation to the tile while it is
 //! hot: one pass over memory where candle's path took im2col of the whole image, a matrix
 //! product, a bias add and an activation, each writing a full feature map.
 // `gemm` takes raw pointers, and the tiles write disjoint columns of one output through one.
@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, Device, Result, Storage, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::{avx512, conv_output_len, erf_approx, inside_columns};
+use crate::{conv_output_len, erf_approx, inside_columns, tile};
 
 /// What follows a convolution (or stands alone): applied to each output element.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,7 +125,7 @@ impl Shared {
 
 /// The most input-column values one tile lays out (1 MB of f32: within a core's L2).
 const TILE_VALUES: usize = 1 << 18;
-/// Pixels per tile of a 1x1 convolution on AVX-512.
+/// Pixels per tile of a 1x1 convolution on the register-tile product.
 const DIRECT_TILE: usize = 256;
 
 /// 2-D convolution with one group: `x` (B, C, H, W), `weight` (O, C, KH, KW), an optional
@@ -160,9 +160,9 @@ pub fn conv2d(
     );
     let (k, pixels) = (c * kh * kw, oh * ow);
     let direct = kh == 1 && kw == 1 && strides == (1, 1) && pads == [0; 4];
-    let packed = match avx512::available() {
+    let packed = match tile::available() {
         true => Some(with_values(weight, "weight", |w| {
-            avx512::pack_weights(w, o, k)
+            tile::pack_weights(w, o, k)
         })?),
         false => None,
     };
@@ -202,7 +202,7 @@ pub fn conv2d(
                         let tile_out = dst.at(item * o * pixels + p0);
                         match &packed {
                             Some(packed) => {
-                                avx512::product(packed, (o, k, len), cols, ldc, tile_out, pixels)
+                                tile::product(packed, (o, k, len), cols, ldc, tile_out, pixels)
                             }
                             None => gemm_tile(weights, (o, k, len), cols, ldc, tile_out, pixels),
                         }
@@ -225,7 +225,7 @@ pub fn conv2d(
 /// `gemm` crate on this thread.
 ///
 /// # Safety
-/// As [`avx512::product`]: `out` valid for the (o x n) elements and written by this call alone.
+/// As [`tile::product`]: `out` valid for the (o x n) elements and written by this call alone.
 unsafe fn gemm_tile(
     weights: &[f32],
     (o, k, n): (usize, usize, usize),

@@ -14,10 +14,11 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-mod avx512;
 mod conv;
 mod linear;
 mod planes;
+mod tile;
+mod tile_avx2;
 pub use conv::{Activation, conv_transpose_blocks, conv2d};
 pub use linear::FastLinear;
 pub use planes::{Binary, activate, binary_same_shape, max_pool2d, upsample_nearest};
@@ -230,9 +231,9 @@ struct PlaneGeometry<'a> {
 /// AVX-512 or AVX2 + FMA when the CPU has them (chosen at run time), else for SSE2.
 #[allow(unsafe_code)]
 fn depthwise_plane(g: &PlaneGeometry, x: &[f32], kernel: &[f32], bias: f32, y: &mut [f32]) {
-    if g.sh == 1 && g.sw == 1 && avx512::available() {
+    if g.sh == 1 && g.sw == 1 && tile::available() {
         let pads = [g.top, g.left, g.bottom, g.right];
-        avx512::depthwise_plane(x, (g.h, g.w), kernel, (g.kh, g.kw), pads, bias, y);
+        tile::depthwise_plane(x, (g.h, g.w), kernel, (g.kh, g.kw), pads, bias, y);
         if g.activation != Activation::Identity {
             g.activation.shift_apply(y, 0.0);
         }

@@ -1,4 +1,4 @@
-//! Linear layers (`y = x W^T + b`, then an activation) of the text towers on the AVX-512
+//! Linear layers (`y = x W^T + b`, then an activation) of the text towers on the AVX-512 or AVX2
 //! product, for CPUs that have it: the weights are stored transposed once, at load, so that
 //! each output row of `y` is the input row times contiguous weight rows; several layers that
 //! read the same input (a transformer's query, key and value) are one product.
@@ -8,13 +8,13 @@
 use candle_core::{Device, Result, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::avx512;
 use crate::conv::{Activation, with_values};
+use crate::tile;
 
 /// Rows of the input per parallel job (a multiple of the product's register tile).
-const ROW_CHUNK: usize = 8 * avx512::ROWS;
+const ROW_CHUNK: usize = 8 * tile::ROWS;
 /// Output columns per parallel job.
-const COLUMN_CHUNK: usize = 4 * avx512::PIXELS;
+const COLUMN_CHUNK: usize = 4 * tile::PIXELS;
 
 /// One or more linear layers over the same input, their outputs side by side.
 pub struct FastLinear {
@@ -27,9 +27,9 @@ pub struct FastLinear {
 
 impl FastLinear {
     /// The layers with `weights` (each outputs_i x inputs) and optional `biases`, as one; `None`
-    /// when this CPU lacks AVX-512 (callers keep candle's layers then).
+    /// when this CPU has neither AVX-512 nor AVX2 + FMA (callers keep candle's layers then).
     pub fn new(weights: &[&Tensor], biases: &[Option<&Tensor>]) -> Result<Option<Self>> {
-        if !avx512::available() {
+        if !tile::available() {
             return Ok(None);
         }
         let Some(first) = weights.first() else {
@@ -72,7 +72,7 @@ impl FastLinear {
         }
         let rows = x.elem_count() / self.inputs.max(1);
         let (k, n) = (self.inputs, self.outputs);
-        let packed = with_values(x, "input", |v| avx512::pack_weights(v, rows, k))?;
+        let packed = with_values(x, "input", |v| tile::pack_weights(v, rows, k))?;
         let mut out: Vec<f32> = Vec::with_capacity(rows * n);
         let dst = SharedOut(out.as_mut_ptr());
         let (row_jobs, column_jobs) = (rows.div_ceil(ROW_CHUNK), n.div_ceil(COLUMN_CHUNK));
@@ -87,7 +87,7 @@ impl FastLinear {
             // its capacity and written by this job alone.
             unsafe {
                 let at = dst.at(r0 * n + c0);
-                avx512::product(block, (m, k, len), &self.transposed[c0..], n, at, n);
+                tile::product(block, (m, k, len), &self.transposed[c0..], n, at, n);
                 for r in 0..m {
                     let row = std::slice::from_raw_parts_mut(at.add(r * n), len);
                     for (v, b) in row.iter_mut().zip(&self.bias[c0..c0 + len]) {
@@ -134,7 +134,7 @@ mod tests {
         );
         let b1 = Tensor::randn(0f32, 1.0, 50, &device)?;
         let Some(layer) = FastLinear::new(&[&w1, &w2], &[Some(&b1), None])? else {
-            return Ok(()); // no AVX-512 here: candle's layers run instead
+            return Ok(()); // no AVX-512 or AVX2 here: candle's layers run instead
         };
         let ours = layer.forward(&x, Activation::Gelu)?;
         let want = Tensor::cat(

@@ -1,52 +1,25 @@
 //! Image preprocessing for the image towers: decoding bytes into pixels (bounded, in
-//! [`crate::decode`]), the short-side resize and centre crop, and the pixel normalisations the
-//! towers were trained with.
+//! [`crate::decode`]), the short-side resize and centre crop (bicubic, on `fast_image_resize`'s
+//! SIMD convolutions), and the pixel normalisations the towers were trained with.
 
-use std::io::Cursor;
+use std::borrow::Cow;
+
+use fast_image_resize as fr;
+use image::{DynamicImage, RgbImage};
 
 pub use crate::decode::{ImageLimits, decode_pixels, decode_within};
+use crate::decode::{MinSize, decode_reduced_within};
 
 /// Decodes like [`decode_pixels`], but a JPEG at the smallest DCT scale (1/8, 1/4, 1/2 or 1)
 /// whose short side is still at least `min_side`: a 640x480 photo for a 224 crop decodes at
-/// 320x240, a quarter of the pixels, most of the decode time saved. The resize that follows
-/// sees a sharper-filtered input than from the full image (the DCT scaling is a box filter),
-/// so crops differ by a few grey levels. Anything else (or a JPEG this decoder rejects, or one
-/// past the default [`ImageLimits`]) goes through [`decode_pixels`], which refuses it.
-pub fn decode_reduced(bytes: &[u8], min_side: u32) -> Result<image::DynamicImage, String> {
-    if !bytes.starts_with(&[0xFF, 0xD8]) {
-        return decode_pixels(bytes);
-    }
-    match decode_jpeg_scaled(bytes, min_side) {
-        Some(image) => Ok(image),
-        None => decode_pixels(bytes),
-    }
-}
-
-fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<image::DynamicImage> {
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    decoder.read_info().ok()?;
-    let info = decoder.info()?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    // The declared size is checked before jpeg-decoder allocates for it.
-    ImageLimits::default().check_size(w, h).ok()?;
-    let short = u64::from(w.min(h).max(1));
-    let request = |side: u32| {
-        let side = u64::from(side);
-        (side * u64::from(min_side)).div_ceil(short).min(side) as u16
+/// 320x240, a quarter of the pixels, most of the decode time saved (see
+/// [`decode_reduced_within`]).
+pub fn decode_reduced(bytes: &[u8], min_side: u32) -> Result<DynamicImage, String> {
+    let min = MinSize {
+        short: min_side,
+        long: 0,
     };
-    decoder.scale(request(w), request(h)).ok()?;
-    let pixels = decoder.decode().ok()?;
-    let info = decoder.info()?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => {
-            image::RgbImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageRgb8)
-        }
-        jpeg_decoder::PixelFormat::L8 => {
-            image::GrayImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageLuma8)
-        }
-        _ => None,
-    }
+    decode_reduced_within(bytes, &ImageLimits::default(), min).map(|(image, _)| image)
 }
 
 /// Classifier preprocessing as EfficientNet-Lite was trained: short side resized to `resize`
@@ -128,25 +101,69 @@ pub fn training_views(image: &image::DynamicImage, resize: u32, crop: u32) -> Ve
 /// asking for a 268-million-pixel row (a 1,048,576 x 1 image resized to a short side of 256).
 const MAX_RESIZED_ASPECT: u32 = 64;
 
-fn resized_short_side(image: &image::DynamicImage, resize: u32, crop: u32) -> image::RgbImage {
+/// The size of `image` with its short side resized to `resize`, each side at least `crop`
+/// and at most [`MAX_RESIZED_ASPECT`] times the larger of the two.
+fn short_side_size(image: &DynamicImage, resize: u32, crop: u32) -> (u32, u32) {
     let (w, h) = (image.width().max(1), image.height().max(1));
     let scale = resize as f64 / w.min(h) as f64;
     let cap = resize.max(crop).saturating_mul(MAX_RESIZED_ASPECT);
-    let (nw, nh) = (
+    (
         ((w as f64 * scale).round() as u32).clamp(crop, cap),
         ((h as f64 * scale).round() as u32).clamp(crop, cap),
-    );
-    image
-        .resize_exact(nw, nh, image::imageops::FilterType::CatmullRom)
-        .to_rgb8()
+    )
 }
 
-/// The short side resized to `resize` (bicubic, Catmull-Rom), then a centre crop `crop` x `crop`.
-pub fn classifier_crop(image: &image::DynamicImage, resize: u32, crop: u32) -> image::RgbImage {
-    let resized = resized_short_side(image, resize, crop);
-    let (nw, nh) = resized.dimensions();
-    let (left, top) = ((nw - crop) / 2, (nh - crop) / 2);
-    image::imageops::crop_imm(&resized, left, top, crop, crop).to_image()
+/// `image` as 8-bit RGB, borrowed when it is already.
+fn rgb8(image: &DynamicImage) -> Cow<'_, RgbImage> {
+    match image.as_rgb8() {
+        Some(rgb) => Cow::Borrowed(rgb),
+        None => Cow::Owned(image.to_rgb8()),
+    }
+}
+
+/// Bicubic (Catmull-Rom) resampling of the box (left, top, width, height), in `image`'s
+/// pixels, into a `out_w` x `out_h` image; the filter reads past the box where the image
+/// goes on, so a box resampled alone equals the same part of the whole image resampled.
+fn resample(image: &RgbImage, bounds: [f64; 4], out_w: u32, out_h: u32) -> RgbImage {
+    let [left, top, width, height] = bounds;
+    let mut out = RgbImage::new(out_w, out_h);
+    if image.width() == 0 || image.height() == 0 {
+        return out;
+    }
+    let src = fr::images::ImageRef::new(
+        image.width(),
+        image.height(),
+        image.as_raw(),
+        fr::PixelType::U8x3,
+    );
+    let dst = fr::images::Image::from_slice_u8(out_w, out_h, &mut out, fr::PixelType::U8x3);
+    let options = fr::ResizeOptions::new()
+        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom))
+        .crop(left, top, width, height);
+    // Both buffers have exactly the sizes given, so the resizer cannot fail on them.
+    if let (Ok(src), Ok(mut dst)) = (src, dst) {
+        let _ = fr::Resizer::new().resize(&src, &mut dst, &options);
+    }
+    out
+}
+
+fn resized_short_side(image: &DynamicImage, resize: u32, crop: u32) -> RgbImage {
+    let (nw, nh) = short_side_size(image, resize, crop);
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    resample(&rgb8(image), [0.0, 0.0, w, h], nw, nh)
+}
+
+/// The short side resized to `resize` (bicubic, Catmull-Rom), then a centre crop `crop` x
+/// `crop`. Only the crop is computed: the part of the image under it is resampled straight to
+/// `crop` x `crop`, the same pixels as resizing the whole image and cutting the crop out.
+pub fn classifier_crop(image: &DynamicImage, resize: u32, crop: u32) -> RgbImage {
+    let (nw, nh) = short_side_size(image, resize, crop);
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let (sx, sy) = (w / f64::from(nw), h / f64::from(nh));
+    let (left, top) = (f64::from((nw - crop) / 2), f64::from((nh - crop) / 2));
+    let side = f64::from(crop);
+    let bounds = [left * sx, top * sy, side * sx, side * sy];
+    resample(&rgb8(image), bounds, crop, crop)
 }
 
 #[cfg(test)]
@@ -158,7 +175,7 @@ mod tests {
         let photo = image::RgbImage::from_fn(640, 480, |x, y| {
             image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
         });
-        let mut jpeg = Cursor::new(Vec::new());
+        let mut jpeg = std::io::Cursor::new(Vec::new());
         photo
             .write_to(&mut jpeg, image::ImageFormat::Jpeg)
             .expect("encode jpeg");
@@ -182,6 +199,24 @@ mod tests {
             / a.len() as f64;
         assert!(mean < 8.0, "mean grey-level difference {mean}");
         assert!(decode_reduced(b"\xFF\xD8 not a jpeg", 224).is_err());
+    }
+
+    #[test]
+    fn the_crop_alone_equals_the_crop_of_the_whole_resized_image() {
+        let photo = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(640, 427, |x, y| {
+            let v = ((x * 37 + y * 11) % 251) as u8;
+            image::Rgb([v, (x % 256) as u8, ((x * y) % 256) as u8])
+        }));
+        let whole = resized_short_side(&photo, 256, 224);
+        assert_eq!(whole.dimensions(), (384, 256));
+        let cut = image::imageops::crop_imm(&whole, 80, 16, 224, 224).to_image();
+        let crop = classifier_crop(&photo, 256, 224);
+        let max = crop
+            .iter()
+            .zip(cut.iter())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert!(max <= Some(1), "max grey-level difference {max:?}");
     }
 
     #[test]

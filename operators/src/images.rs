@@ -17,7 +17,8 @@ use tokio::sync::Semaphore;
 use vemo_schemas::{ErrorRecord, ManifestEntry, Stage};
 
 use image::RgbImage;
-use vemo_models::pixels::{ImageLimits, classifier_crop, decode_within};
+use vemo_models::decode::{MinSize, decode_reduced_within};
+use vemo_models::pixels::{ImageLimits, classifier_crop};
 
 use crate::store::{self, Location};
 use crate::{Error, Result};
@@ -282,15 +283,25 @@ impl ImageReader {
         let decoded = tokio::task::spawn_blocking(move || {
             // Held by the decode itself, so that a cancelled read does not free its slot early.
             let _permit = permit;
-            let (mut decoded, image) = decode_image_within(&bytes, &limits)?;
+            // What the stages need of the image: a large JPEG decodes at a DCT scale that
+            // still gives the crop its short side and spotting its long side.
+            let min = MinSize {
+                short: crop.map_or(0, |(resize, side)| resize.max(side)),
+                long: keep_full.unwrap_or(0),
+            };
+            let (mut decoded, image) = decode_image_within(&bytes, &limits, min)?;
             drop(bytes);
             if let Some((resize, side)) = crop {
                 decoded.crop = Some(Arc::new(classifier_crop(&image, resize, side)));
             }
             if let Some(max_side) = keep_full {
-                let (full, scale) = spotting_image(image, max_side);
+                let (full, _) = spotting_image(image, max_side);
+                // Image pixels (of the whole image, not the decoded one) per pixel of `full`.
+                decoded.full_scale = [
+                    decoded.width as f32 / full.width().max(1) as f32,
+                    decoded.height as f32 / full.height().max(1) as f32,
+                ];
                 decoded.full = Some(Arc::new(full));
-                decoded.full_scale = scale;
             }
             Ok(decoded)
         })
@@ -344,19 +355,21 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedImage, String> {
 
 /// [`decode`], also returning the pixels.
 pub fn decode_image(bytes: &[u8]) -> Result<(DecodedImage, image::DynamicImage), String> {
-    decode_image_within(bytes, &ImageLimits::default())
+    decode_image_within(bytes, &ImageLimits::default(), MinSize::WHOLE)
 }
 
-/// [`decode_image`] within `limits`.
+/// [`decode_image`] within `limits`, a large JPEG reduced as far as `min` allows (see
+/// [`decode_reduced_within`]); the [`DecodedImage`]'s size is the whole image's.
 pub fn decode_image_within(
     bytes: &[u8],
     limits: &ImageLimits,
+    min: MinSize,
 ) -> Result<(DecodedImage, image::DynamicImage), String> {
     let content_hash = hex::encode(Sha256::digest(bytes));
-    let image = decode_within(bytes, limits)?;
+    let (image, (width, height)) = decode_reduced_within(bytes, limits, min)?;
     let decoded = DecodedImage {
-        width: image.width(),
-        height: image.height(),
+        width,
+        height,
         content_hash,
         crop: None,
         full: None,

@@ -1,5 +1,6 @@
-//! The matrix product of a convolution, `out (O x N) = weights (O x K) * columns (K x N)`, on
-//! AVX-512, for CPUs that have it (chosen at run time; elsewhere the `gemm` crate runs it).
+//! The matrix product of a convolution, `out (O x N) = weights (O x K) * columns (K x N)`, and
+//! the depthwise plane, on AVX-512 or (in [`crate::tile_avx2`]) AVX2 + FMA, whichever the CPU
+//! has (chosen at run time; on neither the `gemm` crate and plain loops run them).
 //!
 //! The shapes of convolutional networks suit a kernel without packing the columns: a tile of
 //! 12 output channels by 32 pixels keeps its 24 accumulators in registers, and each step over
@@ -17,8 +18,19 @@ pub(crate) const ROWS: usize = 12;
 /// Pixels per register tile (two vectors of 16).
 pub(crate) const PIXELS: usize = 32;
 
-/// Whether this CPU runs [`product`].
+/// Whether this CPU runs [`product`] (on AVX-512 or AVX2 + FMA).
 pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx512() || crate::tile_avx2::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -62,14 +74,17 @@ pub(crate) unsafe fn product(
     if o == 0 || n == 0 {
         return;
     }
-    assert!(available(), "AVX-512 is not available");
+    assert!(available(), "neither AVX-512 nor AVX2 + FMA is available");
     assert!(packed.len() >= o.div_ceil(ROWS) * k * ROWS);
     assert!(k == 0 || columns.len() >= (k - 1) * ldc + n);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX-512F (asserted); the asserts above bound the reads, the caller
-    // the writes.
+    // SAFETY: the CPU has the kernel's features (asserted, chosen here); the asserts above
+    // bound the reads, the caller the writes.
     unsafe {
-        product_avx512(packed, (o, k, n), columns, ldc, out, ldo)
+        match has_avx512() {
+            true => product_avx512(packed, (o, k, n), columns, ldc, out, ldo),
+            false => crate::tile_avx2::product(packed, (o, k, n), columns, ldc, out, ldo),
+        }
     }
 }
 
@@ -162,7 +177,7 @@ pub(crate) fn depthwise_plane(
     out: &mut [f32],
 ) {
     let (oh, ow) = (h + top + bottom + 1 - kh, w + left + right + 1 - kw);
-    assert!(available(), "AVX-512 is not available");
+    assert!(available(), "neither AVX-512 nor AVX2 + FMA is available");
     assert!(x.len() == h * w && kernel.len() == kh * kw && out.len() == oh * ow);
     // Row stride of the padded plane: every load of a step stays inside its row.
     let stride = ow.div_ceil(DEPTHWISE_PIXELS) * DEPTHWISE_PIXELS + kw;
@@ -173,10 +188,16 @@ pub(crate) fn depthwise_plane(
         padded[at..at + w].copy_from_slice(src);
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is available (asserted); every load reads row `oy + ky < rows` of
-    // `padded` at columns below `stride`, and every store is masked to `out`'s row.
+    // SAFETY: the CPU has the kernel's features (asserted, chosen here); every load reads row
+    // `oy + ky < rows` of `padded` at columns below `stride` (a multiple of both kernels'
+    // steps, plus `kw`), and every store is masked to `out`'s row.
     unsafe {
-        depthwise_avx512(&padded, stride, kernel, (kh, kw), bias, out, (oh, ow))
+        match has_avx512() {
+            true => depthwise_avx512(&padded, stride, kernel, (kh, kw), bias, out, (oh, ow)),
+            false => {
+                crate::tile_avx2::depthwise(&padded, stride, kernel, (kh, kw), bias, out, (oh, ow))
+            }
+        }
     }
 }
 
@@ -226,6 +247,7 @@ mod tests {
 
     #[test]
     fn product_matches_a_plain_triple_loop() {
+        // On an AVX-512 CPU this checks the AVX-512 kernel; `tile_avx2`'s test checks its own.
         if !available() {
             return;
         }

@@ -1,0 +1,225 @@
+//! The AVX2 + FMA twins of [`crate::tile`]'s AVX-512 kernels, for CPUs without AVX-512 (Zen 2
+//! and 3, most Intel client cores): the same packed weights (blocks of 12 output channels), a
+//! register tile of 6 channels (half a block) by 16 pixels (12 ymm accumulators, two column
+//! loads and six broadcasts per step over K), and the depthwise step at 64 pixels.
+// Intrinsics and raw pointers: the callers in `tile` check every bound first.
+#![allow(unsafe_code)]
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use crate::tile::ROWS;
+
+/// Pixels per register tile: two vectors of 8.
+const PIXELS: usize = 16;
+/// Output channels per register tile: half a packed block.
+const HALF: usize = ROWS / 2;
+
+/// Whether this CPU runs these kernels.
+pub(crate) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// A mask of the first `count` (at most 8) of 8 lanes, for masked loads and stores.
+#[target_feature(enable = "avx2")]
+fn lanes(count: usize) -> __m256i {
+    let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(count.min(8) as i32), index)
+}
+
+/// As `tile::product`, on AVX2 + FMA.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `packed` holds the blocks of `o` rows of `k`; `columns` holds `k`
+/// rows of `n` at stride `ldc`; `out` is valid for writes at `r * ldo + p`, `r < o`, `p < n`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn product(
+    packed: &[f32],
+    (o, k, n): (usize, usize, usize),
+    columns: &[f32],
+    ldc: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    for p0 in (0..n).step_by(PIXELS) {
+        let width = n - p0;
+        let masks = (lanes(width), lanes(width.saturating_sub(8)));
+        for row0 in (0..o).step_by(HALF) {
+            let (block, half) = (row0 / ROWS, (row0 % ROWS) / HALF);
+            let w = packed[block * k * ROWS + half * HALF..].as_ptr();
+            let x = columns[p0..].as_ptr();
+            // SAFETY: as this function's contract; each load and store masked to the pixels.
+            unsafe {
+                let dst = out.add(row0 * ldo + p0);
+                tile(w, k, x, ldc, dst, ldo, HALF.min(o - row0), masks);
+            }
+        }
+    }
+}
+
+/// One 6 x 16 tile: `rows` output rows written (masked to the pixels in `masks`); the six
+/// weights of each step over K are adjacent, the steps [`ROWS`] apart.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    w: *const f32,
+    k: usize,
+    x: *const f32,
+    ldc: usize,
+    dst: *mut f32,
+    ldo: usize,
+    rows: usize,
+    (m0, m1): (__m256i, __m256i),
+) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; HALF];
+    let full = _mm256_movemask_ps(_mm256_castsi256_ps(m1)) == 0xFF;
+    for kk in 0..k {
+        // SAFETY: within the bounds the caller checked (masked loads past the last pixel).
+        unsafe {
+            let xr = x.add(kk * ldc);
+            let (x0, x1) = match full {
+                true => (_mm256_loadu_ps(xr), _mm256_loadu_ps(xr.add(8))),
+                false => (
+                    _mm256_maskload_ps(xr, m0),
+                    _mm256_maskload_ps(xr.add(8), m1),
+                ),
+            };
+            let wr = w.add(kk * ROWS);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let wv = _mm256_broadcast_ss(&*wr.add(r));
+                a[0] = _mm256_fmadd_ps(wv, x0, a[0]);
+                a[1] = _mm256_fmadd_ps(wv, x1, a[1]);
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate().take(rows) {
+        // SAFETY: output row `r` of this tile, masked to its pixels.
+        unsafe {
+            let d = dst.add(r * ldo);
+            _mm256_maskstore_ps(d, m0, a[0]);
+            _mm256_maskstore_ps(d.add(8), m1, a[1]);
+        }
+    }
+}
+
+/// Output pixels per step of [`depthwise`] (divides `tile`'s step, so the padded rows fit).
+pub(crate) const DEPTHWISE_PIXELS: usize = 64;
+
+/// As `tile::depthwise_plane` past its padding, on AVX2 + FMA.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `padded` holds `oh + kh - 1` rows of `stride`, with
+/// `stride >= ceil(ow / 64) * 64 + kw`; `out` is (oh x ow).
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn depthwise(
+    padded: &[f32],
+    stride: usize,
+    kernel: &[f32],
+    (kh, kw): (usize, usize),
+    bias: f32,
+    out: &mut [f32],
+    (oh, ow): (usize, usize),
+) {
+    const VECTORS: usize = DEPTHWISE_PIXELS / 8;
+    for oy in 0..oh {
+        for x0 in (0..ow).step_by(DEPTHWISE_PIXELS) {
+            let mut acc = [_mm256_set1_ps(bias); VECTORS];
+            for ky in 0..kh {
+                let row = padded[(oy + ky) * stride + x0..].as_ptr();
+                for kx in 0..kw {
+                    let tap = _mm256_set1_ps(kernel[ky * kw + kx]);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: x0 + 8 v + kx + 8 <= stride: inside the padded row.
+                        let input = unsafe { _mm256_loadu_ps(row.add(8 * v + kx)) };
+                        *a = _mm256_fmadd_ps(input, tap, *a);
+                    }
+                }
+            }
+            let dst = out[oy * ow + x0..].as_mut_ptr();
+            for (v, a) in acc.iter().enumerate() {
+                let count = ow.saturating_sub(x0 + 8 * v);
+                if count == 0 {
+                    break;
+                }
+                // SAFETY: masked to the pixels left in this output row.
+                unsafe { _mm256_maskstore_ps(dst.add(8 * v), lanes(count), *a) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tile::pack_weights;
+
+    #[test]
+    fn product_matches_a_plain_triple_loop() {
+        if !available() {
+            return;
+        }
+        for (o, k, n) in [
+            (1, 1, 1),
+            (12, 7, 8),
+            (25, 33, 77),
+            (5, 48, 100),
+            (24, 3, 15),
+        ] {
+            let (ldc, ldo) = (n + 3, n + 5);
+            let weights: Vec<f32> = (0..o * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let columns: Vec<f32> = (0..k * ldc).map(|i| ((i * 5) % 11) as f32 * 0.5).collect();
+            let mut out = vec![f32::NAN; (o - 1) * ldo + n];
+            let packed = pack_weights(&weights, o, k);
+            // SAFETY: AVX2 + FMA are available; `out` holds o rows of `ldo`.
+            unsafe { product(&packed, (o, k, n), &columns, ldc, out.as_mut_ptr(), ldo) };
+            for r in 0..o {
+                for p in 0..n {
+                    let want: f32 = (0..k)
+                        .map(|i| weights[r * k + i] * columns[i * ldc + p])
+                        .sum();
+                    let got = out[r * ldo + p];
+                    assert!(
+                        (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                        "{o}x{k}x{n}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_a_plain_loop() {
+        if !available() {
+            return;
+        }
+        for (oh, ow, kh, kw) in [
+            (3usize, 5usize, 3usize, 3usize),
+            (2, 70, 5, 5),
+            (1, 64, 1, 3),
+        ] {
+            let stride = ow.div_ceil(128) * 128 + kw;
+            let rows = oh + kh - 1;
+            let padded: Vec<f32> = (0..rows * stride)
+                .map(|i| ((i * 3) % 7) as f32 - 3.0)
+                .collect();
+            let kernel: Vec<f32> = (0..kh * kw).map(|i| (i % 5) as f32 * 0.25).collect();
+            let mut out = vec![f32::NAN; oh * ow];
+            // SAFETY: AVX2 + FMA are available; `padded` and `out` have the sizes required.
+            unsafe { depthwise(&padded, stride, &kernel, (kh, kw), 0.5, &mut out, (oh, ow)) };
+            for y in 0..oh {
+                for x in 0..ow {
+                    let mut want = 0.5f32;
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            want += padded[(y + ky) * stride + x + kx] * kernel[ky * kw + kx];
+                        }
+                    }
+                    assert!(
+                        (out[y * ow + x] - want).abs() < 1e-4,
+                        "{oh}x{ow} k{kh}x{kw}"
+                    );
+                }
+            }
+        }
+    }
+}
