@@ -161,6 +161,9 @@ unsafe fn tile(
 /// Output pixels per step of [`depthwise_plane`]: eight vectors, enough independent
 /// multiply-adds to hide their latency.
 const DEPTHWISE_PIXELS: usize = 128;
+// The padded rows are sized for this step; the AVX2 kernel's step must divide it.
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(DEPTHWISE_PIXELS.is_multiple_of(crate::tile_avx2::DEPTHWISE_PIXELS));
 
 /// One plane of a depthwise convolution with stride 1: `x` (h x w) with zero padding
 /// `[top, left, bottom, right]`, a `kh x kw` `kernel`, plus `bias`, into `out` (oh x ow).
@@ -242,17 +245,17 @@ unsafe fn depthwise_avx512(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn product_matches_a_plain_triple_loop() {
-        // On an AVX-512 CPU this checks the AVX-512 kernel; `tile_avx2`'s test checks its own.
-        if !available() {
-            return;
-        }
+    /// Checks a product kernel (called as [`product`]) against a plain triple loop on shapes
+    /// with partial tiles of rows and pixels.
+    pub(crate) fn check_product(
+        run: impl Fn(&[f32], (usize, usize, usize), &[f32], usize, *mut f32, usize),
+    ) {
         for (o, k, n) in [
             (1, 1, 1),
+            (12, 7, 8),
             (12, 7, 32),
             (25, 33, 77),
             (5, 48, 100),
@@ -263,8 +266,7 @@ mod tests {
             let columns: Vec<f32> = (0..k * ldc).map(|i| ((i * 5) % 11) as f32 * 0.5).collect();
             let mut out = vec![f32::NAN; (o - 1) * ldo + n];
             let packed = pack_weights(&weights, o, k);
-            // SAFETY: `out` holds o rows of `ldo`.
-            unsafe { product(&packed, (o, k, n), &columns, ldc, out.as_mut_ptr(), ldo) };
+            run(&packed, (o, k, n), &columns, ldc, out.as_mut_ptr(), ldo);
             for r in 0..o {
                 for p in 0..n {
                     let want: f32 = (0..k)
@@ -278,5 +280,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn product_matches_a_plain_triple_loop() {
+        // The kernel this CPU dispatches to; `tile_avx2`'s test checks the AVX2 one directly.
+        if !available() {
+            return;
+        }
+        // SAFETY: `check_product` passes `out` holding o rows of `ldo`.
+        check_product(|packed, shape, columns, ldc, out, ldo| unsafe {
+            product(packed, shape, columns, ldc, out, ldo)
+        });
     }
 }

@@ -102,7 +102,8 @@ unsafe fn tile(
     }
 }
 
-/// Output pixels per step of [`depthwise`] (divides `tile`'s step, so the padded rows fit).
+/// Output pixels per step of [`depthwise`] (divides `tile`'s step, asserted there, so the
+/// padded rows fit).
 pub(crate) const DEPTHWISE_PIXELS: usize = 64;
 
 /// As `tile::depthwise_plane` past its padding, on AVX2 + FMA.
@@ -151,40 +152,18 @@ pub(crate) unsafe fn depthwise(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tile::pack_weights;
+    use crate::tile::tests::check_product;
 
     #[test]
     fn product_matches_a_plain_triple_loop() {
         if !available() {
             return;
         }
-        for (o, k, n) in [
-            (1, 1, 1),
-            (12, 7, 8),
-            (25, 33, 77),
-            (5, 48, 100),
-            (24, 3, 15),
-        ] {
-            let (ldc, ldo) = (n + 3, n + 5);
-            let weights: Vec<f32> = (0..o * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
-            let columns: Vec<f32> = (0..k * ldc).map(|i| ((i * 5) % 11) as f32 * 0.5).collect();
-            let mut out = vec![f32::NAN; (o - 1) * ldo + n];
-            let packed = pack_weights(&weights, o, k);
-            // SAFETY: AVX2 + FMA are available; `out` holds o rows of `ldo`.
-            unsafe { product(&packed, (o, k, n), &columns, ldc, out.as_mut_ptr(), ldo) };
-            for r in 0..o {
-                for p in 0..n {
-                    let want: f32 = (0..k)
-                        .map(|i| weights[r * k + i] * columns[i * ldc + p])
-                        .sum();
-                    let got = out[r * ldo + p];
-                    assert!(
-                        (got - want).abs() <= 1e-3 * want.abs().max(1.0),
-                        "{o}x{k}x{n}"
-                    );
-                }
-            }
-        }
+        // SAFETY: AVX2 + FMA are available; `check_product` passes `out` holding o rows of
+        // `ldo` and the packed weights and columns of the shape.
+        check_product(|packed, shape, columns, ldc, out, ldo| unsafe {
+            product(packed, shape, columns, ldc, out, ldo)
+        });
     }
 
     #[test]
