@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::spotting::{Spotted, Spotter, spotted_text};
 use vemo_operators::batches::{entity_list, spotted_columns};
@@ -38,9 +40,18 @@ impl SpotStage {
         let Some(spotter) = &self.spotter else {
             return Ok(());
         };
+        // One image a thread: the detector's hundreds of parallel loops an image each wait
+        // for their slowest tile, and its serial parts (boxes, crops, the recognizer's
+        // decoding) left the other core idle; nested loops still spread an image alone.
+        let read: Vec<Result<SpotRead, StageError>> = shard
+            .items
+            .images_mut()
+            .par_iter_mut()
+            .map(|image| self.spot_one(spotter, image))
+            .collect();
         let (mut words, mut failed) = (Vec::new(), Vec::new());
-        for (row, image) in shard.items.images_mut().iter_mut().enumerate() {
-            match self.spot_one(spotter, image)? {
+        for (row, one) in read.into_iter().enumerate() {
+            match one? {
                 Ok(found) => words.push(found),
                 Err(reason) => failed.push((row, Stage::Encode, reason)),
             }
