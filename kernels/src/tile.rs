@@ -260,9 +260,10 @@ pub(crate) mod tests {
             (25, 33, 77),
             (5, 48, 100),
             (24, 3, 15),
-            // Past one packed block of the AVX2 kernel (128 pixels), a partial panel last.
+            // Past the AVX2 kernel's packed blocks (64 pixels), a partial panel last.
             (13, 20, 300),
             (7, 5, 129),
+            (6, 9, 70),
         ] {
             let (ldc, ldo) = (n + 3, n + 5);
             let weights: Vec<f32> = (0..o * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();

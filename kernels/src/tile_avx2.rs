@@ -1,7 +1,7 @@
 //! The AVX2 + FMA twins of [`crate::tile`]'s AVX-512 kernels, for CPUs without AVX-512 (Zen 2
 //! and 3, most Intel client cores): the same packed weights (blocks of 12 output channels), a
 //! register tile of 6 channels (half a block) by 16 pixels (12 ymm accumulators, two column
-//! loads and six broadcasts per step over K) on columns packed 128 pixels at a time, and the
+//! loads and six broadcasts per step over K) on columns packed 64 pixels at a time, and the
 //! depthwise step at 64 pixels.
 // Intrinsics and raw pointers: the callers in `tile` check every bound first.
 #![allow(unsafe_code)]
@@ -28,9 +28,9 @@ fn lanes(count: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(count.min(8) as i32), index)
 }
 
-/// Pixels packed at a time: eight panels of [`PIXELS`], each contiguous over K (K x 512 bytes:
-/// L2-resident for the K of convolutional networks; 64 and 256 measured slower).
-const BLOCK: usize = 128;
+/// Pixels packed at a time: four panels of [`PIXELS`], each contiguous over K (K x 256 bytes,
+/// in L1/L2 while every tile of output channels passes over it; 128 and 256 measured no faster).
+const BLOCK: usize = 64;
 
 thread_local! {
     /// Each thread's packed panels, kept between calls (up to K x [`BLOCK`] values).
