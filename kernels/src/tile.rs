@@ -2,11 +2,12 @@
 //! the depthwise plane, on AVX-512 or (in [`crate::tile_avx2`]) AVX2 + FMA, whichever the CPU
 //! has (chosen at run time; on neither the `gemm` crate and plain loops run them).
 //!
-//! The shapes of convolutional networks suit a kernel without packing the columns: a tile of
-//! 12 output channels by 32 pixels keeps its 24 accumulators in registers, and each step over
-//! K loads 32 contiguous pixels of one column row and broadcasts 12 weights from a block of
-//! the weights packed so that those 12 are adjacent. The columns of 32 pixels (K x 128 bytes)
-//! stay in L1/L2 while every block of output channels passes over them.
+//! On AVX-512 the columns are read in place: a tile of 12 output channels by 32 pixels keeps
+//! its 24 accumulators in registers, and each step over K loads 32 contiguous pixels of one
+//! column row and broadcasts 12 weights from a block of the weights packed so that those 12
+//! are adjacent; the columns of 32 pixels (K x 128 bytes) stay in L1/L2 while every block of
+//! output channels passes over them. The AVX2 kernel packs the columns first (see there):
+//! on Zen 3 the in-place rows, a page apart, left it TLB-bound.
 // Intrinsics and raw pointers: every pointer below is checked against its slice's length.
 #![allow(unsafe_code)]
 
