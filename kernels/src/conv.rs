@@ -3,16 +3,17 @@
 //!
 //! [`conv2d`] cuts the output pixels into tiles, lays out each tile's input columns (im2col)
 //! in a buffer that stays in cache, multiplies it with the weights through [`crate::tile`]'s
-//! register-tile product (AVX-512 or AVX2 + FMA; `gemm` on other CPUs) and adds the bias and applies the activation to the tile while it is
-//! hot: one pass over memory where candle's path took im2col of the whole image, a matrix
-//! product, a bias add and an activation, each writing a full feature map.
+//! register-tile product (AVX-512 or AVX2 + FMA; `gemm` on other CPUs) and adds the bias and
+//! applies the activation to the tile while it is hot: one pass over memory where candle's
+//! path took im2col of the whole image, a matrix product, a bias add and an activation, each
+//! writing a full feature map.
 // `gemm` takes raw pointers, and the tiles write disjoint columns of one output through one.
 #![allow(unsafe_code)]
 
 use candle_core::{CpuStorage, Device, Result, Storage, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::{conv_output_len, erf_approx, inside_columns, tile};
+use crate::{conv_output_len, erf_approx, inside_columns, tile, with_scratch};
 
 /// What follows a convolution (or stands alone): applied to each output element.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,24 +190,13 @@ pub fn conv2d(
     with_values(weight, "weight", |weights| {
         with_values(x, "input", |input| {
             (0..b * tiles).into_par_iter().for_each(|job| {
-                COLUMNS.with_borrow_mut(|columns| {
-                    let (item, p0) = (job / tiles, (job % tiles) * tile);
-                    let len = tile.min(pixels - p0);
-                    let plane = &input[item * c * h * w..(item + 1) * c * h * w];
-                    let (cols, ldc): (&[f32], usize) = if direct {
-                        (&plane[p0..], pixels)
-                    } else {
-                        // Every value is written below: grown, never cleared.
-                        if columns.len() < k * len {
-                            columns.resize(k * len, 0.0);
-                        }
-                        let cols = &mut columns[..k * len];
-                        fill_columns(cols, plane, (c, h, w), (kh, kw), strides, pads, ow, p0);
-                        (cols, len)
-                    };
+                let (item, p0) = (job / tiles, (job % tiles) * tile);
+                let len = tile.min(pixels - p0);
+                let plane = &input[item * c * h * w..(item + 1) * c * h * w];
+                // The tile's output from the columns (k x len) at row stride `ldc`.
+                let multiply = |cols: &[f32], ldc: usize| {
                     // SAFETY: (o x len) of the output from here, at row stride `pixels`, are
-                    // in bounds and written by this tile alone; the weights are (o x k) and
-                    // the columns (k x len) at row stride `ldc`.
+                    // in bounds and written by this tile alone; the weights are (o x k).
                     unsafe {
                         let tile_out = dst.at(item * o * pixels + p0);
                         match &packed {
@@ -221,7 +211,15 @@ pub fn conv2d(
                             activation.shift_apply(row, shift);
                         }
                     }
-                })
+                };
+                match direct {
+                    true => multiply(&plane[p0..], pixels),
+                    // `fill_columns` writes every value of the tile's columns.
+                    false => with_scratch(&COLUMNS, k * len, |cols| {
+                        fill_columns(cols, plane, (c, h, w), (kh, kw), strides, pads, ow, p0);
+                        multiply(cols, len)
+                    }),
+                }
             })
         })
     })??;

@@ -23,6 +23,22 @@ pub use conv::{Activation, conv_transpose_blocks, conv2d};
 pub use linear::FastLinear;
 pub use planes::{Binary, activate, binary_same_shape, max_pool2d, upsample_nearest};
 
+/// Runs `f` on the first `len` values of this thread's scratch buffer `key`: grown (with
+/// zeros) when short, never shrunk or cleared, so that a kernel called once per tile neither
+/// allocates nor fills memory again. `f` must write every value it reads.
+fn with_scratch<R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    key.with_borrow_mut(|buffer| {
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        f(&mut buffer[..len])
+    })
+}
+
 /// Depthwise 2-D convolution: `x` (B, C, H, W), `weight` (C, 1, K, K), `bias` (C); stride `s`,
 /// "same" padding (output ceil(H / s) x ceil(W / s), the extra padding row and column at the
 /// bottom and right), then `min(max(y, lo), hi)` when `clamp` is given.

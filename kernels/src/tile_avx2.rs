@@ -54,8 +54,8 @@ pub(crate) unsafe fn product(
     out: *mut f32,
     ldo: usize,
 ) {
-    PANELS.with_borrow_mut(|panels| {
-        panels.resize(k * BLOCK, 0.0);
+    // `pack_panels` writes every value the tiles read.
+    crate::with_scratch(&PANELS, k * BLOCK, |panels| {
         for b0 in (0..n).step_by(BLOCK) {
             let width = BLOCK.min(n - b0);
             pack_panels(columns, ldc, (k, b0, width), panels);
