@@ -18,8 +18,8 @@ const COLUMN_CHUNK: usize = 4 * tile::PIXELS;
 
 /// One or more linear layers over the same input, their outputs side by side.
 pub struct FastLinear {
-    /// The weights transposed: (inputs x outputs), row-major.
-    transposed: Vec<f32>,
+    /// The weights transposed, (inputs x outputs), laid out once for the product.
+    transposed: tile::Columns,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
@@ -57,7 +57,7 @@ impl FastLinear {
             }
         }
         Ok(Some(Self {
-            transposed,
+            transposed: tile::Columns::new(transposed, inputs, outputs),
             bias,
             inputs,
             outputs,
@@ -87,7 +87,7 @@ impl FastLinear {
             // its capacity and written by this job alone.
             unsafe {
                 let at = dst.at(r0 * n + c0);
-                tile::product(block, (m, k, len), &self.transposed[c0..], n, at, n);
+                tile::product_on(block, m, &self.transposed, (c0, len), at, n);
                 for r in 0..m {
                     let row = std::slice::from_raw_parts_mut(at.add(r * n), len);
                     for (v, b) in row.iter_mut().zip(&self.bias[c0..c0 + len]) {
@@ -127,10 +127,11 @@ mod tests {
     #[test]
     fn fused_layers_match_candle() -> Result<()> {
         let device = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (3, 37, 40), &device)?;
+        // 300 inputs: past the AVX2 product's pass over K (256).
+        let x = Tensor::randn(0f32, 1.0, (3, 37, 300), &device)?;
         let (w1, w2) = (
-            Tensor::randn(0f32, 0.2, (50, 40), &device)?,
-            Tensor::randn(0f32, 0.2, (300, 40), &device)?,
+            Tensor::randn(0f32, 0.2, (50, 300), &device)?,
+            Tensor::randn(0f32, 0.2, (300, 300), &device)?,
         );
         let b1 = Tensor::randn(0f32, 1.0, 50, &device)?;
         let Some(layer) = FastLinear::new(&[&w1, &w2], &[Some(&b1), None])? else {
