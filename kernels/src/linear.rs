@@ -1,7 +1,8 @@
 //! Linear layers (`y = x W^T + b`, then an activation) of the text towers on the AVX-512 or AVX2
-//! product, for CPUs that have it: the weights are stored transposed once, at load, so that
-//! each output row of `y` is the input row times contiguous weight rows; several layers that
-//! read the same input (a transformer's query, key and value) are one product.
+//! product, for CPUs that have it: the weights are stored transposed once, at load (on AVX2
+//! already packed into the product's panels), so that each output row of `y` is the input row
+//! times contiguous weight rows; several layers that read the same input (a transformer's
+//! query, key and value) are one product.
 // The jobs write disjoint blocks of one output through a shared pointer.
 #![allow(unsafe_code)]
 

@@ -63,9 +63,9 @@ struct Layer {
     span: tracing::Span,
     /// Set for weights that never change once loaded: inference then runs on `fast`.
     frozen: bool,
-    /// The same linear layers on vemo-kernels' AVX-512 product, made at the first inference
-    /// pass of a frozen layer in f32 on a CPU that has AVX-512 (`None` elsewhere; training
-    /// always runs candle's layers).
+    /// The same linear layers on vemo-kernels' AVX-512 or AVX2 product, made at the first
+    /// inference pass of a frozen layer in f32 on a CPU that has either (`None` elsewhere;
+    /// training always runs candle's layers).
     fast: std::sync::OnceLock<Option<FastLayers>>,
 }
 
