@@ -142,9 +142,6 @@ pub(crate) unsafe fn product_on(
     assert!(c0.is_multiple_of(PIXELS) && c0 + len <= n);
     #[cfg(target_arch = "x86_64")]
     if columns.panels {
-        if o == 0 || len == 0 {
-            return;
-        }
         let panels =
             &columns.values[(c0 / crate::tile_avx2::PANEL) * k * crate::tile_avx2::PANEL..];
         // SAFETY: panels exist only where AVX2 and FMA do ([`Columns::new`]); the panels
