@@ -73,6 +73,10 @@ pub enum TrainCommand {
     /// Train the lower exits' heads by distilling the last exit's embeddings on unlabeled corpus
     /// items (1 - cosine, AdamW); save them into the bundle; print each exit's held-out quality.
     Exits(TrainExitsArgs),
+    /// Align the towers for search: train every exit's head with symmetric InfoNCE on a
+    /// COCO-format image-caption set (frozen towers, features cached, augmented views); keep
+    /// the epoch with the best dev recall; save the heads into the bundle.
+    Align(TrainAlignArgs),
     /// Train the NER branch (fine-tuned copies of the text tower's top layers + a token
     /// classifier) on CoNLL-2003 files with AdamW; print loss and dev F1 per epoch; keep the
     /// best epoch; save it into the bundle.
@@ -106,6 +110,40 @@ pub struct TrainNerArgs {
     #[arg(long)]
     pub max_sentences: Option<usize>,
     /// Also write the trained weights here (e.g. to commit them).
+    #[arg(long)]
+    pub copy_to: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainAlignArgs {
+    /// Bundle name under $VEMO_HOME/models, or a folder; its heads file is (re)written.
+    #[arg(long, default_value = "vemo-mini")]
+    pub bundle: String,
+    /// Training pairs: a folder with `captions_*.json` (COCO captions format) and its images.
+    #[arg(long)]
+    pub corpus: std::path::PathBuf,
+    /// Held-out pairs in the same format: pick the epoch kept and report recall per epoch.
+    #[arg(long)]
+    pub dev: Option<std::path::PathBuf>,
+    /// Augmented views per training photo (1-10: centre, mirrored, then corner crops).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub views: u32,
+    /// Maximum epochs per head.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Photos per batch (each pair's negatives are the batch's other photos).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Folder for the cached tower features (default $VEMO_HOME/cache/align).
+    #[arg(long)]
+    pub cache: Option<std::path::PathBuf>,
+    /// Also write the trained heads here (e.g. to commit them).
     #[arg(long)]
     pub copy_to: Option<std::path::PathBuf>,
 }

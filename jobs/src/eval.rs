@@ -2,8 +2,10 @@
 //! set, for every exit of the bundle, with each exit's encoding speed.
 //!
 //! Rows: `image_eN` pairs image exit N with captions at the text tower's last exit; `text_eN`
-//! pairs a lower text exit N with images at the image tower's last exit. A caption query is
-//! correct at K when its own image is in the top K; an image query when any of its captions is.
+//! pairs a lower text exit N with images at the image tower's last exit; `conse_e7` is the last
+//! image exit through ConSE alone, printed beside its aligned head for comparison. A caption
+//! query is correct at K when its own image is in the top K; an image query when any of its
+//! captions is. The report names the candidates and what a random ranking would score.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,12 +14,14 @@ use std::time::Instant;
 
 use image::RgbImage;
 use serde::Serialize;
-use vemo_models::bundle::Bundle;
+use vemo_models::bundle::{Bundle, ImageArchitecture};
 use vemo_models::models::bert::default_device;
+use vemo_models::models::efficientnet::STAGES;
 use vemo_models::models::image_encoder::ImageEncoder;
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::pixels::classifier_crop;
 use vemo_operators::images::decode_image;
+use vemo_schemas::Tower;
 
 use crate::cli::EvalRetrievalArgs;
 use crate::home::{bundle_dir, expand};
@@ -47,14 +51,24 @@ pub struct Report {
     pub corpus: String,
     pub images: usize,
     pub captions: usize,
+    /// Recall a random ranking would get (the candidates are all images, all captions).
+    pub chance: Chance,
     pub exits: BTreeMap<String, ExitFigures>,
 }
 
+/// Expected Recall@1/5/10 of a random ranking, each direction.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Chance {
+    pub text_to_image: Recall,
+    pub image_to_text: Recall,
+}
+
 /// A COCO caption set: images and, for each caption, the index of its image.
-struct CaptionSet {
-    images: Vec<PathBuf>,
-    captions: Vec<String>,
-    owner: Vec<usize>,
+pub(crate) struct CaptionSet {
+    pub images: Vec<PathBuf>,
+    pub captions: Vec<String>,
+    /// The image each caption belongs to.
+    pub owner: Vec<usize>,
 }
 
 /// Runs `vemo eval retrieval`.
@@ -70,12 +84,23 @@ pub fn run(args: EvalRetrievalArgs) -> anyhow::Result<ExitCode> {
             "{}: {} images, {} captions, bundle {}",
             report.corpus, report.images, report.captions, report.bundle
         );
+        let fmt = |r: &Recall| format!("{:.3}/{:.3}/{:.3}", r.r1, r.r5, r.r10);
+        println!(
+            "candidates: {} images for each caption, {} captions for each image",
+            report.images, report.captions
+        );
         println!(
             "{:<10} {:>21} {:>21} {:>10}",
             "exit", "text->image R@1/5/10", "image->text R@1/5/10", "items/s"
         );
+        println!(
+            "{:<10} {:>21} {:>21} {:>10}",
+            "(chance)",
+            fmt(&report.chance.text_to_image),
+            fmt(&report.chance.image_to_text),
+            "-"
+        );
         for (name, f) in &report.exits {
-            let fmt = |r: &Recall| format!("{:.3}/{:.3}/{:.3}", r.r1, r.r5, r.r10);
             println!(
                 "{name:<10} {:>21} {:>21} {:>10.1}",
                 fmt(&f.text_to_image),
@@ -87,7 +112,7 @@ pub fn run(args: EvalRetrievalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_coco(dir: &Path) -> anyhow::Result<CaptionSet> {
+pub(crate) fn read_coco(dir: &Path) -> anyhow::Result<CaptionSet> {
     let file = std::fs::read_dir(dir)
         .map_err(|e| usage(format!("cannot read {}: {e}", dir.display())))?
         .flatten()
@@ -201,12 +226,28 @@ fn evaluate(
             (rows, crops.len() as f64 / start.elapsed().as_secs_f64()),
         );
     }
+    // The last exit through ConSE alone, beside its aligned head, for comparison.
+    let conse_at = match bundle.exit_heads(&device)?.get(Tower::Image, STAGES) {
+        Some(_) if image.architecture == ImageArchitecture::EfficientNetLite0 => {
+            let encoder = ImageEncoder::load(bundle, &[STAGES], &device)?.with_conse_last_exit();
+            let start = Instant::now();
+            let rows = encoder.encode_all(&crop_refs, 8)?.joint.remove(0);
+            Some((rows, crops.len() as f64 / start.elapsed().as_secs_f64()))
+        }
+        _ => None,
+    };
 
     let mut exits = BTreeMap::new();
     if let Some((captions, _)) = captions_at.get(&text.default_exit) {
         for (exit, (images, speed)) in &images_at {
             exits.insert(
                 format!("image_e{exit}"),
+                figures(set, captions, images, *speed),
+            );
+        }
+        if let Some((images, speed)) = &conse_at {
+            exits.insert(
+                format!("conse_e{STAGES}"),
                 figures(set, captions, images, *speed),
             );
         }
@@ -226,8 +267,41 @@ fn evaluate(
         corpus: corpus.display().to_string(),
         images: set.images.len(),
         captions: set.captions.len(),
+        chance: chance(set),
         exits,
     })
+}
+
+/// Recall at K of a random ranking: K of N images for a caption; for an image with m of the C
+/// captions, the chance that one of its m is among K drawn, 1 - C(C-m, K) / C(C, K).
+fn chance(set: &CaptionSet) -> Chance {
+    let n = set.images.len().max(1) as f64;
+    let at = |k: f64| (k / n).min(1.0);
+    let c = set.captions.len();
+    let mut own = vec![0usize; set.images.len()];
+    for &o in &set.owner {
+        own[o] += 1;
+    }
+    let image_at = |k: usize| {
+        let miss = |m: usize| -> f64 {
+            (0..k.min(c))
+                .map(|j| (c.saturating_sub(m + j)) as f64 / (c - j) as f64)
+                .product()
+        };
+        own.iter().map(|&m| 1.0 - miss(m)).sum::<f64>() / own.len().max(1) as f64
+    };
+    Chance {
+        text_to_image: Recall {
+            r1: at(1.0),
+            r5: at(5.0),
+            r10: at(10.0),
+        },
+        image_to_text: Recall {
+            r1: image_at(1),
+            r5: image_at(5),
+            r10: image_at(10),
+        },
+    }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -300,5 +374,11 @@ mod tests {
         let f = figures(&set, &captions, &images, 1.0);
         assert!((f.text_to_image.r1 - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(f.image_to_text.r1, 1.0);
+        // Chance: a caption draws 1 of 2 images; image 0 owns 1 of 3 captions, image 1 owns 2.
+        let c = chance(&set);
+        assert_eq!(c.text_to_image.r1, 0.5);
+        assert_eq!(c.text_to_image.r10, 1.0);
+        assert!((c.image_to_text.r1 - (1.0 / 3.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        assert_eq!(c.image_to_text.r5, 1.0);
     }
 }

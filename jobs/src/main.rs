@@ -3,6 +3,8 @@
 //! Exit codes: 0 ok, 1 the job failed, 2 usage or configuration error (the message says what
 //! to fix).
 
+mod align;
+mod align_features;
 mod bench;
 mod bench_reference;
 mod cli;
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Train(args) => match args.command {
             cli::TrainCommand::Exits(args) => train::run(args),
+            cli::TrainCommand::Align(args) => align::run(args),
             cli::TrainCommand::Ner(args) => ner::train(args),
         },
         cli::Command::Search(args) => search::run(args),

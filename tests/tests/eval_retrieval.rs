@@ -1,12 +1,13 @@
-//! `vemo eval retrieval` on a COCO-format caption set: on the tiny bundle and a synthetic
-//! corpus, every exit is reported and recalls are ordered fractions; with the pulled bundle on
-//! the embedded sample corpus (16 photos, one caption each), the last image exit finds most
-//! photos from their captions. The figures on coco-mini-train are in the README (that data is
-//! not available to a fresh clone).
+//! `vemo eval retrieval` and `vemo train align` on a COCO-format caption set: on the tiny
+//! bundle and a synthetic corpus, every exit is reported and recalls are ordered fractions, and
+//! alignment trains (the loss falls), saves heads the next evaluation uses, and caches its
+//! features; with the pulled bundle on the embedded sample corpus (16 photos, one caption
+//! each), the last image exit finds most photos from their captions. The figures on Flickr8k
+//! and coco-mini-train are in the README (that data is not available to a fresh clone).
 
 use std::path::Path;
 
-use vemo_models::tiny_bundle::{pulled_bundle, sample_corpus};
+use vemo_models::tiny_bundle::{pulled_bundle, sample_corpus, write_tiny_bundle};
 use vemo_tests::{tiny_bundle, vemo_ok};
 
 /// Writes `captions_sample.json` in `dir` for the manifest corpus at `corpus`; returns the
@@ -43,20 +44,7 @@ fn evaluate(dir: &Path, bundle: &Path) -> serde_json::Value {
 fn eval_retrieval_reports_every_exit_as_json() {
     let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
-    let corpus = dir.path().join("corpus");
-    vemo_ok(&[
-        "corpus",
-        "synth",
-        "--items",
-        "12",
-        "--output",
-        &corpus.display().to_string(),
-        "--size",
-        "32",
-    ]);
-    let set = dir.path().join("set");
-    std::fs::create_dir_all(&set).expect("mkdir");
-    assert_eq!(coco_set(&corpus, &set), 12);
+    let set = synthetic_set(dir.path(), 12);
     let report = evaluate(&set, &bundle);
     assert_eq!(report["images"], 12);
     assert_eq!(report["captions"], 12);
@@ -77,6 +65,85 @@ fn eval_retrieval_reports_every_exit_as_json() {
         }
         assert!(exit["items_per_s"].as_f64().expect("speed") > 0.0);
     }
+}
+
+/// A synthetic corpus of `items` photos as a COCO caption set in `dir/set`.
+fn synthetic_set(dir: &Path, items: usize) -> std::path::PathBuf {
+    let corpus = dir.join("corpus");
+    vemo_ok(&[
+        "corpus",
+        "synth",
+        "--items",
+        &items.to_string(),
+        "--output",
+        &corpus.display().to_string(),
+        "--size",
+        "32",
+    ]);
+    let set = dir.join("set");
+    std::fs::create_dir_all(&set).expect("mkdir");
+    assert_eq!(coco_set(&corpus, &set), items);
+    set
+}
+
+#[test]
+fn train_align_lowers_its_loss_saves_heads_and_reuses_its_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = write_tiny_bundle(&dir.path().join("bundle")).expect("tiny bundle");
+    let set = synthetic_set(dir.path(), 24);
+    let cache = dir.path().join("cache");
+    let train = |epochs: &str| {
+        let out = vemo_ok(&[
+            "train",
+            "align",
+            "--bundle",
+            &bundle.display().to_string(),
+            "--corpus",
+            &set.display().to_string(),
+            "--dev",
+            &set.display().to_string(),
+            "--views",
+            "2",
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "1e-2",
+            "--cache",
+            &cache.display().to_string(),
+        ]);
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let first = train("8");
+    assert!(first.contains("features cached in"), "{first}");
+    // The last image exit's epochs: the training loss of the last is below the first's.
+    let losses: Vec<f64> = first
+        .split("image exit 7:")
+        .nth(1)
+        .and_then(|s| s.split("image exit 4:").next())
+        .expect("image exit 7's epochs")
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            match cols.as_slice() {
+                [epoch, loss, _, _, _] if epoch.parse::<usize>().is_ok() => loss.parse().ok(),
+                _ => None,
+            }
+        })
+        .collect();
+    assert!(losses.len() >= 2, "{first}");
+    assert!(losses.last() < losses.first(), "losses {losses:?}\n{first}");
+    assert!(first.contains("Saved 4 heads"), "{first}");
+    // The bundle names its heads; evaluation uses them, and shows ConSE alone beside them.
+    let report = evaluate(&set, &bundle);
+    let exits = report["exits"].as_object().expect("exits");
+    for name in ["image_e4", "image_e6", "image_e7", "conse_e7", "text_e3"] {
+        assert!(exits.contains_key(name), "{name} missing: {report}");
+    }
+    assert_eq!(report["chance"]["text_to_image"]["r1"], 1.0 / 24.0);
+    let second = train("1");
+    assert!(second.contains("features from"), "{second}");
 }
 
 #[test]

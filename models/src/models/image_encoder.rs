@@ -1,9 +1,11 @@
 //! EncodeImages: the image tower (EfficientNet-Lite0 + ConSE + exit heads, or CLIP's vision
 //! tower) with several exits.
 //!
-//! EfficientNet-Lite0: the last exit (stage 7, the full classifier) embeds an image by ConSE
-//! into the caption space and also yields the 1280-d pooled feature for image-to-image search;
-//! a lower exit pools its stage's output and maps it into the caption space with its trained
+//! EfficientNet-Lite0: the last exit (stage 7, the full classifier) embeds an image into the
+//! caption space through its aligned head (`vemo train align`), which reads the unit 1280-d
+//! pooled feature and the ConSE embedding of the classifier's output (ConSE alone where the
+//! bundle has no such head); it also yields the pooled feature for image-to-image search. A
+//! lower exit pools its stage's output and maps it into the caption space with its trained
 //! exit head. Only the stages up to the deepest requested exit run.
 //!
 //! CLIP: exit L takes the class token after L vision layers through the checkpoint's
@@ -104,8 +106,9 @@ impl ImageEncoder {
                 match (spec.architecture, head) {
                     // CLIP: every exit is in the joint space already, a head is optional.
                     (ImageArchitecture::Clip, head) => Ok(head),
-                    // EfficientNet: the last stage needs none, a lower one must have one.
-                    (ImageArchitecture::EfficientNetLite0, _) if exit == STAGES => Ok(None),
+                    // EfficientNet: the last stage falls back to ConSE alone, a lower one must
+                    // have a head.
+                    (ImageArchitecture::EfficientNetLite0, head) if exit == STAGES => Ok(head),
                     (ImageArchitecture::EfficientNetLite0, None) => Err(fail(format!(
                         "image exit {exit} has no trained exit head; run `vemo train exits` first"
                     ))),
@@ -165,6 +168,19 @@ impl ImageEncoder {
             });
         }
         Ok(Backbone::Clip(model))
+    }
+
+    /// This encoder with its last exit embedded by ConSE alone, its aligned head (if any)
+    /// dropped: the comparison `vemo eval retrieval` prints as `conse_e7`.
+    pub fn with_conse_last_exit(mut self) -> Self {
+        if matches!(self.backbone, Backbone::EfficientNet { .. }) {
+            for (exit, head) in self.exits.iter().zip(self.heads.iter_mut()) {
+                if *exit == STAGES {
+                    *head = None;
+                }
+            }
+        }
+        self
     }
 
     /// The exits this encoder produces, in output order.
@@ -316,6 +332,17 @@ impl ImageEncoder {
         let mut out = Vec::with_capacity(self.exits.len() + 1);
         for (exit, head) in self.exits.iter().zip(&self.heads) {
             let joint = match (head, &full) {
+                // The aligned last exit reads the unit pooled feature and the ConSE embedding.
+                (Some(head), Some(full)) if *exit == STAGES => {
+                    let input = Tensor::cat(
+                        &[
+                            super::l2_normalize(&full.pooled)?,
+                            conse.embed(&full.logits)?,
+                        ],
+                        1,
+                    )?;
+                    project(head, &input)?
+                }
                 (Some(head), _) => {
                     let stage = lower.next().ok_or_else(|| Error::Bundle {
                         path: "image tower".into(),

@@ -1,5 +1,6 @@
 //! Candle models, one module per model family, and the towers built from them.
 
+pub mod alignment;
 pub mod bert;
 pub mod clip;
 pub mod clip_towers;
