@@ -42,7 +42,4 @@ build_vemo() {
 ensure_bundle_and_sample() {
   "$VEMO" models pull vemo-mini
   "$VEMO" corpus sample
-  # The lower exits' heads, distilled on the sample corpus (train on your own corpus for
-  # better ones: see the README's runbook).
-  "$VEMO" train exits --bundle vemo-mini --corpus "$VEMO_HOME/corpus/sample"
 }

@@ -140,7 +140,7 @@ pub fn run(args: TrainAlignArgs) -> anyhow::Result<ExitCode> {
     bundle.manifest.exit_heads = Some(HEADS_FILE.into());
     bundle.save_manifest()?;
     if let Some(copy) = &args.copy_to {
-        heads.save(copy)?;
+        heads.to_dtype(candle_core::DType::F16)?.save(copy)?;
     }
     print_summary(&report);
     println!(

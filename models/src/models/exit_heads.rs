@@ -26,15 +26,36 @@ pub struct ExitHeads {
 }
 
 impl ExitHeads {
-    /// Loads every `NAME.weight` / `NAME.bias` pair of a safetensors file.
+    /// Loads every `NAME.weight` / `NAME.bias` pair of a safetensors file, as f32 (a shipped
+    /// file may hold f16).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let tensors = candle_core::safetensors::load(path, device)?;
         let mut heads = HashMap::new();
         for (key, weight) in &tensors {
             if let Some(name) = key.strip_suffix(".weight") {
-                let bias = tensors.get(&format!("{name}.bias")).cloned();
-                heads.insert(name.to_string(), Linear::new(weight.clone(), bias));
+                let bias = tensors
+                    .get(&format!("{name}.bias"))
+                    .map(|b| b.to_dtype(DType::F32))
+                    .transpose()?;
+                heads.insert(
+                    name.to_string(),
+                    Linear::new(weight.to_dtype(DType::F32)?, bias),
+                );
             }
+        }
+        Ok(Self { heads })
+    }
+
+    /// These heads with their weights in `dtype` (f16 halves a file to ship; [`Self::load`]
+    /// reads it back as f32).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let mut heads = HashMap::new();
+        for (name, head) in &self.heads {
+            let bias = head.bias().map(|b| b.to_dtype(dtype)).transpose()?;
+            heads.insert(
+                name.clone(),
+                Linear::new(head.weight().to_dtype(dtype)?, bias),
+            );
         }
         Ok(Self { heads })
     }
