@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use candle_nn::Linear;
 use vemo_models::bundle::{Bundle, ImageArchitecture};
 use vemo_models::models::alignment::{
-    AlignOptions, EpochReport, Side, Trained, conse_start, plain_start, train_alignment,
+    AlignOptions, Aligned, EpochReport, Side, Trained, conse_start, plain_start, train_alignment,
 };
 use vemo_models::models::bert::default_device;
 use vemo_models::models::efficientnet::STAGES;
@@ -23,9 +23,6 @@ use crate::align_features::{Features, LOWER_STAGES, TEXT_EXITS, features};
 use crate::cli::TrainAlignArgs;
 use crate::eval::read_coco;
 use crate::home::{bundle_dir, expand};
-
-/// File the heads are saved to, inside the bundle (shared with `vemo train exits`).
-const HEADS_FILE: &str = "exit_heads.safetensors";
 
 /// Runs `vemo train align`.
 pub fn run(args: TrainAlignArgs) -> anyhow::Result<ExitCode> {
@@ -136,9 +133,7 @@ pub fn run(args: TrainAlignArgs) -> anyhow::Result<ExitCode> {
     )?;
     heads.insert(Tower::Text, TEXT_EXITS[0], head);
 
-    heads.save(&bundle.file(HEADS_FILE))?;
-    bundle.manifest.exit_heads = Some(HEADS_FILE.into());
-    bundle.save_manifest()?;
+    let saved = bundle.save_exit_heads(&heads)?;
     if let Some(copy) = &args.copy_to {
         heads.to_dtype(candle_core::DType::F16)?.save(copy)?;
     }
@@ -147,7 +142,7 @@ pub fn run(args: TrainAlignArgs) -> anyhow::Result<ExitCode> {
         "Saved {} heads ({} parameters) to {}.",
         heads.names().len(),
         heads.parameter_count(),
-        bundle.file(HEADS_FILE).display()
+        saved.display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -171,7 +166,7 @@ fn fit(
         "  {:>5} {:>8} {:>7} {:>21} {:>21}",
         "epoch", "loss", "scale", "dev text->image", "dev image->text"
     );
-    let (head, epochs) = train_alignment(
+    let Aligned { head, epochs, kept } = train_alignment(
         &images,
         &captions,
         trained,
@@ -189,15 +184,8 @@ fn fit(
             e.held_out.map_or("-".into(), |r| recall3(&r.image_to_text)),
         );
     }
-    let kept = epochs
-        .iter()
-        .max_by(|a, b| {
-            let s = |e: &EpochReport| e.held_out.map_or(e.epoch as f64, |r| r.sum());
-            s(a).total_cmp(&s(b))
-        })
-        .cloned();
-    if let Some(kept) = kept {
-        report.push((name.to_string(), kept));
+    if let Some(kept) = kept.and_then(|i| epochs.get(i)) {
+        report.push((name.to_string(), kept.clone()));
     }
     Ok(head)
 }

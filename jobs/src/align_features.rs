@@ -11,7 +11,6 @@ use candle_core::{Device, Tensor};
 use vemo_models::bundle::Bundle;
 use vemo_models::models::efficientnet::STAGES;
 use vemo_models::models::image_encoder::ImageEncoder;
-use vemo_models::models::l2_normalize;
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::pixels::training_views;
 use vemo_operators::images::decode_image;
@@ -105,10 +104,7 @@ fn compute(
         let refs: Vec<&image::RgbImage> = pending.iter().map(|(_, v)| v).collect();
         let (pooled, full) = encoder.backbone(&refs, &stages)?;
         let full = full.ok_or_else(|| anyhow::anyhow!("the classifier did not run"))?;
-        let last = Tensor::cat(
-            &[l2_normalize(&full.pooled)?, encoder.conse(&full.logits)?],
-            1,
-        )?;
+        let last = encoder.last_exit_input(&full)?;
         for (slot, t) in parts.iter_mut().zip(pooled.into_iter().chain([last])) {
             slot.push(t);
         }

@@ -2,9 +2,9 @@
 //! corpus items, saves them into the bundle and prints each exit's quality.
 //!
 //! Teacher: the bundle's last exit of each tower (text exit 6; image exit 7 through its aligned
-//! head, or ConSE where the bundle has none). Student
-//! input: a lower exit's pooled features. Images give ten views each (five crops, mirrored);
-//! captions come from the corpus plus ImageNet class prompts. Every fifth item is held out.
+//! head, or ConSE where the bundle has none). Student input: a lower exit's pooled features.
+//! Images give ten views each (five crops, mirrored); captions come from the corpus plus
+//! ImageNet class prompts. Every fifth item is held out.
 
 use std::process::ExitCode;
 
@@ -12,9 +12,8 @@ use candle_core::{Device, Tensor};
 use vemo_models::bundle::{Bundle, ImageArchitecture};
 use vemo_models::models::bert::default_device;
 use vemo_models::models::efficientnet::STAGES;
-use vemo_models::models::exit_heads::{ExitHeads, HeadQuality, TrainOptions, project, train_head};
+use vemo_models::models::exit_heads::{ExitHeads, HeadQuality, TrainOptions, train_head};
 use vemo_models::models::image_encoder::ImageEncoder;
-use vemo_models::models::l2_normalize;
 use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::pixels::training_views;
 use vemo_operators::images::{ImageReader, decode_image};
@@ -23,9 +22,6 @@ use vemo_schemas::{ManifestEntry, Tower};
 
 use crate::cli::TrainExitsArgs;
 use crate::home::{bundle_dir, expand};
-
-/// File the heads are saved to, inside the bundle.
-const HEADS_FILE: &str = "exit_heads.safetensors";
 
 /// What training the heads needs besides the bundle.
 struct Training<'a> {
@@ -59,9 +55,7 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
     let mut heads = bundle.exit_heads(&training.device)?;
     let mut report = train_text_heads(&bundle, &training, &mut heads)?;
     report.extend(train_image_heads(&bundle, &training, &mut heads)?);
-    heads.save(&bundle.file(HEADS_FILE))?;
-    bundle.manifest.exit_heads = Some(HEADS_FILE.into());
-    bundle.save_manifest()?;
+    let saved = bundle.save_exit_heads(&heads)?;
     println!(
         "{:<14} {:>8} {:>9} {:>12} {:>14}",
         "head", "train", "held out", "mean cos", "top-1 agree"
@@ -76,7 +70,7 @@ pub fn run(args: TrainExitsArgs) -> anyhow::Result<ExitCode> {
         "Saved {} heads ({} parameters) to {}.",
         heads.names().len(),
         heads.parameter_count(),
-        bundle.file(HEADS_FILE).display()
+        saved.display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -126,8 +120,8 @@ fn train_text_heads(
 }
 
 /// The image tower's lower-exit heads, distilled from its last exit (aligned head or ConSE) on
-/// ten views of each corpus image. A CLIP image tower projects every exit with the checkpoint's own projection;
-/// its exits get no heads here.
+/// ten views of each corpus image. A CLIP image tower projects every exit with the checkpoint's
+/// own projection; its exits get no heads here.
 fn train_image_heads(
     bundle: &Bundle,
     training: &Training<'_>,
@@ -177,12 +171,9 @@ fn image_training_set(
     training: &Training<'_>,
     lower: &[usize],
 ) -> anyhow::Result<(Vec<Vec<Tensor>>, Tensor, Vec<usize>)> {
+    // Loaded with the bundle's last-exit head, if any: the teacher is that exit as the bundle
+    // embeds it (the aligned head, else ConSE).
     let encoder = ImageEncoder::load(bundle, &[STAGES], &training.device)?;
-    // The teacher: the last exit as the bundle embeds it (its aligned head, else ConSE).
-    let last_head = bundle
-        .exit_heads(&training.device)?
-        .get(Tower::Image, STAGES)
-        .cloned();
     let (resize, crop) = encoder.input_geometry();
     let reader = ImageReader::default();
     let mut stages = lower.to_vec();
@@ -207,14 +198,7 @@ fn image_training_set(
         let refs: Vec<&image::RgbImage> = views.iter().collect();
         let (pooled, full) = encoder.backbone(&refs, &stages)?;
         let full = full.ok_or_else(|| anyhow::anyhow!("the classifier did not run"))?;
-        let conse = encoder.conse(&full.logits)?;
-        targets.push(match &last_head {
-            Some(head) => project(
-                head,
-                &Tensor::cat(&[l2_normalize(&full.pooled)?, conse], 1)?,
-            )?,
-            None => conse,
-        });
+        targets.push(encoder.last_exit_embedding(&full)?);
         for (slot, t) in inputs.iter_mut().zip(pooled) {
             slot.push(t);
         }

@@ -16,7 +16,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bundle::{BUNDLE_FILE, Bundle};
+use crate::bundle::{BUNDLE_FILE, Bundle, EXIT_HEADS_FILE};
 use crate::models::bert::default_device;
 use crate::models::conse::{CLASSES_TENSOR, embed_classes, imagenet_class_names};
 use crate::models::text_encoder::TextEncoder;
@@ -147,8 +147,6 @@ const EXIT_HEADS: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../jobs/models/vemo-mini-heads.safetensors"
 ));
-/// Where the exit heads live inside a bundle.
-pub const EXIT_HEADS_FILE: &str = "exit_heads.safetensors";
 
 /// ImageNet class ids in class-index order, and their names (from timm).
 const IMAGENET_SYNSETS: &str = "image/imagenet_synsets.txt";

@@ -26,6 +26,9 @@ pub fn vemo_home() -> PathBuf {
 
 /// Name of the bundle's description file.
 pub const BUNDLE_FILE: &str = "bundle.toml";
+/// Where a bundle's exit heads live (written by `vemo models pull`, `vemo train align` and
+/// `vemo train exits`).
+pub const EXIT_HEADS_FILE: &str = "exit_heads.safetensors";
 
 /// `architecture` of a bundle's `[text]` tower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -453,6 +456,18 @@ impl Bundle {
             Some(rel) => crate::models::exit_heads::ExitHeads::load(&self.file(rel), device),
             None => Ok(Default::default()),
         }
+    }
+
+    /// Writes `heads` as the bundle's heads file and names it in `bundle.toml`; returns its path.
+    pub fn save_exit_heads(
+        &mut self,
+        heads: &crate::models::exit_heads::ExitHeads,
+    ) -> Result<PathBuf> {
+        let path = self.file(EXIT_HEADS_FILE);
+        heads.save(&path)?;
+        self.manifest.exit_heads = Some(EXIT_HEADS_FILE.into());
+        self.save_manifest()?;
+        Ok(path)
     }
 
     /// Rewrites `bundle.toml` from the manifest (after `vemo train exits` adds heads).

@@ -87,6 +87,21 @@ pub fn vemo_ok(args: &[&str]) -> Output {
     out
 }
 
+/// Writes the seeded synthetic corpus of `vemo corpus synth` (`items` photos of `size` pixels,
+/// `manifest.jsonl`) into `dir`.
+pub fn synth_corpus(dir: &Path, items: usize, size: u32) {
+    vemo_ok(&[
+        "corpus",
+        "synth",
+        "--items",
+        &items.to_string(),
+        "--output",
+        &dir.display().to_string(),
+        "--size",
+        &size.to_string(),
+    ]);
+}
+
 /// Writes a job file for `input` -> `output` with `bundle`, text exits 3 and 6, image exit 7,
 /// small shards, captions of at most 100 bytes.
 pub fn write_job(

@@ -9,7 +9,7 @@ use std::path::Path;
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use vemo_models::tiny_bundle::{pulled_bundle, sample_corpus};
-use vemo_tests::{read_lance, tiny_bundle, vemo, vemo_ok};
+use vemo_tests::{read_lance, synth_corpus, tiny_bundle, vemo, vemo_ok};
 
 const SENTENCES: &str = "\
 Angela NNP B-NP B-PER
@@ -116,16 +116,7 @@ fn indexed_captions_carry_entities_that_search_finds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = dir.path().join("corpus");
     let corpus_str = corpus.display().to_string();
-    vemo_ok(&[
-        "corpus",
-        "synth",
-        "--items",
-        "6",
-        "--output",
-        &corpus_str,
-        "--size",
-        "32",
-    ]);
+    synth_corpus(&corpus, 6, 32);
     let manifest = std::fs::read_to_string(corpus.join("manifest.jsonl")).expect("manifest");
     let named = "synth-0000002";
     let lines: String = manifest

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use vemo_models::tiny_bundle::{pulled_bundle, sample_corpus, write_tiny_bundle};
-use vemo_tests::{tiny_bundle, vemo_ok};
+use vemo_tests::{synth_corpus, tiny_bundle, vemo_ok};
 
 /// Writes `captions_sample.json` in `dir` for the manifest corpus at `corpus`; returns the
 /// number of images.
@@ -70,16 +70,7 @@ fn eval_retrieval_reports_every_exit_as_json() {
 /// A synthetic corpus of `items` photos as a COCO caption set in `dir/set`.
 fn synthetic_set(dir: &Path, items: usize) -> std::path::PathBuf {
     let corpus = dir.join("corpus");
-    vemo_ok(&[
-        "corpus",
-        "synth",
-        "--items",
-        &items.to_string(),
-        "--output",
-        &corpus.display().to_string(),
-        "--size",
-        "32",
-    ]);
+    synth_corpus(&corpus, items, 32);
     let set = dir.join("set");
     std::fs::create_dir_all(&set).expect("mkdir");
     assert_eq!(coco_set(&corpus, &set), items);

@@ -7,7 +7,7 @@ use std::path::Path;
 use vemo_tests::rows::{
     ITEMS, assert_complete, assert_same_rows, make_corpus, parquet_ids, read_output, walk,
 };
-use vemo_tests::{tiny_bundle, vemo, vemo_bin, vemo_ok, write_job};
+use vemo_tests::{synth_corpus, tiny_bundle, vemo, vemo_bin, vemo_ok, write_job};
 
 fn run_cluster(job: &Path, output: &str, processes: usize, workers: usize, dir: &Path) {
     let base = 23000 + (std::process::id() % 1000) as usize * 4;
@@ -150,10 +150,9 @@ fn a_missing_manifest_exits_2_with_a_message() {
 fn an_unwritable_output_fails_the_job_with_exit_1() {
     let bundle = tiny_bundle();
     let dir = tempfile::tempdir().expect("tempdir");
-    let corpus = dir.path().join("corpus").display().to_string();
-    vemo_ok(&[
-        "corpus", "synth", "--items", "5", "--output", &corpus, "--size", "32",
-    ]);
+    let corpus = dir.path().join("corpus");
+    synth_corpus(&corpus, 5, 32);
+    let corpus = corpus.display().to_string();
     // A regular file where the output folder should be: every write fails.
     let blocker = dir.path().join("blocker");
     std::fs::write(&blocker, b"not a folder").expect("write blocker");
@@ -187,10 +186,9 @@ fn a_lower_image_exit_without_a_trained_head_exits_2_with_a_message() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(headless.join("bundle.toml"), manifest).expect("write bundle.toml");
-    let corpus = dir.path().join("corpus").display().to_string();
-    vemo_ok(&[
-        "corpus", "synth", "--items", "2", "--output", &corpus, "--size", "32",
-    ]);
+    let corpus = dir.path().join("corpus");
+    synth_corpus(&corpus, 2, 32);
+    let corpus = corpus.display().to_string();
     let output = dir.path().join("out").display().to_string();
     let job = write_job(dir.path(), &corpus, &output, &headless, 2);
     let text = std::fs::read_to_string(&job)

@@ -16,7 +16,7 @@ use vemo_models::models::text_encoder::TextEncoder;
 use vemo_models::tiny_bundle::{
     FEATURE_DIM, TEXT_DIM, bundle_required, pulled_bundle, sample_corpus,
 };
-use vemo_tests::{tiny_bundle, vemo_ok};
+use vemo_tests::{synth_corpus, tiny_bundle, vemo_ok};
 
 /// Paraphrased queries (not the captions themselves) and the image each must rank first.
 const QUERIES: &[(&str, &str)] = &[
@@ -196,16 +196,7 @@ fn an_output_of_every_task_answers_every_search_and_opens_in_pylance() {
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = dir.path().join("corpus");
     let items = 12;
-    vemo_ok(&[
-        "corpus",
-        "synth",
-        "--items",
-        &items.to_string(),
-        "--output",
-        &corpus.display().to_string(),
-        "--size",
-        "64",
-    ]);
+    synth_corpus(&corpus, items, 64);
     let output = dir.path().join("out").display().to_string();
     let job = dir.path().join("job.toml");
     std::fs::write(

@@ -99,9 +99,18 @@ pub struct EpochReport {
     pub held_out: Option<Recalls>,
 }
 
+/// What [`train_alignment`] gives: the kept epoch's head and a report per epoch run.
+#[derive(Debug)]
+pub struct Aligned {
+    pub head: Linear,
+    pub epochs: Vec<EpochReport>,
+    /// Index in `epochs` of the epoch whose head was kept (`None` when no epoch ran).
+    pub kept: Option<usize>,
+}
+
 /// Trains a head from `start` (weight (out, in), bias (out)) on `images` x `captions` pairs, the
 /// head on the `trained` side. `held_out` pairs (same layout) pick the epoch kept; without them
-/// the last epoch is kept. Returns the head and a report per epoch.
+/// the last epoch is kept.
 pub fn train_alignment(
     images: &Side,
     captions: &Side,
@@ -109,7 +118,7 @@ pub fn train_alignment(
     start: Linear,
     held_out: Option<(&Side, &Side)>,
     options: &AlignOptions,
-) -> Result<(Linear, Vec<EpochReport>)> {
+) -> Result<Aligned> {
     let device = images.rows.device().clone();
     let items = images.items().min(captions.items());
     let (image_rows, caption_rows) = (images.rows_of(items), captions.rows_of(items));
@@ -133,7 +142,7 @@ pub fn train_alignment(
     )?;
     let mut rng = StdRng::seed_from_u64(options.seed);
     let mut reports = Vec::new();
-    let mut best: Option<(f64, Linear)> = None;
+    let mut best: Option<(f64, Linear, usize)> = None;
     let mut since_best = 0;
     let batch = options.batch_size.max(2);
     for epoch in 1..=options.epochs {
@@ -175,8 +184,8 @@ pub fn train_alignment(
             scale: f64::from(log_scale.as_tensor().exp()?.i(0)?.to_scalar::<f32>()?),
             held_out: held,
         });
-        if best.as_ref().is_none_or(|(s, _)| score > *s) {
-            best = Some((score, head));
+        if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+            best = Some((score, head, reports.len() - 1));
             since_best = 0;
         } else {
             since_best += 1;
@@ -185,11 +194,18 @@ pub fn train_alignment(
             }
         }
     }
-    let head = match best {
-        Some((_, head)) => head,
-        None => Linear::new(weight.as_tensor().copy()?, Some(bias.as_tensor().copy()?)),
-    };
-    Ok((head, reports))
+    Ok(match best {
+        Some((_, head, kept)) => Aligned {
+            head,
+            epochs: reports,
+            kept: Some(kept),
+        },
+        None => Aligned {
+            head: Linear::new(weight.as_tensor().copy()?, Some(bias.as_tensor().copy()?)),
+            epochs: reports,
+            kept: None,
+        },
+    })
 }
 
 /// Unit image and caption embeddings of a batch, the head applied on its side.
@@ -338,7 +354,11 @@ mod tests {
             learning_rate: 1e-2,
             ..Default::default()
         };
-        let (head, reports) = train_alignment(
+        let Aligned {
+            head,
+            epochs: reports,
+            kept: kept_at,
+        } = train_alignment(
             &train_images,
             &train_captions,
             Trained::Image,
@@ -356,6 +376,8 @@ mod tests {
             .max_by(|a, b| a.sum().total_cmp(&b.sum()))
             .expect("held-out recall");
         assert_eq!(after, kept);
+        let kept_at = kept_at.expect("an epoch was kept");
+        assert_eq!(reports[kept_at].held_out, Some(kept));
         // 60 held-out photos: chance R@1 is 1/60.
         assert!(
             after.text_to_image[0] > 0.8,

@@ -273,6 +273,32 @@ impl ImageEncoder {
         self.efficientnet()?.1.embed(logits)
     }
 
+    /// EfficientNet-Lite0 only: what the last exit's aligned head reads, the unit pooled
+    /// feature and the ConSE embedding side by side, (batch, 1280 + dim).
+    pub fn last_exit_input(&self, full: &ImageOutputs) -> Result<Tensor> {
+        Ok(Tensor::cat(
+            &[
+                super::l2_normalize(&full.pooled)?,
+                self.conse(&full.logits)?,
+            ],
+            1,
+        )?)
+    }
+
+    /// EfficientNet-Lite0 only: the last exit's embedding in the caption space, through its
+    /// aligned head when this encoder has one, else by ConSE alone.
+    pub fn last_exit_embedding(&self, full: &ImageOutputs) -> Result<Tensor> {
+        let head = self
+            .exits
+            .iter()
+            .zip(&self.heads)
+            .find_map(|(exit, head)| head.as_ref().filter(|_| *exit == STAGES));
+        match head {
+            Some(head) => project(head, &self.last_exit_input(full)?),
+            None => self.conse(&full.logits),
+        }
+    }
+
     /// Encodes one batch of crops at every exit.
     pub fn encode(&self, crops: &[&image::RgbImage]) -> Result<ImageEmbeddings> {
         let mut outputs = self.forward(crops)?.into_iter();
@@ -327,22 +353,11 @@ impl ImageEncoder {
 
     fn forward_efficientnet(&self, crops: &[&image::RgbImage]) -> Result<Vec<Tensor>> {
         let (pooled, full) = self.backbone(crops, &self.exits)?;
-        let (_, conse) = self.efficientnet()?;
         let mut lower = pooled.into_iter();
         let mut out = Vec::with_capacity(self.exits.len() + 1);
         for (exit, head) in self.exits.iter().zip(&self.heads) {
             let joint = match (head, &full) {
-                // The aligned last exit reads the unit pooled feature and the ConSE embedding.
-                (Some(head), Some(full)) if *exit == STAGES => {
-                    let input = Tensor::cat(
-                        &[
-                            super::l2_normalize(&full.pooled)?,
-                            conse.embed(&full.logits)?,
-                        ],
-                        1,
-                    )?;
-                    project(head, &input)?
-                }
+                (_, Some(full)) if *exit == STAGES => self.last_exit_embedding(full)?,
                 (Some(head), _) => {
                     let stage = lower.next().ok_or_else(|| Error::Bundle {
                         path: "image tower".into(),
@@ -350,8 +365,7 @@ impl ImageEncoder {
                     })?;
                     project(head, &stage)?
                 }
-                (None, Some(full)) => conse.embed(&full.logits)?,
-                (None, None) => {
+                (None, _) => {
                     return Err(Error::Bundle {
                         path: "image tower".into(),
                         reason: format!("exit {exit} has neither a head nor the classifier"),
