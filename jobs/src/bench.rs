@@ -112,6 +112,7 @@ fn bench_end_to_end(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<()> {
             .to_string();
         let config = IndexConfig {
             input: corpus.clone(),
+            input_format: Default::default(),
             output,
             bundle: bundle.root.clone(),
             text_exits: Vec::new(),

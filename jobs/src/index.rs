@@ -72,6 +72,7 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
         .unwrap_or_else(IndexConfig::timestamp_job_id);
     let config = IndexConfig {
         input,
+        input_format: job.input.corpus_format(),
         output,
         bundle,
         text_exits: job.model.exits.text.clone(),

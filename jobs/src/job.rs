@@ -4,6 +4,8 @@ use std::path::Path;
 use vemo_models::device::{DeviceSpec, Precision};
 use vemo_models::pixels::ImageLimits;
 use vemo_operators::limits::InputLimits;
+use vemo_operators::manifest::CorpusFormat;
+use vemo_operators::webdataset::WebDatasetOptions;
 use vemo_pipeline::IndexConfig;
 use vemo_schemas::Task;
 
@@ -33,14 +35,31 @@ pub struct InputConfig {
     /// Manifest file (.jsonl/.parquet) or a folder holding manifest.parquet or manifest.jsonl;
     /// a local path or URI. `${VEMO_HOME}` is expanded.
     pub uri: String,
-    /// Corpus format: `manifest` (default). WebDataset shards are planned.
+    /// Corpus format: `manifest` (default) or `webdataset` (`uri` is a `.tar`, a folder or
+    /// prefix of `.tar` shards, or a brace pattern such as `s3://b/ds/{00000..00099}.tar`).
     #[serde(default = "default_format")]
     pub format: String,
+    /// WebDataset only: take each sample's caption from this field of its `.json` instead of
+    /// its `.txt` member.
+    #[serde(default)]
+    pub caption_field: Option<String>,
     /// When not empty, every image URI must start with one of these prefixes (for example
     /// `["s3://bucket/images/", "file:///data/"]`); another is an `errors` row (stage `read`).
     /// Relative image paths may never leave the manifest's folder, whatever this says.
     #[serde(default)]
     pub allowed_prefixes: Vec<String>,
+}
+
+impl InputConfig {
+    /// The corpus format the pipeline reads.
+    pub fn corpus_format(&self) -> CorpusFormat {
+        match self.format.as_str() {
+            "webdataset" => CorpusFormat::WebDataset(WebDatasetOptions {
+                caption_field: self.caption_field.clone(),
+            }),
+            _ => CorpusFormat::Manifest,
+        }
+    }
 }
 
 /// `[output]`.
@@ -218,11 +237,18 @@ impl JobConfig {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.input.format != "manifest" {
+        if !["manifest", "webdataset"].contains(&self.input.format.as_str()) {
             return Err(format!(
-                "[input] format = \"{}\" is not supported; use \"manifest\"",
+                "[input] format = \"{}\" is not supported; use \"manifest\" or \"webdataset\"",
                 self.input.format
             ));
+        }
+        if self.input.caption_field.is_some() && self.input.format != "webdataset" {
+            return Err(
+                "[input] caption_field applies to format = \"webdataset\" only; a manifest's \
+                 caption is its `caption` column"
+                    .into(),
+            );
         }
         if self.model.tasks.is_empty() {
             return Err(format!(

@@ -21,6 +21,7 @@ use vemo_models::decode::{MinSize, decode_reduced_within};
 use vemo_models::pixels::{ImageLimits, classifier_crop};
 
 use crate::store::{self, Location};
+use crate::webdataset;
 use crate::{Error, Result};
 
 /// What the pipeline keeps of a decoded image for now.
@@ -240,6 +241,20 @@ impl ImageReader {
         uri: &str,
         max_bytes: u64,
     ) -> Result<bytes::Bytes, (Stage, String)> {
+        let limits = ImageLimits {
+            max_bytes,
+            ..self.limits
+        };
+        // A WebDataset sample's image: a byte range of its tar (see `webdataset`).
+        if let Some((tar, start, len)) =
+            webdataset::member_range(uri).map_err(|r| (Stage::Read, r))?
+        {
+            limits.check_bytes(len).map_err(|r| (Stage::Read, r))?;
+            let location = self.locate(tar).map_err(|e| (Stage::Read, e.to_string()))?;
+            return webdataset::read_member(&location, start, len)
+                .await
+                .map_err(|e| (Stage::Read, e.to_string()));
+        }
         let location = self.locate(uri).map_err(|e| (Stage::Read, e.to_string()))?;
         let not_found = |e: object_store::Error| match e {
             object_store::Error::NotFound { .. } => {
@@ -252,10 +267,6 @@ impl ImageReader {
             .get(&location.path)
             .await
             .map_err(not_found)?;
-        let limits = ImageLimits {
-            max_bytes,
-            ..self.limits
-        };
         limits
             .check_bytes(got.meta.size)
             .map_err(|r| (Stage::Read, r))?;

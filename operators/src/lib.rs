@@ -1,7 +1,8 @@
 //! vemo-operators: the runtime-agnostic batch operators of a vemo job.
 //!
 //! Everything here works on plain values and Arrow `RecordBatch`es and knows nothing of timely:
-//! object-store access ([`store`]), manifests ([`manifest`]), image reads ([`images`]) within
+//! object-store access ([`store`]), manifests ([`manifest`]) and WebDataset shards
+//! ([`webdataset`]), image reads ([`images`]) within
 //! the job's [`limits`], items on their way through the stages as Arrow rows ([`rows`]), the
 //! batches written from them ([`batches`]), the Lance and Parquet writers ([`lance_io`], [`parquet_io`]),
 //! vector indexes and k-nearest search ([`vector_search`]) and character search
@@ -24,5 +25,6 @@ pub mod store;
 #[cfg(test)]
 mod test_items;
 pub mod vector_search;
+pub mod webdataset;
 
 pub use error::{Error, Result};

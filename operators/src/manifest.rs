@@ -11,6 +11,7 @@ use arrow_schema::DataType;
 use vemo_schemas::{COL_CAPTION, COL_ID, COL_IMAGE, ManifestEntry};
 
 use crate::store::{self, Location};
+use crate::webdataset::{WebDatasetOptions, read_webdataset};
 use crate::{Error, Result};
 
 /// A manifest read into memory.
@@ -20,6 +21,24 @@ pub struct Manifest {
     pub uri: String,
     /// Entries in manifest order, ids unique.
     pub entries: Vec<ManifestEntry>,
+}
+
+/// How a corpus is laid out (`[input] format`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum CorpusFormat {
+    /// A manifest file or a folder holding one (the default).
+    #[default]
+    Manifest,
+    /// WebDataset `.tar` shards (see [`crate::webdataset`]).
+    WebDataset(WebDatasetOptions),
+}
+
+/// Reads the corpus named by `input` in `format` into entries.
+pub async fn read_corpus(input: &str, format: &CorpusFormat) -> Result<Manifest> {
+    match format {
+        CorpusFormat::Manifest => read_manifest(input).await,
+        CorpusFormat::WebDataset(options) => read_webdataset(input, options).await,
+    }
 }
 
 /// Finds and reads the manifest named by `input` (a file or a folder).

@@ -7,6 +7,7 @@ use timely::CommunicationConfig;
 use vemo_models::bundle::vemo_home;
 use vemo_models::device::{DeviceSpec, Precision};
 use vemo_operators::limits::InputLimits;
+use vemo_operators::manifest::CorpusFormat;
 
 use crate::{Error, Result};
 
@@ -30,6 +31,10 @@ pub struct IndexConfig {
     /// `memory://`, `s3://`, `gs://`, `az://`). Relative image paths resolve against the
     /// manifest's folder. Default empty: a run must set it.
     pub input: String,
+    /// How the corpus is laid out (`[input] format`): a manifest (default) or WebDataset
+    /// `.tar` shards, when `input` is a `.tar`, a folder or prefix of them, or a brace
+    /// pattern (`s3://bucket/ds/{00000..00099}.tar`).
+    pub input_format: CorpusFormat,
     /// The output root (`[output] uri`), a local path or a URI: `items.lance`, `errors.lance`,
     /// the Parquet long tables and `_vemo/` go under it. Default empty: a run must set it.
     pub output: String,
@@ -118,6 +123,7 @@ impl Default for IndexConfig {
     fn default() -> Self {
         Self {
             input: String::new(),
+            input_format: CorpusFormat::Manifest,
             output: String::new(),
             bundle: vemo_home().join("models").join(Self::DEFAULT_BUNDLE),
             text_exits: Vec::new(),

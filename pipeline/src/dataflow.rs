@@ -37,7 +37,7 @@ use vemo_operators::batches::RowStamp;
 use vemo_operators::faults::Faults;
 use vemo_operators::images::{ImageReader, ReadPolicy};
 use vemo_operators::lance_io::{open_if_exists, read_ids, rows_of, wrap_lance_stores};
-use vemo_operators::manifest::read_manifest;
+use vemo_operators::manifest::read_corpus;
 use vemo_operators::store::{self, Location};
 use vemo_schemas::{COL_ID, EmbeddingColumn, ItemTasks, ManifestEntry, Tower, items_schema_for};
 
@@ -292,7 +292,7 @@ async fn survey(
     bundle_id: String,
     items_schema: &SchemaRef,
 ) -> Result<Survey> {
-    let manifest = read_manifest(&config.input).await?;
+    let manifest = read_corpus(&config.input, &config.input_format).await?;
     let mut ledger = Ledger::load(&output.location).await?;
     if roll_forward {
         ledger.roll_forward(&output.location).await?;

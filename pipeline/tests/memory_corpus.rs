@@ -34,6 +34,7 @@ fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
     let out = tempfile::tempdir().expect("tempdir");
     let config = IndexConfig {
         input: "memory://pipeline-test/corpus".into(),
+        input_format: Default::default(),
         output: out.path().display().to_string(),
         bundle,
         text_exits: vec![3],

@@ -88,6 +88,28 @@ impl Server {
     }
 }
 
+/// moto's S3 server on a free port, with the AWS environment for it (`secret` the secret key).
+pub fn start_moto(secret: &str) -> Server {
+    let port = free_port();
+    let mut moto = Command::new("python3");
+    moto.args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
+    let env = vec![
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "vemo-test-key".into()),
+        ("AWS_SECRET_ACCESS_KEY", secret.into()),
+    ];
+    Server::start(moto, port, env).expect("start moto (infra/test.sh installs moto[server])")
+}
+
 /// `infra/local/cluster.sh N W JOB ARGS` with the test binary, its run folder
 /// `dir/run`, and `env`.
 pub fn cluster_sh<'a>(

@@ -11,31 +11,13 @@
 use std::process::{Child, Command, Output, Stdio};
 
 use vemo_tests::rows::{assert_complete, assert_same_rows, make_corpus, read_output, walk};
-use vemo_tests::servers::{Server, cluster_sh, free_port, repo_root, wait_for_port};
+use vemo_tests::servers::{Server, cluster_sh, free_port, repo_root, start_moto, wait_for_port};
 use vemo_tests::{tiny_bundle, vemo_bin, write_job};
 
 const SECRET: &str = "vemo-test-secret-0f3c9a";
 
-/// moto's S3 server on a free port, with the AWS environment for it.
 fn start_s3() -> Server {
-    let port = free_port();
-    let mut moto = Command::new("python3");
-    moto.args([
-        "-m",
-        "moto.server",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-    ]);
-    let env = vec![
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "vemo-test-key".into()),
-        ("AWS_SECRET_ACCESS_KEY", SECRET.into()),
-    ];
-    Server::start(moto, port, env).expect("start moto (infra/test.sh installs moto[server])")
+    start_moto(SECRET)
 }
 
 fn vemo_s3(server: &Server, args: &[&str]) -> Child {
