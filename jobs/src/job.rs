@@ -156,6 +156,9 @@ pub struct RunConfig {
     /// Text regions one image may have before it is an `errors` row (default 1000).
     #[serde(default = "default_max_spotted_regions")]
     pub max_spotted_regions: usize,
+    /// Seconds one HTTP request for an `http(s)://` image may take (default 30).
+    #[serde(default = "default_http_timeout_s")]
+    pub http_timeout_s: u64,
 }
 
 impl Default for RunConfig {
@@ -176,6 +179,7 @@ impl Default for RunConfig {
             decode_concurrency: None,
             spotting_max_side: default_spotting_max_side(),
             max_spotted_regions: default_max_spotted_regions(),
+            http_timeout_s: default_http_timeout_s(),
         }
     }
 }
@@ -197,6 +201,9 @@ fn default_spotting_max_side() -> u32 {
 }
 fn default_max_spotted_regions() -> usize {
     InputLimits::DEFAULT_MAX_SPOTTED_REGIONS
+}
+fn default_http_timeout_s() -> u64 {
+    InputLimits::DEFAULT_HTTP_TIMEOUT_S
 }
 
 fn default_format() -> String {
@@ -271,6 +278,7 @@ impl JobConfig {
             ("spotting_max_side", self.run.spotting_max_side as usize),
             ("max_caption_bytes", self.run.max_caption_bytes),
             ("max_spotted_regions", self.run.max_spotted_regions),
+            ("http_timeout_s", self.run.http_timeout_s as usize),
         ] {
             if value == 0 {
                 return Err(format!("[run] {name} must be at least 1"));
@@ -307,6 +315,7 @@ impl JobConfig {
             spotting_max_side: run.spotting_max_side,
             max_spotted_regions: run.max_spotted_regions,
             allowed_prefixes: self.input.allowed_prefixes.clone(),
+            http_timeout_s: run.http_timeout_s,
         }
     }
 }

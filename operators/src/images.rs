@@ -20,6 +20,8 @@ use image::RgbImage;
 use vemo_models::decode::{MinSize, decode_reduced_within};
 use vemo_models::pixels::{ImageLimits, classifier_crop};
 
+use crate::http_fetch::HttpFetcher;
+use crate::limits::InputLimits;
 use crate::store::{self, Location};
 use crate::webdataset;
 use crate::{Error, Result};
@@ -129,6 +131,10 @@ pub struct ImageReader {
     policy: ReadPolicy,
     /// Decodes at once: each may hold a whole decoded image (up to `max_image_pixels`).
     decodes: Arc<Semaphore>,
+    /// Timeout of one HTTP request for an `http(s)://` image.
+    http_timeout: std::time::Duration,
+    /// The HTTP client, made at the first `http(s)://` image.
+    http: std::sync::OnceLock<Result<HttpFetcher, String>>,
 }
 
 impl Default for ImageReader {
@@ -140,6 +146,8 @@ impl Default for ImageReader {
             limits: ImageLimits::default(),
             policy: ReadPolicy::default(),
             decodes: Arc::new(Semaphore::new(default_decode_concurrency())),
+            http_timeout: std::time::Duration::from_secs(InputLimits::DEFAULT_HTTP_TIMEOUT_S),
+            http: std::sync::OnceLock::new(),
         }
     }
 }
@@ -176,6 +184,12 @@ impl ImageReader {
     pub fn within(mut self, limits: ImageLimits, decode_concurrency: usize) -> Self {
         self.limits = limits;
         self.decodes = Arc::new(Semaphore::new(decode_concurrency.max(1)));
+        self
+    }
+
+    /// The same reader, giving up on an HTTP request after `timeout`.
+    pub fn with_http_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.http_timeout = timeout;
         self
     }
 
@@ -245,6 +259,17 @@ impl ImageReader {
             max_bytes,
             ..self.limits
         };
+        if uri.starts_with("http://") || uri.starts_with("https://") {
+            let http = self
+                .http
+                .get_or_init(|| HttpFetcher::new(self.http_timeout))
+                .as_ref()
+                .map_err(|e| (Stage::Read, e.clone()))?;
+            return http
+                .fetch(uri, max_bytes)
+                .await
+                .map_err(|r| (Stage::Read, format!("{uri}: {r}")));
+        }
         // A WebDataset sample's image: a byte range of its tar (see `webdataset`).
         if let Some((tar, start, len)) =
             webdataset::member_range(uri).map_err(|r| (Stage::Read, r))?

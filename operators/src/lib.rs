@@ -2,7 +2,7 @@
 //!
 //! Everything here works on plain values and Arrow `RecordBatch`es and knows nothing of timely:
 //! object-store access ([`store`]), manifests ([`manifest`]) and WebDataset shards
-//! ([`webdataset`]), image reads ([`images`]) within
+//! ([`webdataset`]), images at HTTP URLs ([`http_fetch`]), image reads ([`images`]) within
 //! the job's [`limits`], items on their way through the stages as Arrow rows ([`rows`]), the
 //! batches written from them ([`batches`]), the Lance and Parquet writers ([`lance_io`], [`parquet_io`]),
 //! vector indexes and k-nearest search ([`vector_search`]) and character search
@@ -14,6 +14,7 @@ pub mod char_search;
 pub mod crash;
 mod error;
 pub mod faults;
+pub mod http_fetch;
 pub mod images;
 pub mod lance_commit;
 pub mod lance_io;

@@ -23,6 +23,9 @@ pub struct InputLimits {
     pub max_spotted_regions: usize,
     /// `[input] allowed_prefixes`: when not empty, every image URI must start with one.
     pub allowed_prefixes: Vec<String>,
+    /// Seconds one HTTP request for an `http(s)://` image may take (`[run] http_timeout_s`,
+    /// default 30): a slower answer is an `errors` row (stage `read`).
+    pub http_timeout_s: u64,
 }
 
 impl InputLimits {
@@ -32,6 +35,8 @@ impl InputLimits {
     pub const DEFAULT_SPOTTING_MAX_SIDE: u32 = 1280;
     /// Default `max_spotted_regions`.
     pub const DEFAULT_MAX_SPOTTED_REGIONS: usize = 1000;
+    /// Default `http_timeout_s`.
+    pub const DEFAULT_HTTP_TIMEOUT_S: u64 = 30;
 
     /// The reason a caption of `bytes` bytes is refused, if it is.
     pub fn check_caption(&self, bytes: usize) -> Result<(), String> {
@@ -54,6 +59,7 @@ impl Default for InputLimits {
             spotting_max_side: Self::DEFAULT_SPOTTING_MAX_SIDE,
             max_spotted_regions: Self::DEFAULT_MAX_SPOTTED_REGIONS,
             allowed_prefixes: Vec::new(),
+            http_timeout_s: Self::DEFAULT_HTTP_TIMEOUT_S,
         }
     }
 }

@@ -505,6 +505,7 @@ fn image_reader(shared: &Shared, models: &Models) -> ImageReader {
         None => ImageReader::default(),
     }
     .within(limits.image, limits.decode_concurrency)
+    .with_http_timeout(std::time::Duration::from_secs(limits.http_timeout_s))
     .with_policy(ReadPolicy {
         root: Some(shared.survey.manifest_folder.clone()),
         allowed_prefixes: limits.allowed_prefixes.clone(),
