@@ -113,6 +113,7 @@ fn bench_end_to_end(bundle: &Bundle, args: &BenchArgs) -> anyhow::Result<()> {
         let config = IndexConfig {
             input: corpus.clone(),
             input_format: Default::default(),
+            metrics: None,
             output,
             bundle: bundle.root.clone(),
             text_exits: Vec::new(),

@@ -16,8 +16,19 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace); VEMO_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text, or as one JSON object per line (timestamp, level, target, message,
+    /// fields) for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VEMO_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +359,14 @@ pub struct IndexArgs {
     /// Never draw a progress bar (log lines instead).
     #[arg(long)]
     pub no_progress: bool,
+    /// Write the run's metrics to this file in Prometheus text format (items, errors,
+    /// items/s, shards committed, last success time) while it runs and at its end, for
+    /// node_exporter's textfile collector; process 0 writes it.
+    #[arg(long)]
+    pub metrics_file: Option<PathBuf>,
+    /// Seconds between two writes of the metrics file while the run commits shards.
+    #[arg(long, default_value_t = 15)]
+    pub metrics_interval: u64,
     /// Bring the output to this corpus: encode added, changed and earlier-failed items,
     /// delete the rows of removed ones (the default when the output exists; on a new output
     /// every item is added).

@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use vemo_pipeline::metrics::{self, MetricsFile, Snapshot};
 use vemo_pipeline::{ClusterConfig, IndexConfig, run_index};
 use vemo_schemas::Task;
 
@@ -13,7 +14,32 @@ use crate::job::JobConfig;
 /// Runs `vemo index`.
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
     let (config, cluster) = configs(&args)?;
-    let Some(summary) = run_index(config, &cluster)? else {
+    let (metrics, output) = (config.metrics.clone(), config.output.clone());
+    let summary = run_index(config, &cluster);
+    if let Some(file) = &metrics {
+        let snapshot = match &summary {
+            Ok(Some(s)) => Snapshot {
+                items: s.items_written,
+                errors: s.errors_written,
+                items_per_s: s.items_per_s,
+                shards_committed: s.shards.saturating_sub(s.failures.len()) as u64,
+                shards_planned: s.shards as u64,
+                elapsed_s: s.elapsed_s,
+                finished: Some(s.failures.is_empty()),
+            },
+            _ => Snapshot {
+                finished: Some(false),
+                ..Default::default()
+            },
+        };
+        let output = summary
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map_or(output, |s| s.output.clone());
+        metrics::write(&file.path, &output, &snapshot);
+    }
+    let Some(summary) = summary? else {
         tracing::info!(
             process = args.process,
             "Process finished; process 0 reports the run."
@@ -32,24 +58,31 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         ),
         None => String::new(),
     };
-    eprintln!(
-        "Indexed {} items ({} errors, {} already done){delta} into {} (items.lance v{}) in {:.1} s.",
-        summary.items_written,
-        summary.errors_written,
-        summary.skipped,
-        summary.output,
-        summary.items_version,
-        summary.elapsed_s
+    crate::say(
+        false,
+        &format!(
+            "Indexed {} items ({} errors, {} already done){delta} into {} (items.lance v{}) in {:.1} s.",
+            summary.items_written,
+            summary.errors_written,
+            summary.skipped,
+            summary.output,
+            summary.items_version,
+            summary.elapsed_s
+        ),
     );
     if summary.failures.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "error: {} shard(s) failed and were not committed; rerun the same job to retry them:",
-            summary.failures.len()
+        crate::say(
+            true,
+            &format!(
+                "error: {} shard(s) failed and were not committed; rerun the same job to retry \
+                 them:",
+                summary.failures.len()
+            ),
         );
         for failure in &summary.failures {
-            eprintln!("  {failure}");
+            crate::say(true, &format!("  {failure}"));
         }
         Ok(ExitCode::from(1))
     }
@@ -73,6 +106,14 @@ pub fn configs(args: &IndexArgs) -> anyhow::Result<(IndexConfig, ClusterConfig)>
     let config = IndexConfig {
         input,
         input_format: job.input.corpus_format(),
+        metrics: args
+            .metrics_file
+            .clone()
+            .filter(|_| args.process == 0)
+            .map(|path| MetricsFile {
+                path,
+                interval: std::time::Duration::from_secs(args.metrics_interval.max(1)),
+            }),
         output,
         bundle,
         text_exits: job.model.exits.text.clone(),

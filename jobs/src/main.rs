@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     keep_freed_memory();
     pin_candle_thread_count();
     let cli = cli::Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     let result = match cli.command {
         cli::Command::Index(args) => index::run(args),
         cli::Command::Plan(args) => plan::run(args),
@@ -119,13 +119,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            say(true, &format!("error: {error:#}"));
             ExitCode::from(exit_code(&error))
         }
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Set by `--log-format json`: the closing lines go through the log as JSON too.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a closing line for people to stderr, or logs it (`error`: at error level) when the
+/// logs are JSON, so that every stderr line is one JSON object.
+pub fn say(error: bool, line: &str) {
+    match (JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed), error) {
+        (false, _) => eprintln!("{line}"),
+        (true, false) => tracing::info!("{line}"),
+        (true, true) => tracing::error!("{line}"),
+    }
+}
+
+fn init_logging(verbose: u8, format: cli::LogFormat) {
     let default = match verbose {
         0 => "info,lance=warn,lance::dataset::write::insert=error",
         1 => "debug,lance=info",
@@ -133,8 +146,14 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEMO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => logs.init(),
+        cli::LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            logs.json().flatten_event(true).init();
+        }
+    }
 }

@@ -9,6 +9,7 @@ use vemo_models::device::{DeviceSpec, Precision};
 use vemo_operators::limits::InputLimits;
 use vemo_operators::manifest::CorpusFormat;
 
+use crate::metrics::MetricsFile;
 use crate::{Error, Result};
 
 /// The data plane of one `vemo index` run: what to read, which models to run on it, where to
@@ -35,6 +36,9 @@ pub struct IndexConfig {
     /// `.tar` shards, when `input` is a `.tar`, a folder or prefix of them, or a brace
     /// pattern (`s3://bucket/ds/{00000..00099}.tar`).
     pub input_format: CorpusFormat,
+    /// Write the run's metrics to this Prometheus text file every interval and at the end
+    /// (`--metrics-file`, `--metrics-interval`); process 0 writes it. Default none.
+    pub metrics: Option<MetricsFile>,
     /// The output root (`[output] uri`), a local path or a URI: `items.lance`, `errors.lance`,
     /// the Parquet long tables and `_vemo/` go under it. Default empty: a run must set it.
     pub output: String,
@@ -124,6 +128,7 @@ impl Default for IndexConfig {
         Self {
             input: String::new(),
             input_format: CorpusFormat::Manifest,
+            metrics: None,
             output: String::new(),
             bundle: vemo_home().join("models").join(Self::DEFAULT_BUNDLE),
             text_exits: Vec::new(),

@@ -46,6 +46,7 @@ use crate::commit::{CommitEpochs, CommitStats, Committer};
 use crate::config::{ClusterConfig, IndexConfig};
 use crate::delta::all_gather;
 use crate::incremental::{DeltaReport, DeltaSource, plan_delta};
+use crate::metrics::MetricsWriter;
 use crate::models::{Models, ProcessModels};
 use crate::plan::{Plan, Shard, plan_shards, shard_keys};
 use crate::progress::Progress;
@@ -419,7 +420,17 @@ fn run_worker(worker: &mut Worker, shared: &Shared) -> Result<Option<RunSummary>
         ),
     };
     let committer = (index == 0).then(|| {
-        let progress = Progress::new(shards_total as u64, items_total, shared.config.progress_bar);
+        let metrics = shared
+            .config
+            .metrics
+            .clone()
+            .map(|file| MetricsWriter::new(file, shared.output.location.uri.clone()));
+        let progress = Progress::new(
+            shards_total as u64,
+            items_total,
+            shared.config.progress_bar,
+            metrics,
+        );
         Rc::new(RefCell::new(new_committer(shared, peers, progress)))
     });
     let read = stages.read.clone();

@@ -21,6 +21,7 @@ pub mod delta;
 mod error;
 mod incremental;
 mod job_record;
+pub mod metrics;
 mod models;
 mod plan;
 mod progress;

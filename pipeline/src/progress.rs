@@ -1,11 +1,13 @@
 //! Progress of a run: an indicatif bar on a terminal, periodic log lines otherwise. It runs on
 //! the committer (worker 0, process 0), which sees every shard of the cluster, so it is the
 //! whole cluster's progress: committed shards and items, items/s, and an ETA from the items
-//! still to do.
+//! still to do. It also writes the metrics file, when the run has one.
 
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::metrics::{MetricsWriter, Snapshot};
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -16,11 +18,13 @@ pub struct Progress {
     last_log: Instant,
     shards: u64,
     items_to_do: usize,
+    metrics: Option<MetricsWriter>,
 }
 
 impl Progress {
     /// A reporter for `shards` shards holding `items_to_do` items; a bar when `bar` is set.
-    pub fn new(shards: u64, items_to_do: usize, bar: bool) -> Self {
+    /// `metrics` writes the metrics file, when the run has one.
+    pub fn new(shards: u64, items_to_do: usize, bar: bool, metrics: Option<MetricsWriter>) -> Self {
         let bar = bar.then(|| {
             let bar = ProgressBar::new(shards);
             let style = ProgressStyle::with_template(
@@ -36,6 +40,7 @@ impl Progress {
             last_log: Instant::now(),
             shards,
             items_to_do,
+            metrics,
         }
     }
 
@@ -44,6 +49,17 @@ impl Progress {
         let rate = (items + errors) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         let left = self.items_to_do.saturating_sub(items + errors);
         let eta_s = (rate > 0.0).then(|| (left as f64 / rate).round());
+        if let Some(metrics) = &mut self.metrics {
+            metrics.maybe_write(&Snapshot {
+                items,
+                errors,
+                items_per_s: rate,
+                shards_committed: shards_done,
+                shards_planned: self.shards,
+                elapsed_s: self.started.elapsed().as_secs_f64(),
+                finished: None,
+            });
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_position(shards_done);

@@ -35,6 +35,7 @@ fn memory_corpus_indexes_on_two_workers_and_reruns_skip() {
     let config = IndexConfig {
         input: "memory://pipeline-test/corpus".into(),
         input_format: Default::default(),
+        metrics: None,
         output: out.path().display().to_string(),
         bundle,
         text_exits: vec![3],
