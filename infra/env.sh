@@ -5,7 +5,8 @@ export VEMO_HOME="${VEMO_HOME:-$HOME/.cache/vemo}"
 VEMO="$CARGO_TARGET_DIR/debug/vemo"
 
 # Installs what a fresh Debian machine lacks: protoc (lance's build runs it), moto's S3 server
-# and Azurite (the object-store tests) and, for the Python checks, pylance + pyarrow.
+# and Azurite (the object-store tests) and, for the Python checks, pylance + pyarrow, and what
+# the search notebook uses (lancedb, duckdb, matplotlib) with nbclient to run it.
 ensure_system_deps() {
   if ! command -v protoc >/dev/null; then
     echo "== installing protobuf-compiler"
@@ -28,6 +29,11 @@ ensure_system_deps() {
   if ! python3 -c "import lance, pyarrow" 2>/dev/null; then
     echo "== installing pylance and pyarrow (pip)"
     python3 -m pip install --quiet "pylance==14.0.2" pyarrow
+  fi
+  if ! python3 -c "import lancedb, duckdb, matplotlib, nbclient, ipykernel" 2>/dev/null; then
+    echo "== installing lancedb, duckdb, matplotlib and nbclient (the search notebook's test)"
+    python3 -m pip install --quiet "lancedb==0.40.0" "duckdb==2.0.0" "matplotlib==3.11.2" \
+      "nbclient==0.11.0" "nbformat==5.11.1" "ipykernel==7.4.0"
   fi
 }
 

@@ -10,6 +10,8 @@ build_vemo
 ensure_bundle_and_sample
 echo "== launcher tests (hostfiles and flags from sample Slurm / Kubernetes environments)"
 bash infra/tests/launchers.sh
+echo "== the search notebook (jobs/notebooks/search.ipynb), headless"
+bash infra/tests/notebook.sh
 echo "== cargo test"
 # --show-output: the figures tests print (crash counts, parity maxima) appear in the log.
 VEMO_REQUIRE_BUNDLE=1 cargo test --workspace -- --show-output

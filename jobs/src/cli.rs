@@ -69,6 +69,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Search an index written by `vemo index`: by a sentence or by an image.
     Search(SearchArgs),
+    /// Print the query embedding `vemo search` would use (the column it searches and the
+    /// vector), so that notebooks can query the index with Lance's own `nearest`.
+    Embed(EmbedArgs),
     /// Evaluate a bundle: `vemo eval retrieval` on a COCO-format caption set.
     Eval(EvalArgs),
 }
@@ -213,6 +216,31 @@ pub struct SearchArgs {
     #[arg(long)]
     pub bundle: Option<String>,
     /// Print a JSON array of {"id", "score", "image", "caption"}, best first.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Output root written by `vemo index` (local path or URI).
+    #[arg(long)]
+    pub index: String,
+    /// Embed this sentence.
+    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    pub text: Option<String>,
+    /// Embed this image (a path or URI).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The exit of the column to search, as `vemo search --exit`.
+    #[arg(long)]
+    pub exit: Option<usize>,
+    /// For the caption columns (`text_emb_eN`) instead of the images.
+    #[arg(long)]
+    pub captions: bool,
+    /// Bundle to encode with (default: the one named in the index's rows).
+    #[arg(long)]
+    pub bundle: Option<String>,
+    /// Print {"column", "bundle", "vector"} as JSON (else the column, then the numbers).
     #[arg(long)]
     pub json: bool,
 }

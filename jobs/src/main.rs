@@ -110,6 +110,7 @@ fn main() -> ExitCode {
             cli::TrainCommand::Ner(args) => ner::train(args),
         },
         cli::Command::Search(args) => search::run(args),
+        cli::Command::Embed(args) => search::embed(args),
         cli::Command::Eval(args) => match args.command {
             cli::EvalCommand::Retrieval(args) => eval::run(args),
             cli::EvalCommand::Ner(args) => ner::eval(args),

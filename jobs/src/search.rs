@@ -1,5 +1,5 @@
 //! `vemo search`: k-nearest images (or captions) to a sentence or an image, from an index
-//! written by `vemo index`.
+//! written by `vemo index`; `vemo embed`: the query vector it would search with.
 //!
 //! The query is encoded with the bundle named in the index's rows, at the exit that wrote the
 //! searched column: a caption column `text_emb_eN` with text exit N, an image column
@@ -25,7 +25,7 @@ use vemo_operators::vector_search::{
 };
 use vemo_schemas::{EmbeddingColumn, ITEMS_DATASET, Tower};
 
-use crate::cli::SearchArgs;
+use crate::cli::{EmbedArgs, SearchArgs};
 use crate::home::{bundle_dir, expand};
 use crate::usage;
 
@@ -35,19 +35,56 @@ enum Query<'a> {
     Image(&'a str),
 }
 
-/// Runs `vemo search`.
-pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    let root = store::resolve(&expand(&args.index)).map_err(|e| usage(e.to_string()))?;
+/// The `items` dataset under the output root `index`.
+fn open_items(runtime: &tokio::runtime::Runtime, index: &str) -> anyhow::Result<lance::Dataset> {
+    let root = store::resolve(&expand(index)).map_err(|e| usage(e.to_string()))?;
     let items_uri = store::join(&root.uri, ITEMS_DATASET);
-    let dataset = runtime
+    runtime
         .block_on(open_if_exists(&items_uri))?
         .ok_or_else(|| {
             usage(format!(
                 "no {ITEMS_DATASET} under {} (run `vemo index`)",
                 root.uri
             ))
-        })?;
+        })
+}
+
+/// Runs `vemo embed`: the query vector `vemo search` would compute, and its column.
+pub fn embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let dataset = open_items(&runtime, &args.index)?;
+    let query = match (&args.text, &args.image) {
+        (Some(text), _) => Query::Text(text),
+        (None, Some(image)) => Query::Image(image),
+        (None, None) => return Err(usage("give --text or --image")),
+    };
+    let column = pick_column(
+        &embedding_columns(&dataset),
+        &query,
+        args.exit,
+        args.captions,
+    )?;
+    let bundle = open_bundle(&runtime, &dataset, args.bundle.as_deref())?;
+    let vector = encode_query(&runtime, &bundle, &query, &column)?;
+    if args.json {
+        let out = serde_json::json!({
+            "column": column.name(),
+            "bundle": bundle.id(),
+            "vector": vector,
+        });
+        println!("{out}");
+    } else {
+        println!("{}", column.name());
+        let numbers: Vec<String> = vector.iter().map(f32::to_string).collect();
+        println!("{}", numbers.join(" "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `vemo search`.
+pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let dataset = open_items(&runtime, &args.index)?;
     if let Some(chars) = &args.chars {
         let hits = runtime
             .block_on(find_chars(&dataset, chars, args.k))
