@@ -10,6 +10,8 @@ build_vemo
 ensure_bundle_and_sample
 echo "== launcher tests (hostfiles and flags from sample Slurm / Kubernetes environments)"
 bash infra/tests/launchers.sh
+echo "== Slurm for real: a one-node cluster on this machine, sbatch, scancel, resubmit"
+bash infra/tests/slurm.sh
 echo "== the search notebook (jobs/notebooks/search.ipynb), headless"
 bash infra/tests/notebook.sh
 echo "== cargo test"

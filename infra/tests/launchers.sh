@@ -134,6 +134,11 @@ check "hostfile r[1-2]-n[1,3],x; own line VEMO_BIND_ADDR" same "$(hosts_of 3)" \
 rc=0
 slurm 'node[1-3]' 0 2 || rc=$?
 check "nodes != tasks: exit 2" same "$rc" 2
+slurm 'a,b[1-2]' 2 4 SLURM_STEP_TASKS_PER_NODE='2,1(x2)' || true
+check "two tasks on a node: ports 2101 and 2102" same "$(hosts_of 2)" "a:2101 a:2102 b1:2101 b2:2101 "
+rc=0
+slurm 'a,b' 0 3 SLURM_STEP_TASKS_PER_NODE='1(x2)' || rc=$?
+check "tasks per node != tasks: exit 2" same "$rc" 2
 printf '#!/usr/bin/env bash\necho alpha; echo beta\n' >"$nobin/scontrol"
 chmod +x "$nobin/scontrol"
 slurm 'ignored[1-9]' 1 2 || true
