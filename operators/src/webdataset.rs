@@ -162,6 +162,12 @@ pub fn member_range(uri: &str) -> std::result::Result<Option<(&str, u64, u64)>, 
     }
 }
 
+/// The tar a sample's image URI points into; `None` for any other URI.
+pub fn archive_of(uri: &str) -> Option<&str> {
+    let (tar, fragment) = uri.split_once('#')?;
+    (fragment.starts_with("bytes=") || fragment.starts_with("error=")).then_some(tar)
+}
+
 fn member_uri(tar: &str, start: u64, len: u64, name: &str) -> String {
     format!("{tar}#bytes={start}+{len}/{}", percent_encode(name))
 }
@@ -269,7 +275,9 @@ async fn index_tar(uri: &str, options: &WebDatasetOptions) -> Result<Vec<Manifes
                 }
             }
             b'0' | b'\0' | b'7' => {
+                // `tar -C DIR .` writes `./KEY.jpg`: the key is `KEY` all the same.
                 let name = long_name.take().unwrap_or(name);
+                let name = name.trim_start_matches("./").to_string();
                 let keep = is_text(&name) && size <= MAX_TEXT_MEMBER;
                 let (data, read) = if keep {
                     let data = reader.take(size as usize).await?.unwrap_or_default();
@@ -648,13 +656,14 @@ mod tests {
         ));
         tar.extend(member("truncated-name", b'0', b"JPEGDATA"));
         tar.extend(member(
-            &format!("{long}.json"),
-            b'0',
-            br#"{"key":"k1","text":"a cat"}"#,
+            "././@LongLink",
+            b'L',
+            format!("{long}.json\0").as_bytes(),
         ));
+        tar.extend(member("cut-too", b'0', br#"{"key":"k1","text":"a cat"}"#));
         tar.extend(member("pax", b'x', b"26 path=other/000002.json\n"));
         tar.extend(member("short", b'0', br#"{"text":"a dog","w":3}"#));
-        tar.extend(member("other/000002.png", b'0', b"PNGDATA"));
+        tar.extend(member("./other/000002.png", b'0', b"PNGDATA"));
         tar.extend([0u8; 2 * BLOCK]);
         let uri = "memory://wds-test/ds/00007.tar";
         store::resolve(uri)

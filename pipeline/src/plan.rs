@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
+use vemo_operators::webdataset::archive_of;
 use vemo_schemas::ManifestEntry;
 
 use crate::delta::{Change, DeltaItem};
@@ -161,8 +162,24 @@ pub fn shard_keys(entries: &[ManifestEntry], shard_size: usize) -> HashSet<Strin
 }
 
 /// Splits `entries` into consecutive runs of `size` items, or of `size` times the mean item
-/// size in bytes when every entry has a size hint.
+/// size in bytes when every entry has a size hint. Samples of different WebDataset tars never
+/// share a shard (a tar is split by count, never joined to the next), so that a shard's
+/// images are ranges of one object.
 fn cut(entries: &[ManifestEntry], size: usize) -> Vec<&[ManifestEntry]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for i in 1..=entries.len() {
+        if i == entries.len() || archive_of(&entries[i].image) != archive_of(&entries[start].image)
+        {
+            chunks.extend(cut_run(&entries[start..i], size));
+            start = i;
+        }
+    }
+    chunks
+}
+
+/// [`cut`] within one run of entries.
+fn cut_run(entries: &[ManifestEntry], size: usize) -> Vec<&[ManifestEntry]> {
     let sizes: Option<Vec<u64>> = entries.iter().map(size_hint).collect();
     let Some(sizes) = sizes.filter(|s| !s.is_empty()) else {
         return entries.chunks(size).collect();
@@ -274,6 +291,26 @@ mod tests {
             .filter(|id| id != "003")
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    /// WebDataset samples: a tar of 5 and one of 3 at shard size 4 make shards of 4, 1 and 3.
+    #[test]
+    fn shards_never_join_two_tars() {
+        let mut all = entries(8);
+        for (i, e) in all.iter_mut().enumerate() {
+            let tar = if i < 5 {
+                "s3://b/00000.tar"
+            } else {
+                "s3://b/00001.tar"
+            };
+            e.image = format!("{tar}#bytes={}+10/{i}.jpg", 512 * i);
+        }
+        let plan = plan_shards(all, None, &|_| false, 4);
+        let sizes: Vec<usize> = plan.shards.iter().map(|s| s.entries.len()).collect();
+        assert_eq!(sizes, [4, 1, 3]);
+        // A manifest's entries are cut as before.
+        let plain = plan_shards(entries(8), None, &|_| false, 4);
+        assert_eq!(plain.shards.len(), 2);
     }
 
     /// Ids missing from a committed shard (their rows deleted to retry them) form a patch

@@ -128,12 +128,16 @@ fn tar_shards_index_like_the_same_manifest_and_damaged_tars_keep_what_they_can()
         "every readable sample once in items or errors (the cut one under its tar's name), \
          and one row more for the damaged bytes"
     );
-    for (id, row) in &got.items {
-        assert_eq!(
-            Some(row),
-            expected.items.get(id),
-            "{id} as from the manifest"
-        );
+    // The same image bytes, and embeddings equal up to batching's rounding.
+    for (id, (hash, vector)) in &got.items {
+        let (want_hash, want) = &expected.items[id];
+        assert_eq!(hash, want_hash, "{id}: content hash");
+        let worst = vector
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{id}: embedding differs by {worst}");
     }
     println!(
         "webdataset: 3 tars = manifest row for row; damaged copy: {} items, errors {:?}",
