@@ -49,6 +49,23 @@ fn open_items(runtime: &tokio::runtime::Runtime, index: &str) -> anyhow::Result<
         })
 }
 
+/// The column `query` searches (`exit`, `captions` as `vemo search` takes them), the bundle
+/// that encodes it (`bundle`, else the one named in the index's rows) and the query's vector:
+/// `vemo search` and `vemo embed` both go through here, so they never disagree.
+fn query_vector(
+    runtime: &tokio::runtime::Runtime,
+    dataset: &lance::Dataset,
+    query: &Query,
+    exit: Option<usize>,
+    captions: bool,
+    bundle: Option<&str>,
+) -> anyhow::Result<(EmbeddingColumn, Bundle, Vec<f32>)> {
+    let column = pick_column(&embedding_columns(dataset), query, exit, captions)?;
+    let bundle = open_bundle(runtime, dataset, bundle)?;
+    let vector = encode_query(runtime, &bundle, query, &column)?;
+    Ok((column, bundle, vector))
+}
+
 /// Runs `vemo embed`: the query vector `vemo search` would compute, and its column.
 pub fn embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -58,14 +75,14 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
         (None, Some(image)) => Query::Image(image),
         (None, None) => return Err(usage("give --text or --image")),
     };
-    let column = pick_column(
-        &embedding_columns(&dataset),
+    let (column, bundle, vector) = query_vector(
+        &runtime,
+        &dataset,
         &query,
         args.exit,
         args.captions,
+        args.bundle.as_deref(),
     )?;
-    let bundle = open_bundle(&runtime, &dataset, args.bundle.as_deref())?;
-    let vector = encode_query(&runtime, &bundle, &query, &column)?;
     if args.json {
         let out = serde_json::json!({
             "column": column.name(),
@@ -131,14 +148,14 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
-    let column = pick_column(
-        &embedding_columns(&dataset),
+    let (column, _, vector) = query_vector(
+        &runtime,
+        &dataset,
         &query,
         args.exit,
         args.captions,
+        args.bundle.as_deref(),
     )?;
-    let bundle = open_bundle(&runtime, &dataset, args.bundle.as_deref())?;
-    let vector = encode_query(&runtime, &bundle, &query, &column)?;
     let hits = runtime.block_on(nearest(
         &dataset,
         &column.name(),

@@ -232,7 +232,7 @@ fn extra_json(extra: &[(String, &dyn Array)], row: usize) -> String {
     serde_json::to_string(&object).unwrap_or_default()
 }
 
-fn check_unique(uri: &str, entries: &[ManifestEntry]) -> Result<()> {
+pub(crate) fn check_unique(uri: &str, entries: &[ManifestEntry]) -> Result<()> {
     let mut seen = HashSet::with_capacity(entries.len());
     for entry in entries {
         if entry.id.is_empty() {
@@ -248,7 +248,7 @@ fn check_unique(uri: &str, entries: &[ManifestEntry]) -> Result<()> {
     Ok(())
 }
 
-fn manifest_error(uri: &str, reason: String) -> Error {
+pub(crate) fn manifest_error(uri: &str, reason: String) -> Error {
     Error::Manifest {
         uri: uri.to_string(),
         reason,

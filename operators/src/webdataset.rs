@@ -12,14 +12,12 @@
 //! a sample without an image, an image cut short by a truncated tar, bytes skipped after a
 //! damaged header (id `TARNAME@OFFSET`).
 
-use std::collections::HashSet;
-
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::ObjectStoreExt;
 use vemo_schemas::ManifestEntry;
 
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, check_unique, manifest_error};
 use crate::store::{self, Location};
 use crate::{Error, Result};
 
@@ -45,7 +43,7 @@ pub struct WebDatasetOptions {
 pub async fn read_webdataset(input: &str, options: &WebDatasetOptions) -> Result<Manifest> {
     let tars = shard_uris(input).await?;
     if tars.is_empty() {
-        return Err(corpus_error(input, "no .tar shards found".into()));
+        return Err(manifest_error(input, "no .tar shards found".into()));
     }
     let indexed: Vec<Result<Vec<ManifestEntry>>> = futures::stream::iter(tars.iter())
         .map(|uri| index_tar(uri, options))
@@ -56,16 +54,8 @@ pub async fn read_webdataset(input: &str, options: &WebDatasetOptions) -> Result
     for part in indexed {
         entries.extend(part?);
     }
-    let mut seen = HashSet::with_capacity(entries.len());
-    if let Some(dup) = entries.iter().find(|e| !seen.insert(e.id.as_str())) {
-        return Err(corpus_error(
-            input,
-            format!(
-                "sample id `{}` appears more than once (ids are the JSON `key`, else TARNAME/KEY)",
-                dup.id
-            ),
-        ));
-    }
+    // Ids are the JSON `key`, else TARNAME/KEY: unique as a manifest's must be.
+    check_unique(input, &entries)?;
     Ok(Manifest {
         uri: store::normalize_uri(input)?,
         entries,
@@ -74,7 +64,7 @@ pub async fn read_webdataset(input: &str, options: &WebDatasetOptions) -> Result
 
 /// The shard URIs `input` names, in order.
 pub async fn shard_uris(input: &str) -> Result<Vec<String>> {
-    if let Some(expanded) = expand_braces(input).map_err(|r| corpus_error(input, r))? {
+    if let Some(expanded) = expand_braces(input).map_err(|r| manifest_error(input, r))? {
         return expanded.iter().map(|u| store::normalize_uri(u)).collect();
     }
     let location = store::resolve(input)?;
@@ -570,13 +560,6 @@ impl<'a> Blocks<'a> {
         let mut joined = block;
         joined.extend_from_slice(&self.buf);
         self.buf = joined;
-    }
-}
-
-fn corpus_error(uri: &str, reason: String) -> Error {
-    Error::Manifest {
-        uri: uri.to_string(),
-        reason,
     }
 }
 

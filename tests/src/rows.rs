@@ -130,16 +130,29 @@ pub fn assert_same_rows(a: &Output, b: &Output, what: &str) {
         b.items.keys().collect::<Vec<_>>(),
         "{what}: ids"
     );
-    let mut worst = 0f32;
-    for (id, (hash, vector)) in &a.items {
-        let (other_hash, other) = &b.items[id];
-        assert_eq!(hash, other_hash, "{what}: content hash of {id}");
-        for (x, y) in vector.iter().zip(other) {
-            worst = worst.max((x - y).abs());
-        }
+    assert_items_as(b, a, what);
+}
+
+/// Every item of `got` is in `expected` with the same content hash and an embedding equal
+/// within 1e-5: shards batch captions differently per layout (padding length), f32 noise only.
+pub fn assert_items_as(got: &Output, expected: &Output, what: &str) {
+    for (id, (hash, vector)) in &got.items {
+        let (want_hash, want) = expected
+            .items
+            .get(id)
+            .unwrap_or_else(|| panic!("{what}: {id} not expected"));
+        assert_eq!(hash, want_hash, "{what}: content hash of {id}");
+        let worst = max_abs_diff(vector, want);
+        assert!(worst < 1e-5, "{what}: embedding of {id} differs by {worst}");
     }
-    // Shards batch captions differently per layout (padding length); f32 noise only.
-    assert!(worst < 1e-5, "{what}: embeddings differ by {worst}");
+}
+
+/// The largest |a - b| over two vectors.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }
 
 /// Every file below `dir`.

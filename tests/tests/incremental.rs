@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use vemo_tests::rows::{ITEMS, assert_same_rows, make_corpus, parquet_ids, read_output};
+use vemo_tests::rows::{
+    ITEMS, assert_same_rows, make_corpus, max_abs_diff, parquet_ids, read_output,
+};
 use vemo_tests::{tiny_bundle, vemo_ok, write_job};
 
 /// What the mutation does, in items of the 40 (+3 broken) of the corpus.
@@ -340,11 +342,7 @@ fn a_new_text_exit_and_the_entity_task_only_add_columns() {
     assert_eq!(expected.len(), ITEMS);
     for (id, (vector, keys)) in &expected {
         let (other, other_keys) = &got[id];
-        let worst = vector
-            .iter()
-            .zip(other)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(vector, other);
         assert!(worst < 1e-5, "{id}: text_emb_e3 differs by {worst}");
         assert_eq!(keys, other_keys, "{id}: entity keys");
     }

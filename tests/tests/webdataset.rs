@@ -8,25 +8,32 @@
 //!   sample indexed;
 //! - in moto's S3 server, named by a brace pattern, on a 3-process cluster: the same rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vemo_tests::rows::{Output, assert_complete, assert_same_rows, make_corpus, read_output};
+use vemo_tests::rows::{
+    Output, assert_complete, assert_items_as, assert_same_rows, make_corpus, read_output,
+};
 use vemo_tests::servers::{cluster_sh, repo_root, start_moto};
 use vemo_tests::{tiny_bundle, vemo_ok, write_job};
 
 /// Samples per tar: the 43 items make 3 tars.
 const PER_TAR: usize = 16;
 
-fn make_shards(manifest: &Path, out: &Path) {
+/// The test corpus in `dir`, as tars in `dir/shards` and as the rows a manifest run of it
+/// writes (the reference).
+fn corpus_as_shards(dir: &Path) -> (PathBuf, Output) {
+    let corpus = make_corpus(dir);
+    let shards = dir.join("shards");
     let status = Command::new("python3")
         .arg(repo_root().join("infra/tests/make_webdataset.py"))
-        .arg(manifest)
-        .arg(out)
+        .arg(Path::new(&corpus).join("manifest.jsonl"))
+        .arg(&shards)
         .arg(PER_TAR.to_string())
         .status()
         .expect("python3");
     assert!(status.success(), "make_webdataset.py failed");
+    (shards, reference(dir, &corpus))
 }
 
 /// A job reading WebDataset shards at `input` (the test job otherwise).
@@ -56,10 +63,7 @@ fn reference(dir: &Path, corpus: &str) -> Output {
 #[test]
 fn tar_shards_index_like_the_same_manifest_and_damaged_tars_keep_what_they_can() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let corpus = make_corpus(dir.path());
-    let shards = dir.path().join("shards");
-    make_shards(&Path::new(&corpus).join("manifest.jsonl"), &shards);
-    let expected = reference(dir.path(), &corpus);
+    let (shards, expected) = corpus_as_shards(dir.path());
 
     let out = dir.path().join("wds");
     let job = webdataset_job(
@@ -128,17 +132,7 @@ fn tar_shards_index_like_the_same_manifest_and_damaged_tars_keep_what_they_can()
         "every readable sample once in items or errors (the cut one under its tar's name), \
          and one row more for the damaged bytes"
     );
-    // The same image bytes, and embeddings equal up to batching's rounding.
-    for (id, (hash, vector)) in &got.items {
-        let (want_hash, want) = &expected.items[id];
-        assert_eq!(hash, want_hash, "{id}: content hash");
-        let worst = vector
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst < 1e-5, "{id}: embedding differs by {worst}");
-    }
+    assert_items_as(&got, &expected, "damaged tars vs the manifest");
     println!(
         "webdataset: 3 tars = manifest row for row; damaged copy: {} items, errors {:?}",
         got.items.len(),
@@ -149,10 +143,7 @@ fn tar_shards_index_like_the_same_manifest_and_damaged_tars_keep_what_they_can()
 #[test]
 fn tar_shards_in_s3_index_on_a_three_process_cluster_like_the_manifest() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let corpus = make_corpus(dir.path());
-    let shards = dir.path().join("shards");
-    make_shards(&Path::new(&corpus).join("manifest.jsonl"), &shards);
-    let expected = reference(dir.path(), &corpus);
+    let (shards, expected) = corpus_as_shards(dir.path());
 
     let server = start_moto("vemo-webdataset-secret");
     server.objects(&["mkbucket", "s3://wds"]);
