@@ -4,10 +4,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vemo-target}"
 export VEMO_HOME="${VEMO_HOME:-$HOME/.cache/vemo}"
 VEMO="$CARGO_TARGET_DIR/debug/vemo"
 
-# Installs what a fresh Debian machine lacks: protoc (lance's build runs it), moto's S3 server
+# Installs what a fresh Debian machine lacks: cmake and nasm (libjpeg-turbo's build), protoc
+# (lance's build runs it), moto's S3 server
 # and Azurite (the object-store tests) and, for the Python checks, pylance + pyarrow, and what
 # the search notebook uses (lancedb, duckdb, matplotlib) with nbclient to run it.
 ensure_system_deps() {
+  if ! command -v cmake >/dev/null || ! command -v nasm >/dev/null; then
+    echo "== installing cmake and nasm (the build of the vendored libjpeg-turbo runs them)"
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq cmake nasm
+    else sudo apt-get update -qq && sudo apt-get install -y -qq cmake nasm; fi
+  fi
   if ! command -v protoc >/dev/null; then
     echo "== installing protobuf-compiler"
     if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler

@@ -1,11 +1,11 @@
 //! Decoding image bytes into pixels within [`ImageLimits`]: the size in bytes, the pixel count
 //! and the aspect ratio are checked from the header, before the decoder allocates anything;
 //! a JPEG whose data ends early or is corrupt fails unless the limits accept partial images.
-//! That is zune-jpeg's strict mode, stricter than libjpeg (which only warns on, say, stray
-//! bytes before a marker): it rejected none of 1,260 COCO, Flickr8k and ICDAR photos, and
-//! `accept_partial_images` restores the lenient decode. The EXIF orientation is applied, as
-//! every photo viewer does. Every failure is a reason ready for an `errors` row, naming the
-//! limit it broke.
+//! JPEG pixels come from libjpeg-turbo with its warnings (data ending early, stray bytes
+//! before a marker) taken as errors, as zune-jpeg's strict mode did before it; it rejected
+//! none of 1,260 COCO, Flickr8k and ICDAR photos, and `accept_partial_images` restores the
+//! lenient decode (zune-jpeg's). The EXIF orientation is applied, as every photo viewer does.
+//! Every failure is a reason ready for an `errors` row, naming the limit it broke.
 
 use std::io::Cursor;
 
@@ -132,10 +132,10 @@ impl MinSize {
 
 /// Decodes like [`decode_within`], but a large JPEG at the smallest DCT scale (1/8, 1/4 or
 /// 1/2) that keeps `min` (the IDCT yields the reduced image directly, most of the decode time
-/// saved: a 4032 x 3024 phone photo for a 256 short side decodes at 504 x 378); the scaling
-/// is a box filter, so crops of such a photo differ from the full decode's by a grey level or
-/// two. Anything else decodes whole, as does everything when `limits` accept partial images.
-/// Returns the image and the upright size of the whole image.
+/// saved: a 4032 x 3024 phone photo for a 256 short side decodes at 504 x 378); libjpeg-turbo's
+/// scaled IDCT filters like a downscale, so crops of such a photo differ from the full
+/// decode's by a grey level or two. Anything else decodes whole, as does everything when
+/// `limits` accept partial images. Returns the image and the upright size of the whole image.
 pub fn decode_reduced_within(
     bytes: &[u8],
     limits: &ImageLimits,
@@ -151,32 +151,17 @@ pub fn decode_reduced_within(
     limits.check_bytes(bytes.len() as u64)?;
     let (decoder, width, height, orientation) = jpeg_header(bytes, limits)?;
     let eighths = dct_scale(width.min(height), width.max(height), min);
-    if eighths == 8 {
-        return finish_jpeg(decoder, width, height, orientation).map(with_size);
-    }
-    let failed =
-        |e: jpeg_decoder::Error| format!("cannot decode JPEG (damaged or truncated data): {e}");
-    let mut scaled = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    scaled.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc()).unwrap_or(usize::MAX));
-    // Both sides of a size the header check accepted fit a u16 (JPEG sizes are u16).
-    let side = |n: u32| u16::try_from((n * eighths).div_ceil(8)).unwrap_or(u16::MAX);
-    scaled.scale(side(width), side(height)).map_err(failed)?;
-    let pixels = scaled.decode().map_err(failed)?;
-    let info = scaled.info().ok_or("cannot decode JPEG: no frame")?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    let image = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => {
-            RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
-        }
-        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels)
-            .map(|grey| DynamicImage::ImageRgb8(DynamicImage::ImageLuma8(grey).to_rgb8())),
-        // CMYK (and anything else): the whole decode converts it.
-        _ => return decode_within(bytes, limits).map(with_size),
+    let image = match turbo_decode(bytes, (width, height), eighths)? {
+        Some(rgb) => upright(rgb, orientation),
+        None => finish_jpeg(decoder, width, height, orientation)?,
     };
-    let mut image = image
-        .ok_or("cannot decode JPEG: the decoder returned fewer pixels than its header declares")?;
-    image.apply_orientation(orientation);
-    let turned = (image.width(), image.height()) != (w, h);
+    let turned = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
     Ok((
         image,
         if turned {
@@ -185,6 +170,57 @@ pub fn decode_reduced_within(
             (width, height)
         },
     ))
+}
+
+/// Progressive scans libjpeg-turbo reads before giving up on a JPEG (its own fuzzers' bound:
+/// a crafted file of thousands of tiny scans costs a full pass over the image each).
+const MAX_SCANS: u32 = 500;
+
+/// libjpeg-turbo's decode of a JPEG whose header zune-jpeg read as `size` and the limits
+/// accepted, at `eighths` / 8 of that size (8: whole), as RGB. `None` for the colour spaces
+/// left to zune-jpeg (CMYK, YCCK). A warning (data ending early, corrupt entropy data) is an
+/// error, as in zune-jpeg's strict mode.
+fn turbo_decode(bytes: &[u8], size: (u32, u32), eighths: u32) -> Result<Option<RgbImage>, String> {
+    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
+    let failed =
+        |e: turbojpeg::Error| format!("cannot decode JPEG (damaged or truncated data): {e}");
+    let mut decompressor = Decompressor::new().map_err(failed)?;
+    let header = decompressor.read_header(bytes).map_err(failed)?;
+    if matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
+        return Ok(None);
+    }
+    if (header.width, header.height) != (size.0 as usize, size.1 as usize) {
+        return Err(format!(
+            "cannot decode JPEG: its frame is {} x {}, but its header read as {} x {}",
+            header.width, header.height, size.0, size.1
+        ));
+    }
+    let scale = ScalingFactor::new(eighths as usize, 8);
+    decompressor.set_scaling_factor(scale).map_err(failed)?;
+    decompressor.set_scan_limit(MAX_SCANS).map_err(failed)?;
+    let scaled = header.scaled(scale);
+    // At most the whole image's RGB, which `limits` bounded.
+    let mut pixels = vec![0u8; scaled.width * scaled.height * 3];
+    let image = Image {
+        pixels: pixels.as_mut_slice(),
+        width: scaled.width,
+        pitch: scaled.width * 3,
+        height: scaled.height,
+        format: PixelFormat::RGB,
+    };
+    decompressor.decompress(bytes, image).map_err(failed)?;
+    Ok(RgbImage::from_raw(
+        scaled.width as u32,
+        scaled.height as u32,
+        pixels,
+    ))
+}
+
+/// `rgb` turned upright as its EXIF `orientation` says.
+fn upright(rgb: RgbImage, orientation: Orientation) -> DynamicImage {
+    let mut image = DynamicImage::ImageRgb8(rgb);
+    image.apply_orientation(orientation);
+    image
 }
 
 /// Eighths of the full size (1, 2, 4 or 8) of the smallest DCT scale that keeps `min`.
@@ -198,10 +234,16 @@ fn dct_scale(short: u32, long: u32, min: MinSize) -> u32 {
         .unwrap_or(8)
 }
 
-/// JPEG through zune-jpeg directly: the `image` crate runs it leniently, which turns a
-/// truncated file into a grey image without an error.
+/// JPEG: the header through zune-jpeg (size limits, EXIF orientation), the pixels through
+/// libjpeg-turbo, or through zune-jpeg for CMYK and when partial images are accepted (the
+/// `image` crate runs it leniently, which turns a truncated file into a grey image).
 fn decode_jpeg(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, String> {
     let (decoder, width, height, orientation) = jpeg_header(bytes, limits)?;
+    if !limits.accept_partial
+        && let Some(rgb) = turbo_decode(bytes, (width, height), 8)?
+    {
+        return Ok(upright(rgb, orientation));
+    }
     finish_jpeg(decoder, width, height, orientation)
 }
 
@@ -245,9 +287,7 @@ fn finish_jpeg(
         .map_err(|e| format!("cannot decode JPEG (damaged or truncated data): {e}"))?;
     let rgb = RgbImage::from_raw(width, height, pixels)
         .ok_or("cannot decode JPEG: the decoder returned fewer pixels than its header declares")?;
-    let mut image = DynamicImage::ImageRgb8(rgb);
-    image.apply_orientation(orientation);
-    Ok(image)
+    Ok(upright(rgb, orientation))
 }
 
 fn decode_with_image(

@@ -31,12 +31,19 @@ pub fn classifier_input(image: &image::DynamicImage, resize: u32, crop: u32) -> 
 
 /// TF-Lite normalisation of an RGB crop: (pixel - 127) / 128, channel-major (3, h, w).
 pub fn normalize_crop(crop: &image::RgbImage) -> Vec<f32> {
-    let (w, h) = (crop.width() as usize, crop.height() as usize);
-    let mut out = vec![0f32; 3 * w * h];
-    for (x, y, pixel) in crop.enumerate_pixels() {
-        for c in 0..3 {
-            out[c * w * h + y as usize * w + x as usize] = (f32::from(pixel[c]) - 127.0) / 128.0;
-        }
+    planar(crop, |_, v| (f32::from(v) - 127.0) / 128.0)
+}
+
+/// The crop's pixels as channel-major (3, h, w) f32, each value `f(channel, value)`: one pass
+/// over the interleaved pixels, writing the three planes.
+fn planar(crop: &image::RgbImage, f: impl Fn(usize, u8) -> f32) -> Vec<f32> {
+    let plane = crop.width() as usize * crop.height() as usize;
+    let mut out = vec![0f32; 3 * plane];
+    let (red, rest) = out.split_at_mut(plane);
+    let (green, blue) = rest.split_at_mut(plane);
+    let pixels = crop.as_raw().chunks_exact(3);
+    for ((pixel, r), (g, b)) in pixels.zip(red).zip(green.iter_mut().zip(blue)) {
+        (*r, *g, *b) = (f(0, pixel[0]), f(1, pixel[1]), f(2, pixel[2]));
     }
     out
 }
@@ -62,15 +69,7 @@ impl PixelNorm {
             PixelNorm::TfLite => return normalize_crop(crop),
             PixelNorm::MeanStd { mean, std } => (mean, std),
         };
-        let (w, h) = (crop.width() as usize, crop.height() as usize);
-        let mut out = vec![0f32; 3 * w * h];
-        for (x, y, pixel) in crop.enumerate_pixels() {
-            for c in 0..3 {
-                out[c * w * h + y as usize * w + x as usize] =
-                    (f32::from(pixel[c]) / 255.0 - mean[c]) / std[c];
-            }
-        }
-        out
+        planar(crop, |c, v| (f32::from(v) / 255.0 - mean[c]) / std[c])
     }
 }
 
