@@ -151,10 +151,7 @@ pub fn decode_reduced_within(
     limits.check_bytes(bytes.len() as u64)?;
     let (decoder, width, height, orientation) = jpeg_header(bytes, limits)?;
     let eighths = dct_scale(width.min(height), width.max(height), min);
-    let image = match turbo_decode(bytes, (width, height), eighths)? {
-        Some(rgb) => upright(rgb, orientation),
-        None => finish_jpeg(decoder, width, height, orientation)?,
-    };
+    let image = jpeg_pixels(decoder, bytes, (width, height), orientation, eighths)?;
     let turned = matches!(
         orientation,
         Orientation::Rotate90
@@ -172,6 +169,9 @@ pub fn decode_reduced_within(
     ))
 }
 
+/// The start of the reason a JPEG's data failed to decode, whichever decoder read it.
+const DAMAGED_JPEG: &str = "cannot decode JPEG (damaged or truncated data)";
+
 /// Progressive scans libjpeg-turbo reads before giving up on a JPEG (its own fuzzers' bound:
 /// a crafted file of thousands of tiny scans costs a full pass over the image each).
 const MAX_SCANS: u32 = 500;
@@ -182,8 +182,7 @@ const MAX_SCANS: u32 = 500;
 /// error, as in zune-jpeg's strict mode.
 fn turbo_decode(bytes: &[u8], size: (u32, u32), eighths: u32) -> Result<Option<RgbImage>, String> {
     use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
-    let failed =
-        |e: turbojpeg::Error| format!("cannot decode JPEG (damaged or truncated data): {e}");
+    let failed = |e: turbojpeg::Error| format!("{DAMAGED_JPEG}: {e}");
     let mut decompressor = Decompressor::new().map_err(failed)?;
     let header = decompressor.read_header(bytes).map_err(failed)?;
     if matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
@@ -239,12 +238,25 @@ fn dct_scale(short: u32, long: u32, min: MinSize) -> u32 {
 /// `image` crate runs it leniently, which turns a truncated file into a grey image).
 fn decode_jpeg(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, String> {
     let (decoder, width, height, orientation) = jpeg_header(bytes, limits)?;
-    if !limits.accept_partial
-        && let Some(rgb) = turbo_decode(bytes, (width, height), 8)?
-    {
-        return Ok(upright(rgb, orientation));
+    if limits.accept_partial {
+        return finish_jpeg(decoder, width, height, orientation);
     }
-    finish_jpeg(decoder, width, height, orientation)
+    jpeg_pixels(decoder, bytes, (width, height), orientation, 8)
+}
+
+/// The pixels of a JPEG past its header, at `eighths` / 8 of `size`, upright: libjpeg-turbo's,
+/// or zune-jpeg's whole decode for the colour spaces libjpeg-turbo leaves to it.
+fn jpeg_pixels(
+    decoder: ZuneDecoder<'_>,
+    bytes: &[u8],
+    (width, height): (u32, u32),
+    orientation: Orientation,
+    eighths: u32,
+) -> Result<DynamicImage, String> {
+    match turbo_decode(bytes, (width, height), eighths)? {
+        Some(rgb) => Ok(upright(rgb, orientation)),
+        None => finish_jpeg(decoder, width, height, orientation),
+    }
 }
 
 /// zune-jpeg's decoder over a byte slice.
@@ -284,7 +296,7 @@ fn finish_jpeg(
 ) -> Result<DynamicImage, String> {
     let pixels = decoder
         .decode()
-        .map_err(|e| format!("cannot decode JPEG (damaged or truncated data): {e}"))?;
+        .map_err(|e| format!("{DAMAGED_JPEG}: {e}"))?;
     let rgb = RgbImage::from_raw(width, height, pixels)
         .ok_or("cannot decode JPEG: the decoder returned fewer pixels than its header declares")?;
     Ok(upright(rgb, orientation))
